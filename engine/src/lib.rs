@@ -9,4 +9,7 @@
 //! io_uring (tokio-uring) with owned buffers.
 
 pub mod batch;
+pub mod checkpoint;
+pub mod index;
+pub mod recovery;
 mod varint;
