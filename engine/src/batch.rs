@@ -152,8 +152,9 @@ impl BatchError {
 }
 
 /// Reads the header at the start of `buf` and checks what can be checked
-/// without the body: size, magic and the declared length against `max_bytes`.
-/// Returns the header and the batch's total size. Does not check the CRC.
+/// without the body: magic, counts and the declared length against
+/// `max_bytes`. Returns the header and the batch's total size, which may be
+/// more than `buf` holds. Does not check the CRC.
 pub fn peek(buf: &[u8], max_bytes: usize) -> Result<(&BatchHeader, usize), BatchError> {
     let Ok((header, _)) = BatchHeader::ref_from_prefix(buf) else {
         return Err(BatchError::Incomplete {
@@ -183,12 +184,6 @@ pub fn peek(buf: &[u8], max_bytes: usize) -> Result<(&BatchHeader, usize), Batch
         return Err(BatchError::BadCount {
             count,
             last_offset_delta: last,
-        });
-    }
-    if buf.len() < size {
-        return Err(BatchError::Incomplete {
-            needed: size,
-            present: buf.len(),
         });
     }
     Ok((header, size))
@@ -233,7 +228,12 @@ impl<'a> BatchView<'a> {
     /// bytes that were fully validated before they were stored.
     pub fn parse_crc_only(buf: &'a [u8], max_bytes: usize) -> Result<Self, BatchError> {
         let (header, size) = peek(buf, max_bytes)?;
-        let bytes = &buf[..size];
+        let Some(bytes) = buf.get(..size) else {
+            return Err(BatchError::Incomplete {
+                needed: size,
+                present: buf.len(),
+            });
+        };
         let computed = compute_crc(bytes);
         let stored = header.crc.get();
         if computed != stored {
@@ -625,11 +625,20 @@ impl BatchBuilder {
 /// Stamps a validated batch for append: writes `baseOffset` and
 /// `partitionLeaderEpoch` in place. Neither is covered by the CRC, so the
 /// batch stays valid and no other byte changes.
-pub fn stamp_for_append(batch: &mut [u8], base_offset: i64, leader_epoch: i32) {
-    let (header, _) = BatchHeader::mut_from_prefix(batch)
-        .expect("stamp_for_append is only called on a validated batch");
+/// Fails only if `batch` is shorter than a header.
+pub fn stamp_for_append(
+    batch: &mut [u8],
+    base_offset: i64,
+    leader_epoch: i32,
+) -> Result<(), BatchError> {
+    let present = batch.len();
+    let (header, _) = BatchHeader::mut_from_prefix(batch).map_err(|_| BatchError::Incomplete {
+        needed: HEADER_BYTES,
+        present,
+    })?;
     header.base_offset = I64::new(base_offset);
     header.partition_leader_epoch = I32::new(leader_epoch);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -682,7 +691,7 @@ mod tests {
     #[test]
     fn stamping_keeps_the_crc_valid() {
         let mut bytes = sample();
-        stamp_for_append(&mut bytes, 42, 7);
+        stamp_for_append(&mut bytes, 42, 7).unwrap();
         let view = BatchView::parse(&bytes, MAX).unwrap();
         assert_eq!(view.base_offset(), 42);
         assert_eq!(view.header().partition_leader_epoch.get(), 7);

@@ -153,11 +153,11 @@ impl SegmentIndex {
     }
 
     /// Forgets every entry at or after `relative_offset`, and the last entry
-    /// before it, and returns the position from which batches must be fed
+    /// before it, and returns the entry from which batches must be fed
     /// again to bring the index up to date: the forgotten entry's batch, or
     /// the segment start. Used after truncation and for the part of a segment
     /// recovery does not trust.
-    pub fn rewind(&mut self, relative_offset: u32) -> u32 {
+    pub fn rewind(&mut self, relative_offset: u32) -> OffsetEntry {
         let keep = self
             .offsets
             .partition_point(|e| e.relative_offset < relative_offset);
@@ -179,7 +179,7 @@ impl SegmentIndex {
         } else {
             0
         };
-        restart.map_or(0, |e| e.position)
+        restart.unwrap_or_default()
     }
 
     /// The offset index file's bytes.
@@ -333,7 +333,8 @@ mod tests {
             let (full, _) = build(&batches[..cut], interval);
             let (mut rewound, positions) = build(&batches, interval);
             let from = rewound.rewind(cut as u32);
-            let start = positions.iter().position(|&p| p == from).unwrap();
+            let start = from.relative_offset as usize;
+            prop_assert_eq!(positions[start], from.position);
             for (rel, &(size, ts)) in batches.iter().enumerate().take(cut).skip(start) {
                 rewound.on_batch(rel as u32, positions[rel], size, ts);
             }

@@ -1,15 +1,29 @@
 //! ringlog-engine: the storage engine.
 //!
 //! A partition is a directory of segments holding Kafka RecordBatch v2 bytes
-//! exactly as producers sent them. This crate owns that format
-//! ([`batch`]), the sparse indexes ([`index`]), the partition log ([`log`]),
-//! crash recovery ([`recovery`]) and retention ([`retention`]). It knows nothing
-//! of sockets, shards or replication. Format and index logic are pure
-//! functions over bytes; [`io`] is the only module that touches files, through
-//! io_uring (tokio-uring) with owned buffers.
+//! exactly as producers sent them. This crate owns that format ([`batch`]),
+//! the sparse indexes ([`index`]), the partition log ([`log`]), crash recovery
+//! ([`recovery`], [`checkpoint`]) and retention ([`retention`]). It knows
+//! nothing of sockets, shards or replication. Format, index, recovery and
+//! retention logic are pure functions over bytes; `io` is the only module
+//! that touches files, through io_uring (tokio-uring) with owned buffers, and
+//! `segment` is the shell that joins the two.
+//!
+//! The on-disk format is described byte by byte in `engine/FORMAT.md`.
 
 pub mod batch;
 pub mod checkpoint;
+mod error;
+mod flush;
 pub mod index;
+mod io;
+pub mod log;
 pub mod recovery;
+pub mod retention;
+mod segment;
 mod varint;
+
+pub use error::Error;
+pub use flush::{Durable, FsyncPolicy};
+pub use log::{Appended, Log, LogConfig, RecoveryReport, RetentionReport};
+pub use segment::Repair;

@@ -192,7 +192,7 @@ mod tests {
                 .unwrap();
             }
             let mut batch = b.finish().unwrap();
-            stamp_for_append(&mut batch, offset as i64, 0);
+            stamp_for_append(&mut batch, offset as i64, 0).unwrap();
             offset += (i % 3) as u64 + 1;
             bytes.extend_from_slice(&batch);
             ends.push(bytes.len());

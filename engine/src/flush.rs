@@ -1,0 +1,228 @@
+//! Durability: when appended bytes are fdatasync'ed, and group commit.
+//!
+//! Under `always`, an append is acknowledged only once a sync that started
+//! after its write completed has finished. Appends that complete while a sync
+//! is in flight wait for the next one, and that single sync covers all of
+//! them: the number of syncs grows with the number of sync rounds, not with
+//! the number of appends.
+//!
+//! Single-threaded by design (a partition lives on one shard): the state is
+//! `Cell`s behind an `Rc`, no lock. A sync runs as its own task so that a
+//! waiter that is dropped cannot strand the others.
+//!
+//! A failed sync is final (PostgreSQL's "fsyncgate": Linux may have dropped
+//! the dirty pages, so a retry that succeeds proves nothing). The partition is
+//! marked failed and refuses appends until a restart recovers from disk.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio_uring::fs::File;
+
+/// When appended data is fdatasync'ed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FsyncPolicy {
+    /// Before every acknowledgement, with group commit.
+    Always,
+    /// At most this long after a write; acknowledgements do not wait.
+    Interval(Duration),
+    /// Never by the append path; on roll and close only. A process crash
+    /// loses nothing acknowledged (the page cache survives it); a machine
+    /// crash can.
+    Never,
+}
+
+impl std::str::FromStr for FsyncPolicy {
+    type Err = String;
+
+    /// Parses `always`, `never` or `interval:MS`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "always" => Ok(FsyncPolicy::Always),
+            "never" => Ok(FsyncPolicy::Never),
+            _ => s
+                .strip_prefix("interval:")
+                .and_then(|ms| ms.parse::<u64>().ok())
+                .filter(|&ms| ms > 0)
+                .map(|ms| FsyncPolicy::Interval(Duration::from_millis(ms)))
+                .ok_or_else(|| format!("bad fsync policy {s:?}: expected always, never or interval:MS")),
+        }
+    }
+}
+
+struct State {
+    policy: FsyncPolicy,
+    /// Writes completed so far; a write's sequence number is its count.
+    written: Cell<u64>,
+    /// Every write with a sequence number up to this one is durable.
+    durable: Cell<u64>,
+    in_flight: Cell<bool>,
+    timer_armed: Cell<bool>,
+    file: RefCell<Rc<File>>,
+    done: Notify,
+    syncs: Cell<u64>,
+    failure: RefCell<Option<String>>,
+}
+
+/// A partition's durability state, shared by the log and the tickets it
+/// hands out.
+#[derive(Clone)]
+pub(crate) struct Flusher {
+    state: Rc<State>,
+}
+
+/// Waits until one append is durable under the partition's policy.
+#[must_use = "an append is not durable until its ticket resolves"]
+pub struct Durable {
+    state: Rc<State>,
+    seq: u64,
+}
+
+impl Flusher {
+    pub(crate) fn new(policy: FsyncPolicy, file: Rc<File>) -> Self {
+        Self {
+            state: Rc::new(State {
+                policy,
+                written: Cell::new(0),
+                durable: Cell::new(0),
+                in_flight: Cell::new(false),
+                timer_armed: Cell::new(false),
+                file: RefCell::new(file),
+                done: Notify::new(),
+                syncs: Cell::new(0),
+                failure: RefCell::new(None),
+            }),
+        }
+    }
+
+    /// Records that a write to the current file completed and returns the
+    /// ticket for it.
+    pub(crate) fn wrote(&self) -> Durable {
+        let s = &self.state;
+        s.written.set(s.written.get() + 1);
+        if let FsyncPolicy::Interval(every) = s.policy {
+            if !s.timer_armed.replace(true) {
+                let state = self.state.clone();
+                tokio_uring::spawn(async move {
+                    tokio::time::sleep(every).await;
+                    state.timer_armed.set(false);
+                    start_sync(&state);
+                });
+            }
+        }
+        Durable {
+            state: self.state.clone(),
+            seq: s.written.get(),
+        }
+    }
+
+    /// Syncs `file` now, outside group commit: for a segment being sealed and
+    /// for close. Every write so far is on it or on an already synced file.
+    pub(crate) async fn sync_file(&self, file: &File) -> Result<(), String> {
+        self.check()?;
+        let target = self.state.written.get();
+        let res = file.sync_data().await;
+        self.state.syncs.set(self.state.syncs.get() + 1);
+        self.settle(target, res);
+        self.check()
+    }
+
+    /// Points group commit at a new active segment file.
+    pub(crate) fn set_file(&self, file: Rc<File>) {
+        *self.state.file.borrow_mut() = file;
+    }
+
+    /// The failure that stopped this partition, if any.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        match &*self.state.failure.borrow() {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the partition failed (a write error is as final as a sync error).
+    pub(crate) fn fail(&self, why: String) {
+        self.state.failure.borrow_mut().get_or_insert(why);
+        self.state.done.notify_waiters();
+    }
+
+    /// fdatasync calls issued so far.
+    pub(crate) fn sync_count(&self) -> u64 {
+        self.state.syncs.get()
+    }
+
+    fn settle(&self, target: u64, res: std::io::Result<()>) {
+        settle(&self.state, target, res);
+    }
+}
+
+fn settle(state: &State, target: u64, res: std::io::Result<()>) {
+    match res {
+        Ok(()) => state.durable.set(state.durable.get().max(target)),
+        Err(e) => {
+            state
+                .failure
+                .borrow_mut()
+                .get_or_insert_with(|| format!("fdatasync failed: {e}"));
+        }
+    }
+    state.done.notify_waiters();
+}
+
+/// Starts a sync covering every completed write, unless one is in flight
+/// (its waiters will start the next).
+fn start_sync(state: &Rc<State>) {
+    if state.in_flight.get() || state.durable.get() >= state.written.get() {
+        return;
+    }
+    state.in_flight.set(true);
+    let state = state.clone();
+    tokio_uring::spawn(async move {
+        let target = state.written.get();
+        let file = state.file.borrow().clone();
+        let res = file.sync_data().await;
+        state.syncs.set(state.syncs.get() + 1);
+        state.in_flight.set(false);
+        settle(&state, target, res);
+    });
+}
+
+impl Durable {
+    /// Resolves when the append is durable under the policy: at once for
+    /// `never` and `interval`, after the covering sync for `always`. An error
+    /// means the partition failed and the append must not be acknowledged.
+    pub async fn wait(self) -> Result<(), crate::Error> {
+        let s = &self.state;
+        loop {
+            // Registered before the checks, so a sync that settles after them
+            // still wakes this waiter.
+            let notified = s.done.notified();
+            if let Some(why) = &*s.failure.borrow() {
+                return Err(crate::Error::Failed(why.clone()));
+            }
+            if s.policy != FsyncPolicy::Always || s.durable.get() >= self.seq {
+                return Ok(());
+            }
+            start_sync(s);
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse() {
+        assert_eq!("always".parse(), Ok(FsyncPolicy::Always));
+        assert_eq!("never".parse(), Ok(FsyncPolicy::Never));
+        assert_eq!(
+            "interval:250".parse(),
+            Ok(FsyncPolicy::Interval(Duration::from_millis(250)))
+        );
+        assert!("interval:0".parse::<FsyncPolicy>().is_err());
+        assert!("sometimes".parse::<FsyncPolicy>().is_err());
+    }
+}

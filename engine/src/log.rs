@@ -1,0 +1,472 @@
+//! A partition's log: its segments in offset order, the append path, reads by
+//! offset and by time, truncation, retention, and recovery on open.
+//!
+//! Owned by one shard and driven through `&mut self` for writes: no lock
+//! guards it. Durability follows the partition's [`FsyncPolicy`]; under
+//! `always` the caller awaits the [`Durable`] ticket of an append before
+//! acknowledging it, and group commit lets many tickets share one sync.
+
+use crate::batch::{stamp_for_append, BatchView};
+use crate::checkpoint::{self, CHECKPOINT_FILE};
+use crate::error::{Error, IoContext};
+use crate::flush::{Durable, Flusher, FsyncPolicy};
+use crate::io;
+use crate::retention::{self, Retention, SegmentStat};
+use crate::segment::{self, Repair, Segment, Trust};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Default largest segment: Kafka's `segment.bytes`.
+pub const SEGMENT_BYTES_DEFAULT: u64 = 1 << 30;
+/// Segment positions are u32 in the index.
+pub const SEGMENT_BYTES_LIMIT: u64 = u32::MAX as u64;
+/// Default largest batch an append takes. Kafka's default is 1 MiB; ringlog
+/// allows more so a large record need not be split, while still bounding the
+/// memory one request can pin.
+pub const BATCH_BYTES_DEFAULT: usize = 8 << 20;
+/// Default spacing of offset index entries: Kafka's `index.interval.bytes`.
+pub const INDEX_INTERVAL_BYTES_DEFAULT: u32 = 4096;
+/// Default time retention: Kafka's 7 days.
+pub const RETENTION_MS_DEFAULT: u64 = 7 * 24 * 60 * 60 * 1000;
+
+/// Settings of one partition's log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// Roll to a new segment before the active one would exceed this.
+    pub segment_bytes_max: u64,
+    /// Roll when a batch is this much newer than the segment's first (ms).
+    pub segment_ms_max: Option<u64>,
+    /// Time and size retention.
+    pub retention: Retention,
+    /// When appends are fdatasync'ed.
+    pub fsync: FsyncPolicy,
+    /// Bytes between offset index entries.
+    pub index_interval_bytes: u32,
+    /// Largest batch an append takes, and the largest a read will trust.
+    pub batch_bytes_max: usize,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            segment_bytes_max: SEGMENT_BYTES_DEFAULT,
+            segment_ms_max: None,
+            retention: Retention {
+                retention_ms: Some(RETENTION_MS_DEFAULT),
+                retention_bytes: None,
+            },
+            // Correct first: an acknowledged record survives a power cut.
+            fsync: FsyncPolicy::Always,
+            index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
+            batch_bytes_max: BATCH_BYTES_DEFAULT,
+        }
+    }
+}
+
+impl LogConfig {
+    fn validate(&self) -> Result<(), Error> {
+        if self.segment_bytes_max == 0 || self.segment_bytes_max > SEGMENT_BYTES_LIMIT {
+            return Err(Error::Config(format!(
+                "segment_bytes_max {} must be in 1..={SEGMENT_BYTES_LIMIT}",
+                self.segment_bytes_max
+            )));
+        }
+        if self.batch_bytes_max as u64 > SEGMENT_BYTES_LIMIT {
+            return Err(Error::Config(format!(
+                "batch_bytes_max {} must be at most {SEGMENT_BYTES_LIMIT}",
+                self.batch_bytes_max
+            )));
+        }
+        if self.index_interval_bytes == 0 {
+            return Err(Error::Config("index_interval_bytes must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// What an append did.
+#[must_use = "under fsync=always an append is not durable until `durable` resolves"]
+pub struct Appended {
+    /// Offset assigned to the batch's first record.
+    pub base_offset: u64,
+    /// Offset of its last record.
+    pub last_offset: u64,
+    /// Resolves when the batch is durable under the partition's policy.
+    pub durable: Durable,
+}
+
+/// What opening a log found and repaired.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// Segments found on disk.
+    pub segments: usize,
+    /// Offset below which nothing was validated (the checkpoint), if any.
+    pub checkpoint: Option<u64>,
+    /// Every repair, in segment order.
+    pub repairs: Vec<Repair>,
+}
+
+/// What one retention pass deleted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RetentionReport {
+    /// Base offsets of the deleted segments.
+    pub deleted_segments: Vec<u64>,
+    /// Bytes freed.
+    pub bytes_deleted: u64,
+    /// Log start offset after the pass.
+    pub log_start_offset: u64,
+}
+
+/// One partition's log.
+pub struct Log {
+    dir: PathBuf,
+    config: LogConfig,
+    /// Every segment by base offset; the last is the active one.
+    segments: BTreeMap<u64, Segment>,
+    flusher: Flusher,
+    /// The checkpoint on disk: below it, everything is synced.
+    recovery_point: u64,
+}
+
+impl Log {
+    /// Opens (or creates) the log in `dir`, recovering it: segments before the
+    /// checkpoint are trusted, everything after it is validated, a torn or
+    /// corrupt tail is cut off and damaged indexes are rebuilt.
+    pub async fn open(dir: &Path, config: LogConfig) -> Result<(Self, RecoveryReport), Error> {
+        config.validate()?;
+        std::fs::create_dir_all(dir).at(dir)?;
+        let files = io::list_dir(dir).at(dir)?;
+        for stale in files.iter().filter(|p| p.extension().is_some_and(|e| e == "tmp")) {
+            io::remove_file(stale).await.at(stale)?;
+        }
+        let bases: Vec<u64> = files.iter().filter_map(|p| segment::parse_log_name(p)).collect();
+        let checkpoint_path = dir.join(CHECKPOINT_FILE);
+        let checkpoint = io::read_file(&checkpoint_path)
+            .await
+            .at(&checkpoint_path)?
+            .and_then(|b| checkpoint::decode(&b));
+        let mut report = RecoveryReport {
+            segments: bases.len(),
+            checkpoint,
+            repairs: Vec::new(),
+        };
+        let trusted_below = checkpoint.unwrap_or(0);
+
+        let mut segments = BTreeMap::new();
+        let mut expected: Option<u64> = None;
+        for (i, &base) in bases.iter().enumerate() {
+            let path = dir.join(segment::file_name(base, "log"));
+            if expected.is_some_and(|e| e != base) {
+                // An earlier segment lost its tail: these offsets no longer
+                // follow on, and a log has no holes.
+                let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+                tracing::warn!(segment = %path.display(), "dropping segment after a truncated one");
+                for extension in ["log", "index", "timeindex"] {
+                    let p = dir.join(segment::file_name(base, extension));
+                    io::remove_file(&p).await.at(&p)?;
+                }
+                report.repairs.push(Repair::SegmentDropped {
+                    segment: base,
+                    bytes,
+                });
+                continue;
+            }
+            let trust = match bases.get(i + 1) {
+                Some(&next) if next <= trusted_below => Trust::Sealed { end_offset: next },
+                _ => Trust::Below(trusted_below),
+            };
+            let repairs_before = report.repairs.len();
+            let mut seg = Segment::open(
+                dir,
+                base,
+                trust,
+                config.index_interval_bytes,
+                config.batch_bytes_max,
+                &mut report.repairs,
+            )
+            .await?;
+            let rebuilt = report.repairs[repairs_before..]
+                .iter()
+                .any(|r| matches!(r, Repair::IndexRebuilt { .. }));
+            if rebuilt && i + 1 < bases.len() {
+                seg.seal().await?;
+            }
+            expected = Some(seg.next_offset);
+            segments.insert(base, seg);
+        }
+        // Removing files for dropped segments must survive a crash too.
+        io::sync_dir(dir).at(dir)?;
+        if segments.is_empty() {
+            let seg = Segment::create(dir, 0, config.index_interval_bytes).await?;
+            io::sync_dir(dir).at(dir)?;
+            segments.insert(0, seg);
+        }
+        let active = segments.values().next_back().expect("a log has a segment");
+        let flusher = Flusher::new(config.fsync, active.file.clone());
+        if !report.repairs.is_empty() {
+            tracing::info!(dir = %dir.display(), repairs = report.repairs.len(), "recovered partition log");
+        }
+        let log = Self {
+            dir: dir.to_path_buf(),
+            config,
+            segments,
+            flusher,
+            recovery_point: checkpoint.unwrap_or(0),
+        };
+        Ok((log, report))
+    }
+
+    /// The directory holding the log.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The log's settings.
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+
+    /// Log start offset: the first offset still held.
+    pub fn earliest(&self) -> u64 {
+        *self.segments.keys().next().expect("a log has a segment")
+    }
+
+    /// Log end offset: the offset the next append gets.
+    pub fn latest(&self) -> u64 {
+        self.active().next_offset
+    }
+
+    /// Bytes held in all segments.
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+
+    /// Base offsets of the segments, oldest first.
+    pub fn segment_bases(&self) -> Vec<u64> {
+        self.segments.keys().copied().collect()
+    }
+
+    /// fdatasync calls made on the data so far (for tests and metrics).
+    pub fn sync_count(&self) -> u64 {
+        self.flusher.sync_count()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments.values().next_back().expect("a log has a segment")
+    }
+
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log has a segment")
+    }
+
+    /// Appends one batch exactly as received: validates it whole, stamps its
+    /// base offset and leader epoch in place and writes that same buffer. When
+    /// this returns, the bytes are in the page cache; under `always`, await
+    /// [`Appended::durable`] before acknowledging.
+    pub async fn append(&mut self, mut batch: Vec<u8>, leader_epoch: i32) -> Result<Appended, Error> {
+        self.flusher.check().map_err(Error::Failed)?;
+        let view = BatchView::parse(&batch, self.config.batch_bytes_max)?;
+        let trailing = batch.len() - view.bytes().len();
+        if trailing != 0 {
+            return Err(Error::TrailingBytes(trailing));
+        }
+        let offset_count = view.offset_count();
+        let max_timestamp = view.max_timestamp();
+        self.maybe_roll(batch.len() as u64, offset_count, max_timestamp)
+            .await?;
+        let base_offset = self.latest();
+        stamp_for_append(&mut batch, base_offset as i64, leader_epoch)?;
+        if let Err(e) = self
+            .active_mut()
+            .append(batch, offset_count, max_timestamp)
+            .await
+        {
+            // A failed write may have left part of the batch on disk; only
+            // recovery can tell what is whole, so stop taking appends.
+            self.flusher.fail(e.to_string());
+            return Err(e);
+        }
+        Ok(Appended {
+            base_offset,
+            last_offset: base_offset + offset_count - 1,
+            durable: self.flusher.wrote(),
+        })
+    }
+
+    async fn maybe_roll(&mut self, size: u64, offset_count: u64, max_timestamp: i64) -> Result<(), Error> {
+        let active = self.active();
+        if active.size == 0 {
+            return Ok(());
+        }
+        let too_big = active.size + size > self.config.segment_bytes_max;
+        let offsets_full = active.next_offset - active.base_offset + offset_count > u64::from(u32::MAX);
+        let too_old = match (self.config.segment_ms_max, active.first_timestamp) {
+            (Some(ms), Some(first)) => i128::from(max_timestamp) - i128::from(first) > i128::from(ms),
+            _ => false,
+        };
+        if too_big || offsets_full || too_old {
+            self.roll().await?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment, syncs it, starts a new one at the log end
+    /// and moves the checkpoint there.
+    async fn roll(&mut self) -> Result<(), Error> {
+        let next = self.latest();
+        let sealing = self.active_mut();
+        sealing.seal().await?;
+        let file = sealing.file.clone();
+        self.flusher.sync_file(&file).await.map_err(Error::Failed)?;
+        let seg = Segment::create(&self.dir, next, self.config.index_interval_bytes).await?;
+        io::sync_dir(&self.dir).at(&self.dir)?;
+        self.flusher.set_file(seg.file.clone());
+        self.segments.insert(next, seg);
+        self.write_checkpoint(next).await
+    }
+
+    async fn write_checkpoint(&mut self, offset: u64) -> Result<(), Error> {
+        let path = self.dir.join(CHECKPOINT_FILE);
+        io::write_file_atomic(&path, checkpoint::encode(offset), true)
+            .await
+            .at(&path)?;
+        self.recovery_point = offset;
+        Ok(())
+    }
+
+    fn out_of_range(&self, offset: u64) -> Error {
+        Error::OffsetOutOfRange {
+            offset,
+            start: self.earliest(),
+            end: self.latest(),
+        }
+    }
+
+    /// The stored bytes of whole batches, starting with the batch that holds
+    /// `offset` (Kafka semantics: it may begin before `offset`), up to
+    /// `max_bytes` but always at least one batch. Empty at the log end. Every
+    /// batch's CRC is checked before it is served.
+    pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, Error> {
+        if offset < self.earliest() || offset > self.latest() {
+            return Err(self.out_of_range(offset));
+        }
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.earliest(), |(&base, _)| base);
+        for seg in self.segments.range(from..).map(|(_, s)| s) {
+            if let Some(bytes) = seg
+                .read(offset, max_bytes, self.config.batch_bytes_max)
+                .await?
+            {
+                return Ok(bytes);
+            }
+        }
+        Ok(Vec::new())
+    }
+
+    /// The offset of the first record whose timestamp is >= `timestamp`, or
+    /// `None` if every record is older (Kafka's ListOffsets by time).
+    pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>, Error> {
+        for seg in self.segments.values() {
+            if let Some(offset) = seg
+                .offset_for_timestamp(timestamp, self.config.batch_bytes_max)
+                .await?
+            {
+                return Ok(Some(offset));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Removes every record at `offset` and after, so the log ends at the
+    /// start of the batch that held `offset` (batches are never split; a
+    /// follower truncates at batch boundaries). Below the log start, the log
+    /// is emptied and restarts at `offset`. Durable when it returns.
+    pub async fn truncate_to(&mut self, offset: u64) -> Result<(), Error> {
+        self.flusher.check().map_err(Error::Failed)?;
+        if offset >= self.latest() {
+            return Ok(());
+        }
+        // Lower the checkpoint first: a crash half-way must not trust bytes
+        // that are about to change.
+        if self.recovery_point > offset {
+            self.write_checkpoint(offset).await?;
+        }
+        let doomed: Vec<u64> = if offset < self.earliest() {
+            self.segments.keys().copied().collect()
+        } else {
+            self.segments.range(offset + 1..).map(|(&b, _)| b).collect()
+        };
+        for base in doomed {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.remove().await?;
+            }
+        }
+        match self.segments.values_mut().next_back() {
+            Some(seg) => seg.truncate_to(offset, self.config.batch_bytes_max).await?,
+            None => {
+                let seg = Segment::create(&self.dir, offset, self.config.index_interval_bytes).await?;
+                self.segments.insert(offset, seg);
+            }
+        }
+        io::sync_dir(&self.dir).at(&self.dir)?;
+        let file = self.active().file.clone();
+        self.flusher.set_file(file.clone());
+        self.flusher.sync_file(&file).await.map_err(Error::Failed)
+    }
+
+    /// Deletes whole segments past retention at `now_ms`, oldest first, never
+    /// the active one; the log start offset moves to the first kept segment.
+    pub async fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionReport, Error> {
+        let stats: Vec<SegmentStat> = self
+            .segments
+            .values()
+            .map(|s| SegmentStat {
+                size_bytes: s.size,
+                max_timestamp: s.index.max_timestamp(),
+            })
+            .collect();
+        let count = retention::expired(&stats, now_ms, self.config.retention);
+        let mut report = RetentionReport::default();
+        for _ in 0..count {
+            let Some((_, seg)) = self.segments.pop_first() else {
+                break;
+            };
+            report.deleted_segments.push(seg.base_offset);
+            report.bytes_deleted += seg.size;
+            seg.remove().await?;
+        }
+        if count > 0 {
+            io::sync_dir(&self.dir).at(&self.dir)?;
+            tracing::info!(
+                dir = %self.dir.display(),
+                segments = count,
+                bytes = report.bytes_deleted,
+                "retention deleted segments"
+            );
+        }
+        report.log_start_offset = self.earliest();
+        Ok(report)
+    }
+
+    /// Syncs everything appended so far, whatever the policy.
+    pub async fn sync(&self) -> Result<(), Error> {
+        let file = self.active().file.clone();
+        self.flusher.sync_file(&file).await.map_err(Error::Failed)
+    }
+
+    /// Syncs the data, writes the active segment's indexes and moves the
+    /// checkpoint to the log end, so the next open validates nothing.
+    pub async fn close(mut self) -> Result<(), Error> {
+        self.flusher.check().map_err(Error::Failed)?;
+        self.sync().await?;
+        self.active().write_indexes().await?;
+        let end = self.latest();
+        self.write_checkpoint(end).await
+    }
+}

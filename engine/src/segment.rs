@@ -1,0 +1,510 @@
+//! One segment: a `.log` file of batches named by its base offset, with its
+//! offset index and time index. This is the I/O shell around the pure index
+//! and recovery logic: it reads and writes the files, and decides nothing
+//! that the pure modules can decide.
+//!
+//! The active segment's indexes live in memory and reach disk when the
+//! segment is sealed or the log is closed; they are never needed from disk
+//! for the active segment, because recovery rebuilds the part after the
+//! checkpoint anyway.
+
+use crate::batch::{peek, BatchHeader, BatchView, HEADER_BYTES};
+use crate::error::{Error, IoContext};
+use crate::index::{OffsetEntry, SegmentIndex};
+use crate::io;
+use crate::recovery::{Feed, Scanner, Stop};
+use std::path::{Path, PathBuf};
+use std::rc::Rc;
+use tokio_uring::fs::File;
+use zerocopy::FromBytes;
+
+/// Bytes read per step while scanning a segment at recovery.
+const SCAN_CHUNK_BYTES: usize = 4 << 20;
+/// Bytes read per step while walking batch headers towards an offset or a
+/// timestamp: a few index intervals, so one read usually suffices.
+const WALK_WINDOW_BYTES: usize = 16 << 10;
+
+/// File name of a segment's file with the given extension.
+pub(crate) fn file_name(base_offset: u64, extension: &str) -> String {
+    format!("{base_offset:020}.{extension}")
+}
+
+/// Parses a segment file name back to its base offset.
+pub(crate) fn parse_log_name(path: &Path) -> Option<u64> {
+    let name = path.file_name()?.to_str()?;
+    let stem = name.strip_suffix(".log")?;
+    (stem.len() == 20 && stem.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| stem.parse().ok())
+        .flatten()
+}
+
+/// How much of a segment recovery may trust without validating it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Trust {
+    /// Everything: a segment sealed and synced before the checkpoint, whose
+    /// batches end where the next segment begins.
+    Sealed { end_offset: u64 },
+    /// Batches before this offset; validate the rest.
+    Below(u64),
+}
+
+/// What recovery did to one segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Repair {
+    /// Bytes after the last whole valid batch were cut off.
+    Truncated {
+        /// Segment base offset.
+        segment: u64,
+        /// New size of the segment file.
+        position: u64,
+        /// Bytes removed.
+        bytes_dropped: u64,
+        /// Why the batch at `position` was not kept.
+        reason: String,
+    },
+    /// The index files were missing or damaged and were rebuilt.
+    IndexRebuilt {
+        /// Segment base offset.
+        segment: u64,
+        /// What was wrong with them.
+        reason: String,
+    },
+    /// A whole segment was deleted because an earlier one lost its tail, so
+    /// its offsets no longer follow on.
+    SegmentDropped {
+        /// Segment base offset.
+        segment: u64,
+        /// Its size in bytes.
+        bytes: u64,
+    },
+}
+
+/// A batch found by walking headers.
+struct Found {
+    position: u64,
+    size: usize,
+    header: BatchHeader,
+}
+
+pub(crate) struct Segment {
+    pub(crate) base_offset: u64,
+    /// Offset after the last batch.
+    pub(crate) next_offset: u64,
+    /// Bytes of whole batches; the file is never read past this.
+    pub(crate) size: u64,
+    pub(crate) index: SegmentIndex,
+    pub(crate) file: Rc<File>,
+    /// Max timestamp of the first batch: the segment's age for rolling.
+    pub(crate) first_timestamp: Option<i64>,
+    dir: PathBuf,
+}
+
+impl Segment {
+    pub(crate) fn path(&self, extension: &str) -> PathBuf {
+        self.dir.join(file_name(self.base_offset, extension))
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.path("log")
+    }
+
+    /// Creates an empty segment file.
+    pub(crate) async fn create(
+        dir: &Path,
+        base_offset: u64,
+        index_interval_bytes: u32,
+    ) -> Result<Self, Error> {
+        let path = dir.join(file_name(base_offset, "log"));
+        let file = io::open_rw(&path, true).await.at(&path)?;
+        Ok(Self {
+            base_offset,
+            next_offset: base_offset,
+            size: 0,
+            index: SegmentIndex::new(index_interval_bytes),
+            file: Rc::new(file),
+            first_timestamp: None,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Opens an existing segment, validating what `trust` does not cover and
+    /// cutting off a torn or corrupt tail.
+    pub(crate) async fn open(
+        dir: &Path,
+        base_offset: u64,
+        trust: Trust,
+        index_interval_bytes: u32,
+        batch_bytes_max: usize,
+        repairs: &mut Vec<Repair>,
+    ) -> Result<Self, Error> {
+        let mut seg = Self::create(dir, base_offset, index_interval_bytes).await?;
+        let path = seg.log_path();
+        let file_len = std::fs::metadata(&path).at(&path)?.len();
+        let offsets = io::read_file(&seg.path("index")).await.at(&path)?;
+        let times = io::read_file(&seg.path("timeindex")).await.at(&path)?;
+        // A sealed segment's index must fit it exactly. A partly trusted
+        // one's may hold entries past a later truncation: rewind drops them
+        // and the scan from the restart point checks the rest.
+        let (bytes_bound, end_relative) = match trust {
+            Trust::Sealed { end_offset } => (
+                file_len,
+                u32::try_from(end_offset.saturating_sub(base_offset)).unwrap_or(u32::MAX),
+            ),
+            Trust::Below(_) => (u64::MAX, u32::MAX),
+        };
+        let decoded = match (offsets, times) {
+            (Some(o), Some(t)) => {
+                SegmentIndex::decode(&o, &t, index_interval_bytes, bytes_bound, end_relative)
+                    .map_err(|e| e.to_string())
+            }
+            _ => Err("index files missing".to_string()),
+        };
+        let index_problem = match decoded {
+            Ok(index) => {
+                seg.index = index;
+                None
+            }
+            Err(why) => Some(why),
+        };
+
+        if let (Trust::Sealed { end_offset }, None) = (trust, &index_problem) {
+            seg.size = file_len;
+            seg.next_offset = end_offset;
+            // A spot check that the last entry points at the batch it names.
+            if seg.check_last_entry().await? {
+                seg.load_first_timestamp().await?;
+                return Ok(seg);
+            }
+        }
+        let (restart, problem) = match (trust, index_problem) {
+            // Nothing of this segment is trusted: it is scanned from the start
+            // anyway, and the active segment's indexes are never on disk
+            // after a crash. Not a repair.
+            (Trust::Below(offset), Some(_)) if offset <= base_offset => (OffsetEntry::default(), None),
+            (_, Some(why)) => (OffsetEntry::default(), Some(why)),
+            (Trust::Sealed { .. }, None) => {
+                (OffsetEntry::default(), Some("index entry points at the wrong batch".into()))
+            }
+            (Trust::Below(offset), None) => {
+                let relative = u32::try_from(offset.saturating_sub(base_offset)).unwrap_or(u32::MAX);
+                (seg.index.rewind(relative), None)
+            }
+        };
+        if problem.is_some() {
+            seg.index = SegmentIndex::new(index_interval_bytes);
+        }
+        let mut stop = seg
+            .scan_from(restart, file_len, batch_bytes_max)
+            .await?;
+        // An index that disagrees with the file at its restart point is
+        // damaged, not the data: rebuild it from the start.
+        let mut problem = problem;
+        if restart.position > 0 && seg.size == u64::from(restart.position) && stop.is_some() {
+            problem = Some(format!("index restart point disagrees with the log: {}", stop.as_ref().map(ToString::to_string).unwrap_or_default()));
+            seg.index = SegmentIndex::new(index_interval_bytes);
+            stop = seg
+                .scan_from(OffsetEntry::default(), file_len, batch_bytes_max)
+                .await?;
+        }
+        if let Some(reason) = problem {
+            tracing::warn!(segment = %path.display(), %reason, "rebuilding segment index");
+            repairs.push(Repair::IndexRebuilt {
+                segment: base_offset,
+                reason,
+            });
+        }
+        if let Some(stop) = stop {
+            tracing::warn!(
+                segment = %path.display(),
+                position = seg.size,
+                bytes_dropped = file_len - seg.size,
+                reason = %stop,
+                "truncating segment to its last whole valid batch"
+            );
+            io::truncate(&path, seg.size).at(&path)?;
+            repairs.push(Repair::Truncated {
+                segment: base_offset,
+                position: seg.size,
+                bytes_dropped: file_len - seg.size,
+                reason: stop.to_string(),
+            });
+        }
+        seg.load_first_timestamp().await?;
+        Ok(seg)
+    }
+
+    /// Validates batches from `restart` to the end of the file, feeding the
+    /// index; leaves `size` and `next_offset` after the last valid batch and
+    /// returns why it stopped short of `file_len`, if it did.
+    async fn scan_from(
+        &mut self,
+        restart: OffsetEntry,
+        file_len: u64,
+        batch_bytes_max: usize,
+    ) -> Result<Option<Stop>, Error> {
+        let path = self.log_path();
+        let start = u64::from(restart.position);
+        let mut scanner = Scanner::new(
+            self.base_offset,
+            start,
+            self.base_offset + u64::from(restart.relative_offset),
+            batch_bytes_max,
+        );
+        let stop = if start > file_len {
+            Some(Stop::Torn {
+                needed: 0,
+                present: 0,
+            })
+        } else {
+            let mut want = SCAN_CHUNK_BYTES;
+            loop {
+                let chunk = io::read_at(&self.file, scanner.position(), want)
+                    .await
+                    .at(&path)?;
+                let eof = chunk.len() < want;
+                match scanner.feed(&chunk, &mut self.index) {
+                    Feed::NeedMore { position, bytes_min } => {
+                        if eof {
+                            let present = (file_len - position) as usize;
+                            break (present > 0).then_some(Stop::Torn {
+                                needed: bytes_min,
+                                present,
+                            });
+                        }
+                        want = SCAN_CHUNK_BYTES.max(bytes_min);
+                    }
+                    Feed::Corrupt(reason) => break Some(Stop::Corrupt(reason)),
+                }
+            }
+        };
+        self.size = scanner.position();
+        self.next_offset = scanner.next_offset();
+        Ok(stop)
+    }
+
+    async fn check_last_entry(&self) -> Result<bool, Error> {
+        let Some(last) = self.index.offsets().last() else {
+            return Ok(true);
+        };
+        let header = self.header_at(u64::from(last.position)).await?;
+        Ok(header.is_some_and(|h| {
+            h.base_offset.get() == (self.base_offset + u64::from(last.relative_offset)) as i64
+        }))
+    }
+
+    async fn header_at(&self, position: u64) -> Result<Option<BatchHeader>, Error> {
+        let bytes = io::read_at(&self.file, position, HEADER_BYTES)
+            .await
+            .at(&self.log_path())?;
+        Ok(BatchHeader::read_from_bytes(&bytes).ok())
+    }
+
+    async fn load_first_timestamp(&mut self) -> Result<(), Error> {
+        self.first_timestamp = if self.size == 0 {
+            None
+        } else {
+            self.header_at(0).await?.map(|h| h.max_timestamp.get())
+        };
+        Ok(())
+    }
+
+    /// Writes a validated, stamped batch at the end of the segment.
+    pub(crate) async fn append(
+        &mut self,
+        batch: Vec<u8>,
+        offset_count: u64,
+        max_timestamp: i64,
+    ) -> Result<(), Error> {
+        let size = batch.len();
+        let position = self.size;
+        let relative = self.next_offset - self.base_offset;
+        let (res, _) = io::write_all_at(&self.file, batch, position).await;
+        res.at(&self.log_path())?;
+        // The log rolls before either would overflow, so these always fit.
+        debug_assert!(position + size as u64 <= u64::from(u32::MAX));
+        debug_assert!(relative + offset_count <= u64::from(u32::MAX));
+        self.index
+            .on_batch(relative as u32, position as u32, size as u32, max_timestamp);
+        self.size += size as u64;
+        self.next_offset += offset_count;
+        self.first_timestamp.get_or_insert(max_timestamp);
+        Ok(())
+    }
+
+    /// Walks batch headers from `start` until `stop` says yes, reading a
+    /// window at a time. `None` if the segment ends first.
+    async fn walk(
+        &self,
+        start: u64,
+        batch_bytes_max: usize,
+        mut stop: impl FnMut(&BatchHeader) -> bool,
+    ) -> Result<Option<Found>, Error> {
+        let mut position = start;
+        let mut window = Vec::new();
+        let mut window_start = position;
+        while position < self.size {
+            let at = (position - window_start) as usize;
+            if window.len() < at + HEADER_BYTES {
+                let len = WALK_WINDOW_BYTES.min((self.size - position) as usize);
+                window = io::read_at(&self.file, position, len)
+                    .await
+                    .at(&self.log_path())?;
+                window_start = position;
+                if window.len() < HEADER_BYTES {
+                    return Err(self.corrupt(position, "segment ends inside a batch header".into()));
+                }
+            }
+            let at = (position - window_start) as usize;
+            let (header, size) = peek(&window[at..], batch_bytes_max)
+                .map_err(|e| self.corrupt(position, e.to_string()))?;
+            if position + size as u64 > self.size {
+                return Err(self.corrupt(position, "batch runs past the segment end".into()));
+            }
+            if stop(header) {
+                return Ok(Some(Found {
+                    position,
+                    size,
+                    header: *header,
+                }));
+            }
+            position += size as u64;
+        }
+        Ok(None)
+    }
+
+    fn corrupt(&self, position: u64, reason: String) -> Error {
+        Error::Corrupt {
+            path: self.log_path(),
+            position,
+            reason,
+        }
+    }
+
+    /// Finds the batch holding `offset`, or the first one after it.
+    async fn find(&self, offset: u64, batch_bytes_max: usize) -> Result<Option<Found>, Error> {
+        let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
+        let entry = self.index.lookup_offset(relative);
+        self.walk(u64::from(entry.position), batch_bytes_max, |h| {
+            h.base_offset.get() + i64::from(h.last_offset_delta.get()) >= offset as i64
+        })
+        .await
+    }
+
+    /// The stored bytes of whole batches from the one holding `offset`, up to
+    /// `max_bytes` but at least one batch. Every batch's CRC is checked before
+    /// it is returned. `None` if no batch here holds `offset` or a later one.
+    pub(crate) async fn read(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        batch_bytes_max: usize,
+    ) -> Result<Option<Vec<u8>>, Error> {
+        let Some(first) = self.find(offset, batch_bytes_max).await? else {
+            return Ok(None);
+        };
+        let len = first
+            .size
+            .max(max_bytes.min((self.size - first.position) as usize));
+        let mut bytes = io::read_at(&self.file, first.position, len)
+            .await
+            .at(&self.log_path())?;
+        if bytes.len() < first.size {
+            return Err(self.corrupt(first.position, "segment file shorter than its batches".into()));
+        }
+        let mut end = 0;
+        while end < bytes.len() {
+            let view = match BatchView::parse_crc_only(&bytes[end..], batch_bytes_max) {
+                Ok(view) => view,
+                // A batch cut by `max_bytes` is left for the next read.
+                Err(e) if e.is_incomplete() && end > 0 => break,
+                Err(e) => return Err(self.corrupt(first.position + end as u64, e.to_string())),
+            };
+            end += view.bytes().len();
+        }
+        bytes.truncate(end);
+        Ok(Some(bytes))
+    }
+
+    /// The offset of the first record with a timestamp >= `timestamp`, if
+    /// this segment has one. For a compressed batch, its base offset.
+    pub(crate) async fn offset_for_timestamp(
+        &self,
+        timestamp: i64,
+        batch_bytes_max: usize,
+    ) -> Result<Option<u64>, Error> {
+        if self.index.max_timestamp() < timestamp {
+            return Ok(None);
+        }
+        let from = self.index.lookup_offset(self.index.lookup_time(timestamp));
+        let found = self
+            .walk(u64::from(from.position), batch_bytes_max, |h| {
+                h.max_timestamp.get() >= timestamp
+            })
+            .await?;
+        let Some(found) = found else {
+            return Ok(None);
+        };
+        let bytes = io::read_at(&self.file, found.position, found.size)
+            .await
+            .at(&self.log_path())?;
+        let view = BatchView::parse(&bytes, batch_bytes_max)
+            .map_err(|e| self.corrupt(found.position, e.to_string()))?;
+        let Ok(records) = view.records() else {
+            return Ok(Some(found.header.base_offset.get() as u64));
+        };
+        for record in records {
+            let record = record.map_err(|e| self.corrupt(found.position, e.to_string()))?;
+            if record.timestamp >= timestamp {
+                return Ok(Some(record.offset as u64));
+            }
+        }
+        // Unreachable for a consistent batch (maxTimestamp is a record's).
+        Ok(Some(view.last_offset() as u64))
+    }
+
+    /// Removes the batch holding `offset` and everything after it.
+    pub(crate) async fn truncate_to(&mut self, offset: u64, batch_bytes_max: usize) -> Result<(), Error> {
+        let Some(found) = self.find(offset, batch_bytes_max).await? else {
+            return Ok(());
+        };
+        let path = self.log_path();
+        io::truncate(&path, found.position).at(&path)?;
+        let base = found.header.base_offset.get() as u64;
+        let restart = self.index.rewind((base - self.base_offset) as u32);
+        let stop = self.scan_from(restart, found.position, batch_bytes_max).await?;
+        if let Some(stop) = stop {
+            return Err(self.corrupt(self.size, stop.to_string()));
+        }
+        debug_assert_eq!(self.size, found.position);
+        debug_assert_eq!(self.next_offset, base);
+        if self.size == 0 {
+            self.first_timestamp = None;
+        }
+        self.write_indexes().await
+    }
+
+    /// Writes both index files (not synced: they can always be rebuilt).
+    pub(crate) async fn write_indexes(&self) -> Result<(), Error> {
+        let path = self.path("index");
+        io::write_file(&path, self.index.encode_offsets()).await.at(&path)?;
+        let path = self.path("timeindex");
+        io::write_file(&path, self.index.encode_times()).await.at(&path)
+    }
+
+    /// Closes the time index and writes both indexes: the segment takes no
+    /// more batches.
+    pub(crate) async fn seal(&mut self) -> Result<(), Error> {
+        let end = (self.next_offset - self.base_offset) as u32;
+        self.index.seal(end);
+        self.write_indexes().await
+    }
+
+    /// Deletes the segment's files.
+    pub(crate) async fn remove(self) -> Result<(), Error> {
+        for extension in ["log", "index", "timeindex"] {
+            let path = self.path(extension);
+            io::remove_file(&path).await.at(&path)?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,129 @@
+//! Operation sequences against a model: random appends, reads, truncations,
+//! retention-free rolls and restarts (clean and crashed) on the real log,
+//! checked against a `Vec` of what must be there.
+
+mod common;
+
+use common::*;
+use proptest::prelude::*;
+use ringlog_engine::Log;
+
+#[derive(Debug, Clone)]
+enum Op {
+    Append(Vec<Rec>),
+    Read { at: f64, max_bytes: usize },
+    Truncate(f64),
+    Reopen { clean: bool },
+    TimeLookup(i64),
+}
+
+fn record() -> impl Strategy<Value = Rec> {
+    (
+        proptest::option::weighted(0.9, proptest::collection::vec(any::<u8>(), 0..16)),
+        proptest::option::weighted(0.95, proptest::collection::vec(any::<u8>(), 0..300)),
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(any::<u8>(), 0..8),
+                proptest::option::of(proptest::collection::vec(any::<u8>(), 0..8)),
+            ),
+            0..3,
+        ),
+        0i64..10_000,
+    )
+        .prop_map(|(key, value, headers, timestamp)| Rec {
+            key,
+            value,
+            headers,
+            timestamp,
+        })
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => proptest::collection::vec(record(), 1..8).prop_map(Op::Append),
+        3 => (0.0f64..1.0, 1usize..3000).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
+        1 => (0.0f64..1.0).prop_map(Op::Truncate),
+        1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
+        1 => (0i64..10_500).prop_map(Op::TimeLookup),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+    #[test]
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+        tokio_uring::start(async move {
+            let tmp = tempfile::tempdir().unwrap();
+            let config = small_config(2048);
+            let (mut log, _) = Log::open(tmp.path(), config.clone()).await.unwrap();
+            let mut model: Vec<(u64, Rec)> = Vec::new();
+            // Batch boundaries, as (base offset, next offset).
+            let mut batches: Vec<(u64, u64)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Append(recs) => {
+                        let a = log.append(build(&recs), 3).await.unwrap();
+                        a.durable.wait().await.unwrap();
+                        let base = model.len() as u64;
+                        prop_assert_eq!(a.base_offset, base);
+                        prop_assert_eq!(a.last_offset, base + recs.len() as u64 - 1);
+                        batches.push((base, base + recs.len() as u64));
+                        for (i, r) in recs.into_iter().enumerate() {
+                            model.push((base + i as u64, r));
+                        }
+                    }
+                    Op::Read { at, max_bytes } => {
+                        let offset = (model.len() as f64 * at) as u64;
+                        let got = log.read(offset, max_bytes).await.unwrap();
+                        let recs = decode_all(&got);
+                        if offset == model.len() as u64 {
+                            prop_assert!(recs.is_empty());
+                        } else {
+                            // Starts at the batch holding `offset`, whole batches only.
+                            let &(start, _) = batches.iter().find(|(b, n)| *b <= offset && offset < *n).unwrap();
+                            prop_assert_eq!(recs[0].0, start);
+                            let end = recs.last().unwrap().0 + 1;
+                            prop_assert!(batches.iter().any(|&(_, n)| n == end));
+                            prop_assert_eq!(&recs[..], &model[start as usize..end as usize]);
+                        }
+                    }
+                    Op::Truncate(at) => {
+                        let offset = (model.len() as f64 * at) as u64;
+                        log.truncate_to(offset).await.unwrap();
+                        // The batch holding `offset` goes whole.
+                        if let Some(i) = batches.iter().position(|&(b, n)| b <= offset && offset < n) {
+                            let start = batches[i].0;
+                            batches.truncate(i);
+                            model.truncate(start as usize);
+                        }
+                        prop_assert_eq!(log.latest(), model.len() as u64);
+                    }
+                    Op::Reopen { clean } => {
+                        if clean {
+                            log.close().await.unwrap();
+                        } else {
+                            drop(log);
+                        }
+                        let (reopened, report) = Log::open(tmp.path(), config.clone()).await.unwrap();
+                        // Every append was whole before the "crash": nothing to repair.
+                        prop_assert!(report.repairs.is_empty(), "{:?}", report.repairs);
+                        log = reopened;
+                        prop_assert_eq!(log.latest(), model.len() as u64);
+                    }
+                    Op::TimeLookup(ts) => {
+                        let want = model.iter().find(|(_, r)| r.timestamp >= ts).map(|(o, _)| *o);
+                        prop_assert_eq!(log.offset_for_timestamp(ts).await.unwrap(), want);
+                    }
+                }
+            }
+            let all = read_all(&log, 0, 700).await;
+            prop_assert_eq!(&all, &model);
+            log.close().await.unwrap();
+            let (log, report) = Log::open(tmp.path(), config).await.unwrap();
+            prop_assert!(report.repairs.is_empty());
+            prop_assert_eq!(read_all(&log, 0, 1 << 20).await, model);
+            Ok(())
+        })?;
+    }
+}
