@@ -333,13 +333,16 @@ impl Segment {
 
     /// Walks batch headers from `start` until `stop` says yes, reading a
     /// window at a time. `None` if the segment ends first.
+    /// Every header's base offset must follow on from the one before: the
+    /// CRC does not cover `baseOffset`, so this is what catches a damaged one.
     async fn walk(
         &self,
-        start: u64,
+        start: OffsetEntry,
         batch_bytes_max: usize,
         mut stop: impl FnMut(&BatchHeader) -> bool,
     ) -> Result<Option<Found>, Error> {
-        let mut position = start;
+        let mut position = u64::from(start.position);
+        let mut expected = self.base_offset + u64::from(start.relative_offset);
         let mut window = Vec::new();
         let mut window_start = position;
         while position < self.size {
@@ -360,6 +363,13 @@ impl Segment {
             if position + size as u64 > self.size {
                 return Err(self.corrupt(position, "batch runs past the segment end".into()));
             }
+            if header.base_offset.get() != expected as i64 {
+                return Err(self.corrupt(position, format!(
+                    "batch base offset {} where {expected} was expected",
+                    header.base_offset.get()
+                )));
+            }
+            expected += header.last_offset_delta.get() as u64 + 1;
             if stop(header) {
                 return Ok(Some(Found {
                     position,
@@ -384,7 +394,7 @@ impl Segment {
     async fn find(&self, offset: u64, batch_bytes_max: usize) -> Result<Option<Found>, Error> {
         let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
         let entry = self.index.lookup_offset(relative);
-        self.walk(u64::from(entry.position), batch_bytes_max, |h| {
+        self.walk(entry, batch_bytes_max, |h| {
             h.base_offset.get() + i64::from(h.last_offset_delta.get()) >= offset as i64
         })
         .await
@@ -412,13 +422,22 @@ impl Segment {
             return Err(self.corrupt(first.position, "segment file shorter than its batches".into()));
         }
         let mut end = 0;
+        let mut expected = first.header.base_offset.get();
         while end < bytes.len() {
+            let position = first.position + end as u64;
             let view = match BatchView::parse_crc_only(&bytes[end..], batch_bytes_max) {
                 Ok(view) => view,
                 // A batch cut by `max_bytes` is left for the next read.
                 Err(e) if e.is_incomplete() && end > 0 => break,
-                Err(e) => return Err(self.corrupt(first.position + end as u64, e.to_string())),
+                Err(e) => return Err(self.corrupt(position, e.to_string())),
             };
+            if view.base_offset() != expected {
+                return Err(self.corrupt(position, format!(
+                    "batch base offset {} where {expected} was expected",
+                    view.base_offset()
+                )));
+            }
+            expected = view.last_offset() + 1;
             end += view.bytes().len();
         }
         bytes.truncate(end);
@@ -437,7 +456,7 @@ impl Segment {
         }
         let from = self.index.lookup_offset(self.index.lookup_time(timestamp));
         let found = self
-            .walk(u64::from(from.position), batch_bytes_max, |h| {
+            .walk(from, batch_bytes_max, |h| {
                 h.max_timestamp.get() >= timestamp
             })
             .await?;
