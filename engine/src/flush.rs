@@ -189,6 +189,11 @@ fn start_sync(state: &Rc<State>) {
 }
 
 impl Durable {
+    /// True once the append is durable under the policy (never blocks).
+    pub fn is_durable(&self) -> bool {
+        self.state.policy != FsyncPolicy::Always || self.state.durable.get() >= self.seq
+    }
+
     /// Resolves when the append is durable under the policy: at once for
     /// `never` and `interval`, after the covering sync for `always`. An error
     /// means the partition failed and the append must not be acknowledged.
