@@ -117,7 +117,9 @@ pub enum BatchError {
         found: i32,
     },
     /// A record's offset delta is out of order or beyond `lastOffsetDelta`.
-    #[error("record offset delta {delta} out of order or beyond lastOffsetDelta {last_offset_delta}")]
+    #[error(
+        "record offset delta {delta} out of order or beyond lastOffsetDelta {last_offset_delta}"
+    )]
     BadOffsetDelta {
         /// The record's delta.
         delta: i32,
@@ -397,10 +399,7 @@ impl<'a> Iterator for Records<'a> {
         if self.cursor.remaining() == 0 {
             let declared = self.left;
             self.left = -1;
-            return Some(Err(BatchError::CountMismatch {
-                declared,
-                found: 0,
-            }));
+            return Some(Err(BatchError::CountMismatch { declared, found: 0 }));
         }
         match self.decode() {
             Ok(record) => {
@@ -433,7 +432,10 @@ impl<'a> Iterator for Headers<'a> {
         self.left -= 1;
         let name = self.cursor.nullable_bytes().ok().flatten();
         let value = self.cursor.nullable_bytes();
-        debug_assert!(name.is_some() && value.is_ok(), "headers were validated at decode");
+        debug_assert!(
+            name.is_some() && value.is_ok(),
+            "headers were validated at decode"
+        );
         Some((name?, value.ok()?))
     }
 }

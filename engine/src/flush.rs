@@ -46,7 +46,9 @@ impl std::str::FromStr for FsyncPolicy {
                 .and_then(|ms| ms.parse::<u64>().ok())
                 .filter(|&ms| ms > 0)
                 .map(|ms| FsyncPolicy::Interval(Duration::from_millis(ms)))
-                .ok_or_else(|| format!("bad fsync policy {s:?}: expected always, never or interval:MS")),
+                .ok_or_else(|| {
+                    format!("bad fsync policy {s:?}: expected always, never or interval:MS")
+                }),
         }
     }
 }

@@ -83,9 +83,10 @@ impl SegmentIndex {
     /// Accounts for the next batch of the segment, adding entries when due.
     pub fn on_batch(&mut self, relative_offset: u32, position: u32, size: u32, max_timestamp: i64) {
         if self.bytes_since_entry >= self.interval_bytes {
-            debug_assert!(self.offsets.last().is_none_or(|e| {
-                e.relative_offset < relative_offset && e.position < position
-            }));
+            debug_assert!(self
+                .offsets
+                .last()
+                .is_none_or(|e| { e.relative_offset < relative_offset && e.position < position }));
             self.offsets.push(OffsetEntry {
                 relative_offset,
                 position,
@@ -110,7 +111,11 @@ impl SegmentIndex {
     /// Closes the time index of a segment that takes no more batches, so the
     /// file alone tells the segment's max timestamp after a restart.
     pub fn seal(&mut self, end_relative_offset: u32) {
-        if self.times.last().is_none_or(|e| e.relative_offset < end_relative_offset) {
+        if self
+            .times
+            .last()
+            .is_none_or(|e| e.relative_offset < end_relative_offset)
+        {
             self.note_time(end_relative_offset);
         }
     }
@@ -133,7 +138,9 @@ impl SegmentIndex {
     /// Where to start scanning for relative offset `target`: the last entry at
     /// or before it, or the segment start.
     pub fn lookup_offset(&self, target: u32) -> OffsetEntry {
-        let i = self.offsets.partition_point(|e| e.relative_offset <= target);
+        let i = self
+            .offsets
+            .partition_point(|e| e.relative_offset <= target);
         if i == 0 {
             OffsetEntry::default()
         } else {
@@ -218,9 +225,10 @@ impl SegmentIndex {
                 relative_offset: u32::from_be_bytes(chunk[0..4].try_into().expect("4 bytes")),
                 position: u32::from_be_bytes(chunk[4..8].try_into().expect("4 bytes")),
             };
-            let ordered = index.offsets.last().is_none_or(|p| {
-                p.relative_offset < e.relative_offset && p.position < e.position
-            });
+            let ordered = index
+                .offsets
+                .last()
+                .is_none_or(|p| p.relative_offset < e.relative_offset && p.position < e.position);
             if !ordered
                 || u64::from(e.position) >= segment_bytes
                 || e.relative_offset >= end_relative_offset
@@ -356,7 +364,8 @@ mod tests {
         let times = index.encode_times();
         assert!(SegmentIndex::decode(&offsets, &times, 4096, 20_000, 4).is_ok());
         assert_eq!(
-            SegmentIndex::decode(&offsets[..offsets.len() - 1], &times, 4096, 20_000, 4).unwrap_err(),
+            SegmentIndex::decode(&offsets[..offsets.len() - 1], &times, 4096, 20_000, 4)
+                .unwrap_err(),
             IndexError::BadSize(offsets.len() - 1)
         );
         let mut bad = offsets.clone();

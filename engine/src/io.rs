@@ -25,7 +25,9 @@ pub(crate) async fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec
     let mut buf = Vec::with_capacity(len);
     while buf.len() < len {
         let filled = buf.len();
-        let (res, slice) = file.read_at(buf.slice(filled..len), pos + filled as u64).await;
+        let (res, slice) = file
+            .read_at(buf.slice(filled..len), pos + filled as u64)
+            .await;
         buf = slice.into_inner();
         if res? == 0 {
             break;
@@ -82,7 +84,10 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Cuts the file at `path` to `len` bytes.
 pub(crate) fn truncate(path: &Path, len: u64) -> io::Result<()> {
-    std::fs::OpenOptions::new().write(true).open(path)?.set_len(len)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .set_len(len)
 }
 
 /// Deletes a file; a file that is already gone is not an error.

@@ -78,7 +78,9 @@ impl LogConfig {
             )));
         }
         if self.index_interval_bytes == 0 {
-            return Err(Error::Config("index_interval_bytes must be positive".into()));
+            return Err(Error::Config(
+                "index_interval_bytes must be positive".into(),
+            ));
         }
         Ok(())
     }
@@ -136,10 +138,16 @@ impl Log {
         config.validate()?;
         std::fs::create_dir_all(dir).at(dir)?;
         let files = io::list_dir(dir).at(dir)?;
-        for stale in files.iter().filter(|p| p.extension().is_some_and(|e| e == "tmp")) {
+        for stale in files
+            .iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "tmp"))
+        {
             io::remove_file(stale).await.at(stale)?;
         }
-        let bases: Vec<u64> = files.iter().filter_map(|p| segment::parse_log_name(p)).collect();
+        let bases: Vec<u64> = files
+            .iter()
+            .filter_map(|p| segment::parse_log_name(p))
+            .collect();
         let checkpoint_path = dir.join(CHECKPOINT_FILE);
         let checkpoint = io::read_file(&checkpoint_path)
             .await
@@ -252,7 +260,10 @@ impl Log {
     }
 
     fn active(&self) -> &Segment {
-        self.segments.values().next_back().expect("a log has a segment")
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log has a segment")
     }
 
     fn active_mut(&mut self) -> &mut Segment {
@@ -266,7 +277,11 @@ impl Log {
     /// base offset and leader epoch in place and writes that same buffer. When
     /// this returns, the bytes are in the page cache; under `always`, await
     /// [`Appended::durable`] before acknowledging.
-    pub async fn append(&mut self, mut batch: Vec<u8>, leader_epoch: i32) -> Result<Appended, Error> {
+    pub async fn append(
+        &mut self,
+        mut batch: Vec<u8>,
+        leader_epoch: i32,
+    ) -> Result<Appended, Error> {
         self.flusher.check().map_err(Error::Failed)?;
         let view = BatchView::parse(&batch, self.config.batch_bytes_max)?;
         let trailing = batch.len() - view.bytes().len();
@@ -296,15 +311,23 @@ impl Log {
         })
     }
 
-    async fn maybe_roll(&mut self, size: u64, offset_count: u64, max_timestamp: i64) -> Result<(), Error> {
+    async fn maybe_roll(
+        &mut self,
+        size: u64,
+        offset_count: u64,
+        max_timestamp: i64,
+    ) -> Result<(), Error> {
         let active = self.active();
         if active.size == 0 {
             return Ok(());
         }
         let too_big = active.size + size > self.config.segment_bytes_max;
-        let offsets_full = active.next_offset - active.base_offset + offset_count > u64::from(u32::MAX);
+        let offsets_full =
+            active.next_offset - active.base_offset + offset_count > u64::from(u32::MAX);
         let too_old = match (self.config.segment_ms_max, active.first_timestamp) {
-            (Some(ms), Some(first)) => i128::from(max_timestamp) - i128::from(first) > i128::from(ms),
+            (Some(ms), Some(first)) => {
+                i128::from(max_timestamp) - i128::from(first) > i128::from(ms)
+            }
             _ => false,
         };
         if too_big || offsets_full || too_old {
@@ -410,7 +433,8 @@ impl Log {
         match self.segments.values_mut().next_back() {
             Some(seg) => seg.truncate_to(offset, self.config.batch_bytes_max).await?,
             None => {
-                let seg = Segment::create(&self.dir, offset, self.config.index_interval_bytes).await?;
+                let seg =
+                    Segment::create(&self.dir, offset, self.config.index_interval_bytes).await?;
                 self.segments.insert(offset, seg);
             }
         }

@@ -149,11 +149,19 @@ pub struct Scan {
 
 /// Scans a whole segment held in memory: the pure core of recovery, for the
 /// fuzz target and the tests. The I/O shell does the same chunk by chunk.
-pub fn scan(bytes: &[u8], base_offset: u64, batch_bytes_max: usize, index_interval_bytes: u32) -> Scan {
+pub fn scan(
+    bytes: &[u8],
+    base_offset: u64,
+    batch_bytes_max: usize,
+    index_interval_bytes: u32,
+) -> Scan {
     let mut scanner = Scanner::new(base_offset, 0, base_offset, batch_bytes_max);
     let mut index = SegmentIndex::new(index_interval_bytes);
     let stop = match scanner.feed(bytes, &mut index) {
-        Feed::NeedMore { position, bytes_min } => {
+        Feed::NeedMore {
+            position,
+            bytes_min,
+        } => {
             let present = bytes.len() - position as usize;
             (present > 0).then_some(Stop::Torn {
                 needed: bytes_min,

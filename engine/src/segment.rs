@@ -180,27 +180,32 @@ impl Segment {
             // Nothing of this segment is trusted: it is scanned from the start
             // anyway, and the active segment's indexes are never on disk
             // after a crash. Not a repair.
-            (Trust::Below(offset), Some(_)) if offset <= base_offset => (OffsetEntry::default(), None),
-            (_, Some(why)) => (OffsetEntry::default(), Some(why)),
-            (Trust::Sealed { .. }, None) => {
-                (OffsetEntry::default(), Some("index entry points at the wrong batch".into()))
+            (Trust::Below(offset), Some(_)) if offset <= base_offset => {
+                (OffsetEntry::default(), None)
             }
+            (_, Some(why)) => (OffsetEntry::default(), Some(why)),
+            (Trust::Sealed { .. }, None) => (
+                OffsetEntry::default(),
+                Some("index entry points at the wrong batch".into()),
+            ),
             (Trust::Below(offset), None) => {
-                let relative = u32::try_from(offset.saturating_sub(base_offset)).unwrap_or(u32::MAX);
+                let relative =
+                    u32::try_from(offset.saturating_sub(base_offset)).unwrap_or(u32::MAX);
                 (seg.index.rewind(relative), None)
             }
         };
         if problem.is_some() {
             seg.index = SegmentIndex::new(index_interval_bytes);
         }
-        let mut stop = seg
-            .scan_from(restart, file_len, batch_bytes_max)
-            .await?;
+        let mut stop = seg.scan_from(restart, file_len, batch_bytes_max).await?;
         // An index that disagrees with the file at its restart point is
         // damaged, not the data: rebuild it from the start.
         let mut problem = problem;
         if restart.position > 0 && seg.size == u64::from(restart.position) && stop.is_some() {
-            problem = Some(format!("index restart point disagrees with the log: {}", stop.as_ref().map(ToString::to_string).unwrap_or_default()));
+            problem = Some(format!(
+                "index restart point disagrees with the log: {}",
+                stop.as_ref().map(ToString::to_string).unwrap_or_default()
+            ));
             seg.index = SegmentIndex::new(index_interval_bytes);
             stop = seg
                 .scan_from(OffsetEntry::default(), file_len, batch_bytes_max)
@@ -263,7 +268,10 @@ impl Segment {
                     .at(&path)?;
                 let eof = chunk.len() < want;
                 match scanner.feed(&chunk, &mut self.index) {
-                    Feed::NeedMore { position, bytes_min } => {
+                    Feed::NeedMore {
+                        position,
+                        bytes_min,
+                    } => {
                         if eof {
                             let present = (file_len - position) as usize;
                             break (present > 0).then_some(Stop::Torn {
@@ -364,10 +372,13 @@ impl Segment {
                 return Err(self.corrupt(position, "batch runs past the segment end".into()));
             }
             if header.base_offset.get() != expected as i64 {
-                return Err(self.corrupt(position, format!(
-                    "batch base offset {} where {expected} was expected",
-                    header.base_offset.get()
-                )));
+                return Err(self.corrupt(
+                    position,
+                    format!(
+                        "batch base offset {} where {expected} was expected",
+                        header.base_offset.get()
+                    ),
+                ));
             }
             expected += header.last_offset_delta.get() as u64 + 1;
             if stop(header) {
@@ -419,7 +430,10 @@ impl Segment {
             .await
             .at(&self.log_path())?;
         if bytes.len() < first.size {
-            return Err(self.corrupt(first.position, "segment file shorter than its batches".into()));
+            return Err(self.corrupt(
+                first.position,
+                "segment file shorter than its batches".into(),
+            ));
         }
         let mut end = 0;
         let mut expected = first.header.base_offset.get();
@@ -432,10 +446,13 @@ impl Segment {
                 Err(e) => return Err(self.corrupt(position, e.to_string())),
             };
             if view.base_offset() != expected {
-                return Err(self.corrupt(position, format!(
-                    "batch base offset {} where {expected} was expected",
-                    view.base_offset()
-                )));
+                return Err(self.corrupt(
+                    position,
+                    format!(
+                        "batch base offset {} where {expected} was expected",
+                        view.base_offset()
+                    ),
+                ));
             }
             expected = view.last_offset() + 1;
             end += view.bytes().len();
@@ -482,7 +499,11 @@ impl Segment {
     }
 
     /// Removes the batch holding `offset` and everything after it.
-    pub(crate) async fn truncate_to(&mut self, offset: u64, batch_bytes_max: usize) -> Result<(), Error> {
+    pub(crate) async fn truncate_to(
+        &mut self,
+        offset: u64,
+        batch_bytes_max: usize,
+    ) -> Result<(), Error> {
         let Some(found) = self.find(offset, batch_bytes_max).await? else {
             return Ok(());
         };
@@ -490,7 +511,9 @@ impl Segment {
         io::truncate(&path, found.position).at(&path)?;
         let base = found.header.base_offset.get() as u64;
         let restart = self.index.rewind((base - self.base_offset) as u32);
-        let stop = self.scan_from(restart, found.position, batch_bytes_max).await?;
+        let stop = self
+            .scan_from(restart, found.position, batch_bytes_max)
+            .await?;
         if let Some(stop) = stop {
             return Err(self.corrupt(self.size, stop.to_string()));
         }
@@ -505,9 +528,13 @@ impl Segment {
     /// Writes both index files (not synced: they can always be rebuilt).
     pub(crate) async fn write_indexes(&self) -> Result<(), Error> {
         let path = self.path("index");
-        io::write_file(&path, self.index.encode_offsets()).await.at(&path)?;
+        io::write_file(&path, self.index.encode_offsets())
+            .await
+            .at(&path)?;
         let path = self.path("timeindex");
-        io::write_file(&path, self.index.encode_times()).await.at(&path)
+        io::write_file(&path, self.index.encode_times())
+            .await
+            .at(&path)
     }
 
     /// Closes the time index and writes both indexes: the segment takes no

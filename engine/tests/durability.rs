@@ -21,7 +21,9 @@ fn config(fsync: FsyncPolicy) -> LogConfig {
 fn always_acknowledges_only_after_the_covering_sync() {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Always)).await.unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Always))
+            .await
+            .unwrap();
         let a = log.append(build(&[rec(0, 10, 0)]), 0).await.unwrap();
         // Written to the page cache, not yet synced: not durable.
         assert!(!a.durable.is_durable());
@@ -32,7 +34,12 @@ fn always_acknowledges_only_after_the_covering_sync() {
         // Fifty appends whose tickets are awaited together: one sync covers all.
         let mut tickets = Vec::new();
         for i in 0..50 {
-            tickets.push(log.append(build(&[rec(i, 10, 0)]), 0).await.unwrap().durable);
+            tickets.push(
+                log.append(build(&[rec(i, 10, 0)]), 0)
+                    .await
+                    .unwrap()
+                    .durable,
+            );
         }
         assert!(tickets.iter().all(|t| !t.is_durable()));
         let waiters: Vec<_> = tickets
@@ -52,7 +59,9 @@ fn always_acknowledges_only_after_the_covering_sync() {
 fn concurrent_appenders_share_syncs() {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (log, _) = Log::open(dir.path(), config(FsyncPolicy::Always)).await.unwrap();
+        let (log, _) = Log::open(dir.path(), config(FsyncPolicy::Always))
+            .await
+            .unwrap();
         type Req = (Vec<u8>, oneshot::Sender<Appended>);
         let (tx, mut rx) = mpsc::channel::<Req>(64);
         let writer = tokio_uring::spawn(async move {
@@ -72,7 +81,9 @@ fn concurrent_appenders_share_syncs() {
             tasks.push(tokio_uring::spawn(async move {
                 for i in 0..EACH {
                     let (reply, rx) = oneshot::channel();
-                    tx.send((build(&[rec(p * 1000 + i, 64, 0)]), reply)).await.unwrap();
+                    tx.send((build(&[rec(p * 1000 + i, 64, 0)]), reply))
+                        .await
+                        .unwrap();
                     let appended = rx.await.unwrap();
                     appended.durable.wait().await.unwrap();
                     acked.set(acked.get() + 1);
@@ -88,7 +99,10 @@ fn concurrent_appenders_share_syncs() {
         assert_eq!(acked.get(), appends);
         assert_eq!(log.latest(), appends);
         let syncs = log.sync_count();
-        assert!(syncs >= 1 && syncs < appends, "{syncs} syncs for {appends} appends");
+        assert!(
+            syncs >= 1 && syncs < appends,
+            "{syncs} syncs for {appends} appends"
+        );
         assert_eq!(read_all(&log, 0, 1 << 20).await.len() as u64, appends);
     });
 }
@@ -97,7 +111,9 @@ fn concurrent_appenders_share_syncs() {
 fn never_does_not_sync_on_append_and_interval_syncs_in_the_background() {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Never)).await.unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Never))
+            .await
+            .unwrap();
         for i in 0..10 {
             let a = log.append(build(&[rec(i, 10, 0)]), 0).await.unwrap();
             assert!(a.durable.is_durable());
@@ -129,15 +145,23 @@ fn never_does_not_sync_on_append_and_interval_syncs_in_the_background() {
 fn bad_batches_are_refused_and_append_nothing() {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Never)).await.unwrap();
+        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Never))
+            .await
+            .unwrap();
         let good = build(&[rec(0, 10, 0)]);
         let mut bad_crc = good.clone();
         *bad_crc.last_mut().unwrap() ^= 1;
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/kafka-v2");
+        let vectors =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/kafka-v2");
         let mut cases = vec![bad_crc, good[..40].to_vec(), two, Vec::new()];
-        for f in ["bad_magic.bin", "count_mismatch.bin", "varint_overflow.bin", "length_too_large.bin"] {
+        for f in [
+            "bad_magic.bin",
+            "count_mismatch.bin",
+            "varint_overflow.bin",
+            "length_too_large.bin",
+        ] {
             cases.push(std::fs::read(vectors.join(f)).unwrap());
         }
         for case in cases {

@@ -44,8 +44,16 @@ fn every_vector_parses_or_fails_as_its_manifest_says() {
         let view = parsed.unwrap_or_else(|e| panic!("{file} rejected: {e}"));
         assert_eq!(view.bytes().len(), bytes.len(), "{file}");
         let h = view.header();
-        assert_eq!(view.base_offset(), case["base_offset"].as_i64().unwrap(), "{file}");
-        assert_eq!(h.producer_id.get(), case["producer_id"].as_i64().unwrap(), "{file}");
+        assert_eq!(
+            view.base_offset(),
+            case["base_offset"].as_i64().unwrap(),
+            "{file}"
+        );
+        assert_eq!(
+            h.producer_id.get(),
+            case["producer_id"].as_i64().unwrap(),
+            "{file}"
+        );
         assert_eq!(
             i64::from(h.producer_epoch.get()),
             case["producer_epoch"].as_i64().unwrap()
@@ -90,7 +98,11 @@ fn every_vector_parses_or_fails_as_its_manifest_says() {
                 assert_eq!(v.len() as u64, e["value_len"].as_u64().unwrap());
                 assert_eq!(hex::encode(Sha256::digest(v)), sha.as_str().unwrap());
             } else {
-                assert_eq!(g.value.map(<[u8]>::to_vec), hex_or_null(&e["value"]), "{file}");
+                assert_eq!(
+                    g.value.map(<[u8]>::to_vec),
+                    hex_or_null(&e["value"]),
+                    "{file}"
+                );
             }
             let headers: Vec<(Vec<u8>, Option<Vec<u8>>)> = g
                 .headers()
@@ -100,13 +112,21 @@ fn every_vector_parses_or_fails_as_its_manifest_says() {
                 .as_array()
                 .unwrap()
                 .iter()
-                .map(|p| (p[0].as_str().unwrap().as_bytes().to_vec(), hex_or_null(&p[1])))
+                .map(|p| {
+                    (
+                        p[0].as_str().unwrap().as_bytes().to_vec(),
+                        hex_or_null(&p[1]),
+                    )
+                })
                 .collect();
             assert_eq!(headers, want, "{file}");
             records_checked += 1;
         }
     }
-    assert!(records_checked > 1000, "only {records_checked} records checked");
+    assert!(
+        records_checked > 1000,
+        "only {records_checked} records checked"
+    );
 }
 
 #[test]

@@ -12,7 +12,9 @@ use std::path::Path;
 async fn fill(log: &mut Log, batches: u64, value_len: usize, ts0: i64) -> Vec<Rec> {
     let mut all = Vec::new();
     for b in 0..batches {
-        let recs: Vec<Rec> = (0..3).map(|i| rec(b * 3 + i, value_len, ts0 + (b * 3 + i) as i64)).collect();
+        let recs: Vec<Rec> = (0..3)
+            .map(|i| rec(b * 3 + i, value_len, ts0 + (b * 3 + i) as i64))
+            .collect();
         let a = log.append(build(&recs), 0).await.unwrap();
         a.durable.wait().await.unwrap();
         all.extend(recs);
@@ -29,7 +31,10 @@ fn batch_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
-        let n = BatchView::parse(&bytes[at..], usize::MAX).unwrap().bytes().len();
+        let n = BatchView::parse(&bytes[at..], usize::MAX)
+            .unwrap()
+            .bytes()
+            .len();
         out.push((at, at + n));
         at += n;
     }
@@ -53,16 +58,25 @@ fn a_cut_at_every_byte_of_the_final_batch_keeps_exactly_the_batches_before_it() 
             let dir = tempfile::tempdir().unwrap();
             copy_dir(src.path(), dir.path());
             let seg = dir.path().join(last.file_name().unwrap());
-            std::fs::OpenOptions::new().write(true).open(&seg).unwrap().set_len(cut as u64).unwrap();
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&seg)
+                .unwrap()
+                .set_len(cut as u64)
+                .unwrap();
             let (log, report) = Log::open(dir.path(), small_config(4096)).await.unwrap();
             assert_eq!(log.latest(), before as u64, "cut at {cut}");
             if cut > final_start {
                 assert!(
                     matches!(&report.repairs[..], [Repair::Truncated { position, .. }] if *position == final_start as u64),
-                    "cut at {cut}: {:?}", report.repairs
+                    "cut at {cut}: {:?}",
+                    report.repairs
                 );
             } else {
-                assert!(report.repairs.is_empty(), "cut at a batch boundary needs no repair");
+                assert!(
+                    report.repairs.is_empty(),
+                    "cut at a batch boundary needs no repair"
+                );
             }
             assert_eq!(std::fs::metadata(&seg).unwrap().len(), final_start as u64);
             let got = read_all(&log, 0, 1 << 20).await;
@@ -98,7 +112,11 @@ fn flipped_bits_are_never_served() {
         assert_eq!(original.len(), 90);
         for (variant, base) in [("clean", clean.path()), ("crashed", crashed.path())] {
             let files = segment_files(base);
-            assert!(files.len() >= 3, "want several segments, got {}", files.len());
+            assert!(
+                files.len() >= 3,
+                "want several segments, got {}",
+                files.len()
+            );
             for file in [&files[0], files.last().unwrap()] {
                 let bytes = std::fs::read(file).unwrap();
                 let (start, end) = batch_ranges(&bytes)[1];
@@ -115,7 +133,12 @@ fn flipped_bits_are_never_served() {
                     let mut damaged = bytes.clone();
                     damaged[pos] ^= 1 << (pos % 8);
                     std::fs::write(&target, &damaged).unwrap();
-                    check_never_served(dir.path(), &original, &format!("{variant} {} byte {pos}", file.display())).await;
+                    check_never_served(
+                        dir.path(),
+                        &original,
+                        &format!("{variant} {} byte {pos}", file.display()),
+                    )
+                    .await;
                 }
             }
         }
@@ -130,7 +153,10 @@ async fn check_never_served(dir: &Path, original: &[(u64, Rec)], what: &str) {
         match log.read(offset, 1 << 20).await {
             Ok(bytes) => {
                 for (o, r) in decode_all(&bytes) {
-                    assert_eq!(&original[o as usize].1, &r, "{what}: wrong record served at {o}");
+                    assert_eq!(
+                        &original[o as usize].1, &r,
+                        "{what}: wrong record served at {o}"
+                    );
                     offset = o + 1;
                 }
             }
@@ -143,7 +169,10 @@ async fn check_never_served(dir: &Path, original: &[(u64, Rec)], what: &str) {
         }
     }
     // Either the read caught it, or recovery cut the log before the damage.
-    assert!(corrupt_seen || log.latest() < original.len() as u64, "{what}: damage went unnoticed");
+    assert!(
+        corrupt_seen || log.latest() < original.len() as u64,
+        "{what}: damage went unnoticed"
+    );
 }
 
 #[test]
@@ -156,16 +185,26 @@ fn deleted_indexes_are_rebuilt_identically() {
         let index_files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|e| e == "index" || e == "timeindex"))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "index" || e == "timeindex")
+            })
             .collect();
         assert!(index_files.len() >= 6);
-        let before: Vec<Vec<u8>> = index_files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+        let before: Vec<Vec<u8>> = index_files
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
         for p in &index_files {
             std::fs::remove_file(p).unwrap();
         }
         let (log, report) = Log::open(dir.path(), small_config(8192)).await.unwrap();
         let sealed = segment_files(dir.path()).len() - 1;
-        let rebuilt = report.repairs.iter().filter(|r| matches!(r, Repair::IndexRebuilt { .. })).count();
+        let rebuilt = report
+            .repairs
+            .iter()
+            .filter(|r| matches!(r, Repair::IndexRebuilt { .. }))
+            .count();
         // Every sealed segment, and the active one (the checkpoint trusted part of it).
         assert_eq!(rebuilt, sealed + 1, "{:?}", report.repairs);
         // Lookups work from every offset.
@@ -175,11 +214,20 @@ fn deleted_indexes_are_rebuilt_identically() {
             assert!(recs.iter().any(|(o, _)| *o == offset));
         }
         for (i, r) in written.iter().enumerate().step_by(13) {
-            assert_eq!(log.offset_for_timestamp(r.timestamp).await.unwrap(), Some(i as u64));
+            assert_eq!(
+                log.offset_for_timestamp(r.timestamp).await.unwrap(),
+                Some(i as u64)
+            );
         }
         log.close().await.unwrap();
-        let after: Vec<Vec<u8>> = index_files.iter().map(|p| std::fs::read(p).unwrap()).collect();
-        assert_eq!(before, after, "rebuilt index files differ from the originals");
+        let after: Vec<Vec<u8>> = index_files
+            .iter()
+            .map(|p| std::fs::read(p).unwrap())
+            .collect();
+        assert_eq!(
+            before, after,
+            "rebuilt index files differ from the originals"
+        );
     });
 }
 
@@ -197,7 +245,14 @@ fn a_damaged_index_file_is_rebuilt_not_trusted() {
         bytes[n - 1] ^= 0x10;
         std::fs::write(&first_index, &bytes).unwrap();
         let (log, report) = Log::open(dir.path(), small_config(8192)).await.unwrap();
-        assert!(report.repairs.iter().any(|r| matches!(r, Repair::IndexRebuilt { segment: 0, .. })), "{:?}", report.repairs);
+        assert!(
+            report
+                .repairs
+                .iter()
+                .any(|r| matches!(r, Repair::IndexRebuilt { segment: 0, .. })),
+            "{:?}",
+            report.repairs
+        );
         assert_eq!(records_of(&read_all(&log, 0, 333).await), written);
     });
 }
@@ -212,7 +267,9 @@ fn retention_deletes_the_right_segments() {
         // Timestamps grow 1 s per record, so segments span distinct times.
         let mut written = Vec::new();
         for b in 0..40u64 {
-            let recs: Vec<Rec> = (0..3).map(|i| rec(b * 3 + i, 200, ((b * 3 + i) * 1_000) as i64)).collect();
+            let recs: Vec<Rec> = (0..3)
+                .map(|i| rec(b * 3 + i, 200, ((b * 3 + i) * 1_000) as i64))
+                .collect();
             let _ = log.append(build(&recs), 0).await.unwrap();
             written.extend(recs);
         }
@@ -234,7 +291,10 @@ fn retention_deletes_the_right_segments() {
             assert!(!dir.path().join(format!("{b:020}.log")).exists());
         }
         // Reading below the log start is out of range; from it, exact.
-        assert!(matches!(log.read(0, 100).await, Err(Error::OffsetOutOfRange { .. })));
+        assert!(matches!(
+            log.read(0, 100).await,
+            Err(Error::OffsetOutOfRange { .. })
+        ));
         let rest = read_all(&log, bases[2], 1 << 20).await;
         assert_eq!(records_of(&rest), written[bases[2] as usize..]);
         // Far in the future everything but the active segment goes.
@@ -257,7 +317,10 @@ fn retention_deletes_the_right_segments() {
         let before = log.size_bytes();
         let report = log.apply_retention(0).await.unwrap();
         assert!(!report.deleted_segments.is_empty());
-        assert!(log.size_bytes() >= 10_000, "size retention deleted too much");
+        assert!(
+            log.size_bytes() >= 10_000,
+            "size retention deleted too much"
+        );
         assert_eq!(before - report.bytes_deleted, log.size_bytes());
         // One more deletion would have gone below the limit.
         let next = log.segment_bases()[1] - log.segment_bases()[0];

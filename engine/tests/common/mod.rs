@@ -75,7 +75,11 @@ pub async fn read_all(log: &Log, from: u64, max_bytes: usize) -> Vec<(u64, Rec)>
     let mut offset = from;
     while offset < log.latest() {
         let bytes = log.read(offset, max_bytes).await.unwrap();
-        assert!(!bytes.is_empty(), "empty read at {offset} before the end {}", log.latest());
+        assert!(
+            !bytes.is_empty(),
+            "empty read at {offset} before the end {}",
+            log.latest()
+        );
         let recs = decode_all(&bytes);
         offset = recs.last().unwrap().0 + 1;
         out.extend(recs.into_iter().filter(|(o, _)| *o >= from));

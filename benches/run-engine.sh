@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Runs the engine micro-benchmarks next to fio on the same disk, so every
+# figure can be read as a ratio to this machine's own limit.
+#
+#   bash benches/run-engine.sh [DIR]     # DIR: where logs and fio files go (default: target/bench-data)
+#
+# Needs fio (apt-get install -y fio). Prints a summary; raw outputs land in
+# target/bench-results/.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${1:-target/bench-data}
+out=target/bench-results
+mkdir -p "$dir" "$out"
+command -v fio >/dev/null || { echo "fio is required: apt-get install -y fio" >&2; exit 1; }
+
+echo "== machine"
+{ nproc; grep -m1 "model name" /proc/cpuinfo; free -g | sed -n 2p; uname -r; df -h "$dir" | tail -1; } | tee "$out/machine.txt"
+
+echo "== fio: sequential 64 KiB direct writes, io_uring, iodepth 8"
+fio --name=seqwrite --filename="$dir/fio-seq.dat" --size=4G --rw=write --bs=64k \
+    --ioengine=io_uring --direct=1 --iodepth=8 --runtime=20 --time_based \
+    --output-format=json > "$out/fio-seq.json"
+echo "== fio: 4 KiB writes, each followed by fdatasync"
+fio --name=syncwrite --filename="$dir/fio-sync.dat" --size=256M --rw=write --bs=4k \
+    --ioengine=sync --fdatasync=1 --runtime=15 --time_based \
+    --output-format=json > "$out/fio-sync.json"
+rm -f "$dir/fio-seq.dat" "$dir/fio-sync.dat"
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+seq = json.load(open(f"{out}/fio-seq.json"))["jobs"][0]["write"]
+print(f"fio seq write 64k direct qd8: {seq['bw_bytes']/1e6:.1f} MB/s ({seq['iops']:.0f} IOPS)")
+sync = json.load(open(f"{out}/fio-sync.json"))["jobs"][0]
+w = sync["write"]; s = sync["sync"]["lat_ns"]
+p = s.get("percentile", {})
+print(f"fio 4k write+fdatasync: {w['iops']:.0f} writes/s; fdatasync latency p50 {p.get('50.000000',0)/1e3:.0f} us, "
+      f"p99 {p.get('99.000000',0)/1e3:.0f} us, mean {s['mean']/1e3:.0f} us")
+PY
+
+echo "== criterion (cargo bench -p ringlog-bench)"
+RINGLOG_BENCH_DIR="$dir" cargo bench -p ringlog-bench --bench engine 2>&1 | tee "$out/criterion.txt"
