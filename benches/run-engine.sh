@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 dir=${1:-target/bench-data}
 out=target/bench-results
 mkdir -p "$dir" "$out"
+# cargo runs benches from the package directory: hand them an absolute path.
+dir=$(cd "$dir" && pwd)
 command -v fio >/dev/null || { echo "fio is required: apt-get install -y fio" >&2; exit 1; }
 
 echo "== machine"

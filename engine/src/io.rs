@@ -36,11 +36,6 @@ pub(crate) async fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec
     Ok(buf)
 }
 
-/// Writes all of `buf` at `pos` and hands the buffer back.
-pub(crate) async fn write_all_at(file: &File, buf: Vec<u8>, pos: u64) -> (io::Result<()>, Vec<u8>) {
-    file.write_all_at(buf, pos).await
-}
-
 /// Reads a whole small file, or `None` if it does not exist.
 pub(crate) async fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
     let file = match File::open(path).await {

@@ -2,9 +2,11 @@
 //! offset and by time, truncation, retention, and recovery on open.
 //!
 //! Owned by one shard and driven through `&mut self` for writes: no lock
-//! guards it. Durability follows the partition's [`FsyncPolicy`]; under
-//! `always` the caller awaits the [`Durable`] ticket of an append before
-//! acknowledging it, and group commit lets many tickets share one sync.
+//! guards it. An append reserves its place and submits its write, then
+//! returns; the caller awaits the [`Durable`] ticket before acknowledging
+//! (page cache for `never`/`interval`, a covering sync for `always`), so
+//! several appends' writes can be in flight at once. Readers see only the
+//! prefix of the log whose writes have all completed.
 
 use crate::batch::{stamp_for_append, BatchView};
 use crate::checkpoint::{self, CHECKPOINT_FILE};
@@ -13,7 +15,7 @@ use crate::flush::{Durable, Flusher, FsyncPolicy};
 use crate::io;
 use crate::retention::{self, Retention, SegmentStat};
 use crate::segment::{self, Repair, Segment, Trust};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
 /// Default largest segment: Kafka's `segment.bytes`.
@@ -126,8 +128,19 @@ pub struct Log {
     /// Every segment by base offset; the last is the active one.
     segments: BTreeMap<u64, Segment>,
     flusher: Flusher,
+    /// Appends to the active segment whose writes may not have completed,
+    /// oldest first.
+    pending: VecDeque<Pending>,
     /// The checkpoint on disk: below it, everything is synced.
     recovery_point: u64,
+}
+
+/// Where an append whose write may still be in flight begins.
+#[derive(Debug, Clone, Copy)]
+struct Pending {
+    seq: u64,
+    position: u64,
+    offset: u64,
 }
 
 impl Log {
@@ -219,6 +232,7 @@ impl Log {
             config,
             segments,
             flusher,
+            pending: VecDeque::new(),
             recovery_point: checkpoint.unwrap_or(0),
         };
         Ok((log, report))
@@ -239,9 +253,39 @@ impl Log {
         *self.segments.keys().next().expect("a log has a segment")
     }
 
-    /// Log end offset: the offset the next append gets.
+    /// Log end offset as readers see it: every record below it has been
+    /// written. Appends in flight are above it.
     pub fn latest(&self) -> u64 {
+        self.visible_end().1
+    }
+
+    /// The offset the next append gets.
+    pub fn next_offset(&self) -> u64 {
         self.active().next_offset
+    }
+
+    /// Position and offset of the end of the active segment's completed
+    /// prefix: where the first append whose write is unfinished begins.
+    fn visible_end(&self) -> (u64, u64) {
+        let written = self.flusher.written();
+        match self.pending.iter().find(|p| p.seq > written) {
+            Some(p) => (p.position, p.offset),
+            None => (self.active().size, self.active().next_offset),
+        }
+    }
+
+    fn forget_written(&mut self) {
+        let written = self.flusher.written();
+        while self.pending.front().is_some_and(|p| p.seq <= written) {
+            self.pending.pop_front();
+        }
+    }
+
+    /// Waits until every submitted write has reached the page cache.
+    pub async fn flush_writes(&mut self) -> Result<(), Error> {
+        self.flusher.drain().await.map_err(Error::Failed)?;
+        self.forget_written();
+        Ok(())
     }
 
     /// Bytes held in all segments.
@@ -274,9 +318,10 @@ impl Log {
     }
 
     /// Appends one batch exactly as received: validates it whole, stamps its
-    /// base offset and leader epoch in place and writes that same buffer. When
-    /// this returns, the bytes are in the page cache; under `always`, await
-    /// [`Appended::durable`] before acknowledging.
+    /// base offset and leader epoch in place and submits the write of that
+    /// same buffer. Returns once the write is submitted (waiting first if
+    /// [`crate::flush::WRITES_IN_FLIGHT_MAX`] are in flight); await
+    /// [`Appended::durable`] before acknowledging it.
     pub async fn append(
         &mut self,
         mut batch: Vec<u8>,
@@ -290,24 +335,25 @@ impl Log {
         }
         let offset_count = view.offset_count();
         let max_timestamp = view.max_timestamp();
+        self.flusher.wait_for_room().await.map_err(Error::Failed)?;
+        self.forget_written();
         self.maybe_roll(batch.len() as u64, offset_count, max_timestamp)
             .await?;
-        let base_offset = self.latest();
+        let base_offset = self.next_offset();
         stamp_for_append(&mut batch, base_offset as i64, leader_epoch)?;
-        if let Err(e) = self
-            .active_mut()
-            .append(batch, offset_count, max_timestamp)
-            .await
-        {
-            // A failed write may have left part of the batch on disk; only
-            // recovery can tell what is whole, so stop taking appends.
-            self.flusher.fail(e.to_string());
-            return Err(e);
-        }
+        let active = self.active_mut();
+        let position = active.reserve(batch.len() as u64, offset_count, max_timestamp);
+        let file = active.file.clone();
+        let durable = self.flusher.submit(file, batch, position);
+        self.pending.push_back(Pending {
+            seq: durable.seq(),
+            position,
+            offset: base_offset,
+        });
         Ok(Appended {
             base_offset,
             last_offset: base_offset + offset_count - 1,
-            durable: self.flusher.wrote(),
+            durable,
         })
     }
 
@@ -339,7 +385,8 @@ impl Log {
     /// Seals the active segment, syncs it, starts a new one at the log end
     /// and moves the checkpoint there.
     async fn roll(&mut self) -> Result<(), Error> {
-        let next = self.latest();
+        self.flush_writes().await?;
+        let next = self.next_offset();
         let sealing = self.active_mut();
         sealing.seal().await?;
         let file = sealing.file.clone();
@@ -383,7 +430,12 @@ impl Log {
             .map_or(self.earliest(), |(&base, _)| base);
         for seg in self.segments.range(from..).map(|(_, s)| s) {
             if let Some(bytes) = seg
-                .read(offset, max_bytes, self.config.batch_bytes_max)
+                .read(
+                    offset,
+                    self.readable_end(seg),
+                    max_bytes,
+                    self.config.batch_bytes_max,
+                )
                 .await?
             {
                 return Ok(bytes);
@@ -392,12 +444,26 @@ impl Log {
         Ok(Vec::new())
     }
 
+    /// How far readers may read in `seg`: all of a sealed segment, the
+    /// completed prefix of the active one.
+    fn readable_end(&self, seg: &Segment) -> u64 {
+        if seg.base_offset == self.active().base_offset {
+            self.visible_end().0
+        } else {
+            seg.size
+        }
+    }
+
     /// The offset of the first record whose timestamp is >= `timestamp`, or
     /// `None` if every record is older (Kafka's ListOffsets by time).
     pub async fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>, Error> {
         for seg in self.segments.values() {
             if let Some(offset) = seg
-                .offset_for_timestamp(timestamp, self.config.batch_bytes_max)
+                .offset_for_timestamp(
+                    timestamp,
+                    self.readable_end(seg),
+                    self.config.batch_bytes_max,
+                )
                 .await?
             {
                 return Ok(Some(offset));
@@ -411,7 +477,7 @@ impl Log {
     /// follower truncates at batch boundaries). Below the log start, the log
     /// is emptied and restarts at `offset`. Durable when it returns.
     pub async fn truncate_to(&mut self, offset: u64) -> Result<(), Error> {
-        self.flusher.check().map_err(Error::Failed)?;
+        self.flush_writes().await?;
         if offset >= self.latest() {
             return Ok(());
         }
@@ -479,7 +545,8 @@ impl Log {
     }
 
     /// Syncs everything appended so far, whatever the policy.
-    pub async fn sync(&self) -> Result<(), Error> {
+    pub async fn sync(&mut self) -> Result<(), Error> {
+        self.flush_writes().await?;
         let file = self.active().file.clone();
         self.flusher.sync_file(&file).await.map_err(Error::Failed)
     }
@@ -487,7 +554,6 @@ impl Log {
     /// Syncs the data, writes the active segment's indexes and moves the
     /// checkpoint to the log end, so the next open validates nothing.
     pub async fn close(mut self) -> Result<(), Error> {
-        self.flusher.check().map_err(Error::Failed)?;
         self.sync().await?;
         self.active().write_indexes().await?;
         let end = self.latest();

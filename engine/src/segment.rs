@@ -316,27 +316,21 @@ impl Segment {
         Ok(())
     }
 
-    /// Writes a validated, stamped batch at the end of the segment.
-    pub(crate) async fn append(
-        &mut self,
-        batch: Vec<u8>,
-        offset_count: u64,
-        max_timestamp: i64,
-    ) -> Result<(), Error> {
-        let size = batch.len();
+    /// Reserves the end of the segment for a batch of `size` bytes and
+    /// accounts for it in the index; returns its position. The caller
+    /// submits the write; readers see it once the write completes.
+    pub(crate) fn reserve(&mut self, size: u64, offset_count: u64, max_timestamp: i64) -> u64 {
         let position = self.size;
         let relative = self.next_offset - self.base_offset;
-        let (res, _) = io::write_all_at(&self.file, batch, position).await;
-        res.at(&self.log_path())?;
         // The log rolls before either would overflow, so these always fit.
-        debug_assert!(position + size as u64 <= u64::from(u32::MAX));
+        debug_assert!(position + size <= u64::from(u32::MAX));
         debug_assert!(relative + offset_count <= u64::from(u32::MAX));
         self.index
             .on_batch(relative as u32, position as u32, size as u32, max_timestamp);
-        self.size += size as u64;
+        self.size += size;
         self.next_offset += offset_count;
         self.first_timestamp.get_or_insert(max_timestamp);
-        Ok(())
+        position
     }
 
     /// Walks batch headers from `start` until `stop` says yes, reading a
@@ -346,6 +340,7 @@ impl Segment {
     async fn walk(
         &self,
         start: OffsetEntry,
+        end: u64,
         batch_bytes_max: usize,
         mut stop: impl FnMut(&BatchHeader) -> bool,
     ) -> Result<Option<Found>, Error> {
@@ -353,10 +348,10 @@ impl Segment {
         let mut expected = self.base_offset + u64::from(start.relative_offset);
         let mut window = Vec::new();
         let mut window_start = position;
-        while position < self.size {
+        while position < end {
             let at = (position - window_start) as usize;
             if window.len() < at + HEADER_BYTES {
-                let len = WALK_WINDOW_BYTES.min((self.size - position) as usize);
+                let len = WALK_WINDOW_BYTES.min((end - position) as usize);
                 window = io::read_at(&self.file, position, len)
                     .await
                     .at(&self.log_path())?;
@@ -368,7 +363,7 @@ impl Segment {
             let at = (position - window_start) as usize;
             let (header, size) = peek(&window[at..], batch_bytes_max)
                 .map_err(|e| self.corrupt(position, e.to_string()))?;
-            if position + size as u64 > self.size {
+            if position + size as u64 > end {
                 return Err(self.corrupt(position, "batch runs past the segment end".into()));
             }
             if header.base_offset.get() != expected as i64 {
@@ -401,11 +396,17 @@ impl Segment {
         }
     }
 
-    /// Finds the batch holding `offset`, or the first one after it.
-    async fn find(&self, offset: u64, batch_bytes_max: usize) -> Result<Option<Found>, Error> {
+    /// Finds the batch holding `offset`, or the first one after it, among
+    /// the batches before position `end`.
+    async fn find(
+        &self,
+        offset: u64,
+        end: u64,
+        batch_bytes_max: usize,
+    ) -> Result<Option<Found>, Error> {
         let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
         let entry = self.index.lookup_offset(relative);
-        self.walk(entry, batch_bytes_max, |h| {
+        self.walk(entry, end, batch_bytes_max, |h| {
             h.base_offset.get() + i64::from(h.last_offset_delta.get()) >= offset as i64
         })
         .await
@@ -413,19 +414,21 @@ impl Segment {
 
     /// The stored bytes of whole batches from the one holding `offset`, up to
     /// `max_bytes` but at least one batch. Every batch's CRC is checked before
-    /// it is returned. `None` if no batch here holds `offset` or a later one.
+    /// it is returned. `None` if no batch before position `end` (what readers
+    /// may see) holds `offset` or a later one.
     pub(crate) async fn read(
         &self,
         offset: u64,
+        end: u64,
         max_bytes: usize,
         batch_bytes_max: usize,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let Some(first) = self.find(offset, batch_bytes_max).await? else {
+        let Some(first) = self.find(offset, end, batch_bytes_max).await? else {
             return Ok(None);
         };
         let len = first
             .size
-            .max(max_bytes.min((self.size - first.position) as usize));
+            .max(max_bytes.min((end - first.position) as usize));
         let mut bytes = io::read_at(&self.file, first.position, len)
             .await
             .at(&self.log_path())?;
@@ -466,6 +469,7 @@ impl Segment {
     pub(crate) async fn offset_for_timestamp(
         &self,
         timestamp: i64,
+        end: u64,
         batch_bytes_max: usize,
     ) -> Result<Option<u64>, Error> {
         if self.index.max_timestamp() < timestamp {
@@ -473,7 +477,7 @@ impl Segment {
         }
         let from = self.index.lookup_offset(self.index.lookup_time(timestamp));
         let found = self
-            .walk(from, batch_bytes_max, |h| {
+            .walk(from, end, batch_bytes_max, |h| {
                 h.max_timestamp.get() >= timestamp
             })
             .await?;
@@ -498,13 +502,14 @@ impl Segment {
         Ok(Some(view.last_offset() as u64))
     }
 
-    /// Removes the batch holding `offset` and everything after it.
+    /// Removes the batch holding `offset` and everything after it. No write
+    /// may be in flight.
     pub(crate) async fn truncate_to(
         &mut self,
         offset: u64,
         batch_bytes_max: usize,
     ) -> Result<(), Error> {
-        let Some(found) = self.find(offset, batch_bytes_max).await? else {
+        let Some(found) = self.find(offset, self.size, batch_bytes_max).await? else {
             return Ok(());
         };
         let path = self.log_path();

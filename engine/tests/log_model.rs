@@ -10,10 +10,16 @@ use ringlog_engine::Log;
 
 #[derive(Debug, Clone)]
 enum Op {
-    Append(Vec<Rec>),
-    Read { at: f64, max_bytes: usize },
+    /// Append; `wait` awaits the ticket at once, otherwise it stays in flight.
+    Append(Vec<Rec>, bool),
+    Read {
+        at: f64,
+        max_bytes: usize,
+    },
     Truncate(f64),
-    Reopen { clean: bool },
+    Reopen {
+        clean: bool,
+    },
     TimeLookup(i64),
 }
 
@@ -40,7 +46,7 @@ fn record() -> impl Strategy<Value = Rec> {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => proptest::collection::vec(record(), 1..8).prop_map(Op::Append),
+        6 => (proptest::collection::vec(record(), 1..8), any::<bool>()).prop_map(|(r, w)| Op::Append(r, w)),
         3 => (0.0f64..1.0, 1usize..3000).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
         1 => (0.0f64..1.0).prop_map(Op::Truncate),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
@@ -60,11 +66,18 @@ proptest! {
             let mut model: Vec<(u64, Rec)> = Vec::new();
             // Batch boundaries, as (base offset, next offset).
             let mut batches: Vec<(u64, u64)> = Vec::new();
+            let mut in_flight = Vec::new();
             for op in ops {
+                // Readers see a prefix of what was appended, never more.
+                prop_assert!(log.latest() <= model.len() as u64);
                 match op {
-                    Op::Append(recs) => {
+                    Op::Append(recs, wait) => {
                         let a = log.append(build(&recs), 3).await.unwrap();
-                        a.durable.wait().await.unwrap();
+                        if wait {
+                            a.durable.wait().await.unwrap();
+                        } else {
+                            in_flight.push(a.durable);
+                        }
                         let base = model.len() as u64;
                         prop_assert_eq!(a.base_offset, base);
                         prop_assert_eq!(a.last_offset, base + recs.len() as u64 - 1);
@@ -74,10 +87,11 @@ proptest! {
                         }
                     }
                     Op::Read { at, max_bytes } => {
-                        let offset = (model.len() as f64 * at) as u64;
+                        let visible = log.latest();
+                        let offset = (visible as f64 * at) as u64;
                         let got = log.read(offset, max_bytes).await.unwrap();
                         let recs = decode_all(&got);
-                        if offset == model.len() as u64 {
+                        if offset == visible {
                             prop_assert!(recs.is_empty());
                         } else {
                             // Starts at the batch holding `offset`, whole batches only.
@@ -85,6 +99,7 @@ proptest! {
                             prop_assert_eq!(recs[0].0, start);
                             let end = recs.last().unwrap().0 + 1;
                             prop_assert!(batches.iter().any(|&(_, n)| n == end));
+                            prop_assert!(end <= visible);
                             prop_assert_eq!(&recs[..], &model[start as usize..end as usize]);
                         }
                     }
@@ -100,6 +115,11 @@ proptest! {
                         prop_assert_eq!(log.latest(), model.len() as u64);
                     }
                     Op::Reopen { clean } => {
+                        // A crash while writes are in flight is the torn-write
+                        // test's business; here every write lands first.
+                        for t in in_flight.drain(..) {
+                            t.wait().await.unwrap();
+                        }
                         if clean {
                             log.close().await.unwrap();
                         } else {
@@ -112,10 +132,14 @@ proptest! {
                         prop_assert_eq!(log.latest(), model.len() as u64);
                     }
                     Op::TimeLookup(ts) => {
-                        let want = model.iter().find(|(_, r)| r.timestamp >= ts).map(|(o, _)| *o);
+                        let visible = log.latest() as usize;
+                        let want = model[..visible].iter().find(|(_, r)| r.timestamp >= ts).map(|(o, _)| *o);
                         prop_assert_eq!(log.offset_for_timestamp(ts).await.unwrap(), want);
                     }
                 }
+            }
+            for t in in_flight.drain(..) {
+                t.wait().await.unwrap();
             }
             let all = read_all(&log, 0, 700).await;
             prop_assert_eq!(&all, &model);

@@ -270,7 +270,13 @@ fn retention_deletes_the_right_segments() {
             let recs: Vec<Rec> = (0..3)
                 .map(|i| rec(b * 3 + i, 200, ((b * 3 + i) * 1_000) as i64))
                 .collect();
-            let _ = log.append(build(&recs), 0).await.unwrap();
+            log.append(build(&recs), 0)
+                .await
+                .unwrap()
+                .durable
+                .wait()
+                .await
+                .unwrap();
             written.extend(recs);
         }
         let bases = log.segment_bases();
@@ -312,7 +318,13 @@ fn retention_deletes_the_right_segments() {
         let (mut log, _) = Log::open(dir.path(), config.clone()).await.unwrap();
         for b in 0..40u64 {
             let recs: Vec<Rec> = (0..3).map(|i| rec(b * 3 + i, 200, 0)).collect();
-            let _ = log.append(build(&recs), 0).await.unwrap();
+            log.append(build(&recs), 0)
+                .await
+                .unwrap()
+                .durable
+                .wait()
+                .await
+                .unwrap();
         }
         let before = log.size_bytes();
         let report = log.apply_retention(0).await.unwrap();
