@@ -198,10 +198,14 @@ impl Segment {
             seg.index = SegmentIndex::new(index_interval_bytes);
         }
         let mut stop = seg.scan_from(restart, file_len, batch_bytes_max).await?;
-        // An index that disagrees with the file at its restart point is
-        // damaged, not the data: rebuild it from the start.
+        // Stopped right at the restart point: either the batch there is
+        // damaged (then the index is right and the cut stands), or the index
+        // points at something that is not the batch it names (then the index
+        // is damaged, not the data: rebuild it from the start).
         let mut problem = problem;
-        if restart.position > 0 && seg.size == u64::from(restart.position) && stop.is_some() {
+        let stopped_at_restart =
+            restart.position > 0 && seg.size == u64::from(restart.position) && stop.is_some();
+        if stopped_at_restart && seg.entry_names_its_batch(restart).await? == Some(false) {
             problem = Some(format!(
                 "index restart point disagrees with the log: {}",
                 stop.as_ref().map(ToString::to_string).unwrap_or_default()
@@ -291,12 +295,20 @@ impl Segment {
     }
 
     async fn check_last_entry(&self) -> Result<bool, Error> {
-        let Some(last) = self.index.offsets().last() else {
-            return Ok(true);
-        };
-        let header = self.header_at(u64::from(last.position)).await?;
-        Ok(header.is_some_and(|h| {
-            h.base_offset.get() == (self.base_offset + u64::from(last.relative_offset)) as i64
+        match self.index.offsets().last() {
+            Some(&last) => Ok(self.entry_names_its_batch(last).await? == Some(true)),
+            None => Ok(true),
+        }
+    }
+
+    /// Whether a v2 batch header with the entry's offset sits at its
+    /// position; `None` if the file ends before a whole header.
+    async fn entry_names_its_batch(&self, entry: OffsetEntry) -> Result<Option<bool>, Error> {
+        let header = self.header_at(u64::from(entry.position)).await?;
+        Ok(header.map(|h| {
+            h.magic == crate::batch::MAGIC_V2
+                && h.base_offset.get()
+                    == (self.base_offset + u64::from(entry.relative_offset)) as i64
         }))
     }
 

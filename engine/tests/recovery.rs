@@ -43,12 +43,23 @@ fn batch_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
 
 #[test]
 fn a_cut_at_every_byte_of_the_final_batch_keeps_exactly_the_batches_before_it() {
+    // After a crash (no checkpoint covers the active segment), and after a
+    // clean close (the checkpoint covers the batch that is then cut).
+    for clean in [false, true] {
+        cut_every_byte_of_the_final_batch(clean);
+    }
+}
+
+fn cut_every_byte_of_the_final_batch(clean: bool) {
     tokio_uring::start(async {
         let src = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(src.path(), small_config(4096)).await.unwrap();
         let written = fill(&mut log, 12, 100, 1_000).await;
-        // A crash, not a close: no checkpoint covers the active segment.
-        drop(log);
+        if clean {
+            log.close().await.unwrap();
+        } else {
+            drop(log);
+        }
         let last = segment_files(src.path()).pop().unwrap();
         let bytes = std::fs::read(&last).unwrap();
         let ranges = batch_ranges(&bytes);
