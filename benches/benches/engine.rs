@@ -21,6 +21,7 @@ const APPEND_BATCH_BYTES: usize = 64 << 10;
 /// pipelining producer) keep outstanding, and what group commit and the
 /// write pipeline serve.
 const APPENDS_IN_FLIGHT: usize = 16;
+const APPENDS_IN_FLIGHT_MANY: usize = 64;
 
 fn bench_dir() -> PathBuf {
     std::env::var_os("RINGLOG_BENCH_DIR")
@@ -62,7 +63,7 @@ fn validate(c: &mut Criterion) {
 /// Appends `iters` 64 KiB batches to a fresh log, keeping
 /// `APPENDS_IN_FLIGHT` unacknowledged, and returns the time taken including
 /// the wait for every acknowledgement the policy requires.
-fn timed_appends(policy: FsyncPolicy, iters: u64) -> Duration {
+fn timed_appends(policy: FsyncPolicy, in_flight: usize, iters: u64) -> Duration {
     let dir = tempfile::tempdir_in(bench_dir()).expect("bench dir");
     let batch = batch_of(APPEND_BATCH_BYTES);
     let config = LogConfig {
@@ -71,14 +72,14 @@ fn timed_appends(policy: FsyncPolicy, iters: u64) -> Duration {
     };
     tokio_uring::start(async move {
         let (mut log, _) = Log::open(dir.path(), config).await.expect("open");
-        let mut pending = VecDeque::with_capacity(APPENDS_IN_FLIGHT);
+        let mut pending = VecDeque::with_capacity(in_flight);
         let start = Instant::now();
         for _ in 0..iters {
             // Copying the batch stands in for receiving it from a socket.
             let appended = log.append(batch.clone(), 0).await.expect("append");
             pending.push_back(appended.durable);
             // Acknowledge in order, as a producer connection does.
-            if pending.len() == APPENDS_IN_FLIGHT {
+            if pending.len() == in_flight {
                 let oldest = pending.pop_front().expect("full");
                 oldest.wait().await.expect("durable");
             }
@@ -88,7 +89,7 @@ fn timed_appends(policy: FsyncPolicy, iters: u64) -> Duration {
         }
         let elapsed = start.elapsed();
         eprintln!(
-            "  [{policy:?}: {iters} appends, {} fdatasync calls]",
+            "  [{policy:?}, {in_flight} in flight: {iters} appends, {} fdatasync calls]",
             log.sync_count()
         );
         drop(log);
@@ -102,16 +103,22 @@ fn append(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(8));
     group.throughput(Throughput::Bytes(batch_of(APPEND_BATCH_BYTES).len() as u64));
-    for (name, policy) in [
-        ("never", FsyncPolicy::Never),
+    for (name, policy, in_flight) in [
+        ("never", FsyncPolicy::Never, APPENDS_IN_FLIGHT),
         (
             "interval_100ms",
             FsyncPolicy::Interval(Duration::from_millis(100)),
+            APPENDS_IN_FLIGHT,
         ),
-        ("always", FsyncPolicy::Always),
+        ("always", FsyncPolicy::Always, APPENDS_IN_FLIGHT),
+        (
+            "always_64_in_flight",
+            FsyncPolicy::Always,
+            APPENDS_IN_FLIGHT_MANY,
+        ),
     ] {
         group.bench_function(name, |b| {
-            b.iter_custom(|iters| timed_appends(policy, iters))
+            b.iter_custom(|iters| timed_appends(policy, in_flight, iters))
         });
     }
     group.finish();
