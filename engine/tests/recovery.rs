@@ -7,19 +7,32 @@ use ringlog_engine::batch::BatchView;
 use ringlog_engine::{Error, Log, Repair};
 use std::path::Path;
 
-/// Appends `batches` batches of 3 records each (~ `value_len` bytes per
-/// record) and returns the stored byte range of every batch, per segment.
-async fn fill(log: &mut Log, batches: u64, value_len: usize, ts0: i64) -> Vec<Rec> {
+/// Appends `batches` batches of 3 records each (`value_len`-byte values,
+/// record `i` stamped `timestamp(i)`), each acknowledged, and returns them.
+async fn fill(
+    log: &mut Log,
+    batches: u64,
+    value_len: usize,
+    timestamp: impl Fn(u64) -> i64,
+) -> Vec<Rec> {
     let mut all = Vec::new();
     for b in 0..batches {
-        let recs: Vec<Rec> = (0..3)
-            .map(|i| rec(b * 3 + i, value_len, ts0 + (b * 3 + i) as i64))
+        let recs: Vec<Rec> = (b * 3..b * 3 + 3)
+            .map(|i| rec(i, value_len, timestamp(i)))
             .collect();
         let a = log.append(build(&recs), 0).await.unwrap();
         a.durable.wait().await.unwrap();
         all.extend(recs);
     }
     all
+}
+
+/// A log in `dir` filled with `batches` batches of 120-byte records, closed.
+async fn closed_log(dir: &Path, batches: u64) -> Vec<Rec> {
+    let (mut log, _) = Log::open(dir, small_config(8192)).await.unwrap();
+    let written = fill(&mut log, batches, 120, |i| 50_000 + i as i64).await;
+    log.close().await.unwrap();
+    written
 }
 
 fn records_of(all: &[(u64, Rec)]) -> Vec<Rec> {
@@ -54,7 +67,7 @@ fn cut_every_byte_of_the_final_batch(clean: bool) {
     tokio_uring::start(async {
         let src = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(src.path(), small_config(4096)).await.unwrap();
-        let written = fill(&mut log, 12, 100, 1_000).await;
+        let written = fill(&mut log, 12, 100, |i| 1_000 + i as i64).await;
         if clean {
             log.close().await.unwrap();
         } else {
@@ -110,7 +123,7 @@ fn flipped_bits_are_never_served() {
     tokio_uring::start(async {
         let src = tempfile::tempdir().unwrap();
         let (mut log, _) = Log::open(src.path(), small_config(4096)).await.unwrap();
-        fill(&mut log, 30, 90, 1_000).await;
+        fill(&mut log, 30, 90, |i| 1_000 + i as i64).await;
         let clean = tempfile::tempdir().unwrap();
         let crashed = tempfile::tempdir().unwrap();
         copy_dir(src.path(), crashed.path());
@@ -190,9 +203,7 @@ async fn check_never_served(dir: &Path, original: &[(u64, Rec)], what: &str) {
 fn deleted_indexes_are_rebuilt_identically() {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path(), small_config(8192)).await.unwrap();
-        let written = fill(&mut log, 80, 120, 50_000).await;
-        log.close().await.unwrap();
+        let written = closed_log(dir.path(), 80).await;
         let index_files: Vec<_> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().path())
@@ -246,9 +257,7 @@ fn deleted_indexes_are_rebuilt_identically() {
 fn a_damaged_index_file_is_rebuilt_not_trusted() {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path(), small_config(8192)).await.unwrap();
-        let written = fill(&mut log, 40, 120, 0).await;
-        log.close().await.unwrap();
+        let written = closed_log(dir.path(), 40).await;
         let first_index = dir.path().join(format!("{:020}.index", 0));
         let mut bytes = std::fs::read(&first_index).unwrap();
         // Point the last entry at the wrong batch: structurally fine, wrong.
@@ -276,20 +285,7 @@ fn retention_deletes_the_right_segments() {
         config.retention.retention_ms = Some(10_000);
         let (mut log, _) = Log::open(dir.path(), config.clone()).await.unwrap();
         // Timestamps grow 1 s per record, so segments span distinct times.
-        let mut written = Vec::new();
-        for b in 0..40u64 {
-            let recs: Vec<Rec> = (0..3)
-                .map(|i| rec(b * 3 + i, 200, ((b * 3 + i) * 1_000) as i64))
-                .collect();
-            log.append(build(&recs), 0)
-                .await
-                .unwrap()
-                .durable
-                .wait()
-                .await
-                .unwrap();
-            written.extend(recs);
-        }
+        let written = fill(&mut log, 40, 200, |i| (i * 1_000) as i64).await;
         let bases = log.segment_bases();
         assert!(bases.len() >= 5, "{bases:?}");
         // Max timestamp of each segment: the record just before the next base.
@@ -327,16 +323,7 @@ fn retention_deletes_the_right_segments() {
             retention_bytes: Some(10_000),
         };
         let (mut log, _) = Log::open(dir.path(), config.clone()).await.unwrap();
-        for b in 0..40u64 {
-            let recs: Vec<Rec> = (0..3).map(|i| rec(b * 3 + i, 200, 0)).collect();
-            log.append(build(&recs), 0)
-                .await
-                .unwrap()
-                .durable
-                .wait()
-                .await
-                .unwrap();
-        }
+        fill(&mut log, 40, 200, |_| 0).await;
         let before = log.size_bytes();
         let report = log.apply_retention(0).await.unwrap();
         assert!(!report.deleted_segments.is_empty());
@@ -354,5 +341,22 @@ fn retention_deletes_the_right_segments() {
         let (log, report) = Log::open(dir.path(), config).await.unwrap();
         assert!(report.repairs.is_empty());
         assert_eq!(log.earliest(), start);
+    });
+}
+
+#[test]
+fn segments_roll_by_age_of_their_records() {
+    tokio_uring::start(async {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = small_config(1 << 30);
+        config.segment_ms_max = Some(10_000);
+        let (mut log, _) = Log::open(dir.path(), config).await.unwrap();
+        // Three records per batch, one second apart: a batch whose newest
+        // record is more than 10 s newer than the segment's first batch rolls.
+        fill(&mut log, 10, 10, |i| (i * 1_000) as i64).await;
+        // First batch max ts 2 s; batch 4 (max 14 s) is 12 s newer: roll at
+        // offset 12; then its max 14 s, batch 8 (max 26 s) rolls at 24.
+        assert_eq!(log.segment_bases(), vec![0, 12, 24]);
+        assert_eq!(records_of(&read_all(&log, 0, 1 << 20).await).len(), 30);
     });
 }
