@@ -35,10 +35,6 @@ async fn closed_log(dir: &Path, batches: u64) -> Vec<Rec> {
     written
 }
 
-fn records_of(all: &[(u64, Rec)]) -> Vec<Rec> {
-    all.iter().map(|(_, r)| r.clone()).collect()
-}
-
 /// Byte ranges of the batches in one segment file.
 fn batch_ranges(bytes: &[u8]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();

@@ -78,22 +78,12 @@ fn a_failed_write_fails_the_partition_and_loses_nothing_acknowledged() {
             ),
         }
         // Still readable: every acknowledged record, nothing else.
-        let got: Vec<Rec> = read_all(&log, 0, 1 << 20)
-            .await
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
-        assert_eq!(got, acked);
+        assert_eq!(records_of(&read_all(&log, 0, 1 << 20).await), acked);
         drop(log);
         // A restart recovers from disk: the torn partial write is cut off.
         let (mut log, report) = Log::open(dir.path(), config).await.unwrap();
         assert_eq!(log.latest(), acked.len() as u64, "{:?}", report.repairs);
-        let got: Vec<Rec> = read_all(&log, 0, 1 << 20)
-            .await
-            .into_iter()
-            .map(|(_, r)| r)
-            .collect();
-        assert_eq!(got, acked);
+        assert_eq!(records_of(&read_all(&log, 0, 1 << 20).await), acked);
         let a = log.append(build(&[rec(11, 10, 0)]), 0).await.unwrap();
         a.durable.wait().await.unwrap();
         assert_eq!(a.base_offset, acked.len() as u64);

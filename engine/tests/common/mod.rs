@@ -116,3 +116,8 @@ pub fn segment_files(dir: &Path) -> Vec<std::path::PathBuf> {
     v.sort();
     v
 }
+
+/// The records of `(offset, record)` pairs, offsets dropped.
+pub fn records_of(all: &[(u64, Rec)]) -> Vec<Rec> {
+    all.iter().map(|(_, r)| r.clone()).collect()
+}
