@@ -173,7 +173,7 @@ impl Flusher {
         let target = self.state.written.get();
         let res = file.sync_data().await;
         self.state.syncs.set(self.state.syncs.get() + 1);
-        self.settle(target, res);
+        settle(&self.state, target, res);
         self.check()
     }
 
@@ -194,33 +194,29 @@ impl Flusher {
     pub(crate) fn sync_count(&self) -> u64 {
         self.state.syncs.get()
     }
+}
 
-    fn settle(&self, target: u64, res: std::io::Result<()>) {
-        settle(&self.state, target, res);
-    }
+/// Marks the partition failed (the first failure is the one reported) and
+/// wakes every waiter so none is acknowledged.
+fn fail(state: &State, why: String) {
+    state.failure.borrow_mut().get_or_insert(why);
+    state.done.notify_waiters();
 }
 
 fn settle(state: &State, target: u64, res: std::io::Result<()>) {
     match res {
-        Ok(()) => state.durable.set(state.durable.get().max(target)),
-        Err(e) => {
-            state
-                .failure
-                .borrow_mut()
-                .get_or_insert_with(|| format!("fdatasync failed: {e}"));
+        Ok(()) => {
+            state.durable.set(state.durable.get().max(target));
+            state.done.notify_waiters();
         }
+        Err(e) => fail(state, format!("fdatasync failed: {e}")),
     }
-    state.done.notify_waiters();
 }
 
 /// Records a write's completion and advances the completed prefix.
 fn completed(state: &Rc<State>, seq: u64, res: std::io::Result<()>) {
     if let Err(e) = res {
-        state
-            .failure
-            .borrow_mut()
-            .get_or_insert_with(|| format!("write failed: {e}"));
-        state.done.notify_waiters();
+        fail(state, format!("write failed: {e}"));
         return;
     }
     {
