@@ -79,11 +79,13 @@ pub enum Repair {
     },
 }
 
-/// A batch found by walking headers.
+/// A batch found by walking headers, with the window read to find it.
 struct Found {
     position: u64,
     size: usize,
     header: BatchHeader,
+    window: Vec<u8>,
+    window_start: u64,
 }
 
 pub(crate) struct Segment {
@@ -349,10 +351,13 @@ impl Segment {
     /// window at a time. `None` if the segment ends first.
     /// Every header's base offset must follow on from the one before: the
     /// CRC does not cover `baseOffset`, so this is what catches a damaged one.
+    /// Reads `window_bytes` at a time: a caller that wants the found batch's
+    /// bytes asks for a window big enough to hold them too.
     async fn walk(
         &self,
         start: OffsetEntry,
         end: u64,
+        window_bytes: usize,
         batch_bytes_max: usize,
         mut stop: impl FnMut(&BatchHeader) -> bool,
     ) -> Result<Option<Found>, Error> {
@@ -363,7 +368,7 @@ impl Segment {
         while position < end {
             let at = (position - window_start) as usize;
             if window.len() < at + HEADER_BYTES {
-                let len = WALK_WINDOW_BYTES.min((end - position) as usize);
+                let len = window_bytes.min((end - position) as usize);
                 window = io::read_at(&self.file, position, len)
                     .await
                     .at(&self.log_path())?;
@@ -389,10 +394,13 @@ impl Segment {
             }
             expected += header.last_offset_delta.get() as u64 + 1;
             if stop(header) {
+                let header = *header;
                 return Ok(Some(Found {
                     position,
                     size,
-                    header: *header,
+                    header,
+                    window,
+                    window_start,
                 }));
             }
             position += size as u64;
@@ -414,14 +422,30 @@ impl Segment {
         &self,
         offset: u64,
         end: u64,
+        window_bytes: usize,
         batch_bytes_max: usize,
     ) -> Result<Option<Found>, Error> {
         let relative = u32::try_from(offset.saturating_sub(self.base_offset)).unwrap_or(u32::MAX);
         let entry = self.index.lookup_offset(relative);
-        self.walk(entry, end, batch_bytes_max, |h| {
+        self.walk(entry, end, window_bytes, batch_bytes_max, |h| {
             h.base_offset.get() + i64::from(h.last_offset_delta.get()) >= offset as i64
         })
         .await
+    }
+
+    /// The `len` bytes at the found batch: from the walk's window when it
+    /// holds them, which saves reading them again.
+    async fn bytes_at(&self, found: Found, len: usize) -> Result<Vec<u8>, Error> {
+        let at = (found.position - found.window_start) as usize;
+        if found.window.len() >= at + len {
+            let mut bytes = found.window;
+            bytes.truncate(at + len);
+            bytes.drain(..at);
+            return Ok(bytes);
+        }
+        io::read_at(&self.file, found.position, len)
+            .await
+            .at(&self.log_path())
     }
 
     /// The stored bytes of whole batches from the one holding `offset`, up to
@@ -435,25 +459,28 @@ impl Segment {
         max_bytes: usize,
         batch_bytes_max: usize,
     ) -> Result<Option<Vec<u8>>, Error> {
-        let Some(first) = self.find(offset, end, batch_bytes_max).await? else {
+        // One window that holds the answer too, usually: the batch holding
+        // `offset` is within about an index interval of the entry.
+        let window_bytes = max_bytes.saturating_add(WALK_WINDOW_BYTES);
+        let Some(first) = self
+            .find(offset, end, window_bytes, batch_bytes_max)
+            .await?
+        else {
             return Ok(None);
         };
-        let len = first
-            .size
-            .max(max_bytes.min((end - first.position) as usize));
-        let mut bytes = io::read_at(&self.file, first.position, len)
-            .await
-            .at(&self.log_path())?;
-        if bytes.len() < first.size {
+        let (first_position, first_size) = (first.position, first.size);
+        let mut expected = first.header.base_offset.get();
+        let len = first_size.max(max_bytes.min((end - first_position) as usize));
+        let mut bytes = self.bytes_at(first, len).await?;
+        if bytes.len() < first_size {
             return Err(self.corrupt(
-                first.position,
+                first_position,
                 "segment file shorter than its batches".into(),
             ));
         }
         let mut end = 0;
-        let mut expected = first.header.base_offset.get();
         while end < bytes.len() {
-            let position = first.position + end as u64;
+            let position = first_position + end as u64;
             let view = match BatchView::parse_crc_only(&bytes[end..], batch_bytes_max) {
                 Ok(view) => view,
                 // A batch cut by `max_bytes` is left for the next read.
@@ -489,23 +516,22 @@ impl Segment {
         }
         let from = self.index.lookup_offset(self.index.lookup_time(timestamp));
         let found = self
-            .walk(from, end, batch_bytes_max, |h| {
+            .walk(from, end, WALK_WINDOW_BYTES, batch_bytes_max, |h| {
                 h.max_timestamp.get() >= timestamp
             })
             .await?;
         let Some(found) = found else {
             return Ok(None);
         };
-        let bytes = io::read_at(&self.file, found.position, found.size)
-            .await
-            .at(&self.log_path())?;
+        let (position, size, base) = (found.position, found.size, found.header.base_offset.get());
+        let bytes = self.bytes_at(found, size).await?;
         let view = BatchView::parse(&bytes, batch_bytes_max)
-            .map_err(|e| self.corrupt(found.position, e.to_string()))?;
+            .map_err(|e| self.corrupt(position, e.to_string()))?;
         let Ok(records) = view.records() else {
-            return Ok(Some(found.header.base_offset.get() as u64));
+            return Ok(Some(base as u64));
         };
         for record in records {
-            let record = record.map_err(|e| self.corrupt(found.position, e.to_string()))?;
+            let record = record.map_err(|e| self.corrupt(position, e.to_string()))?;
             if record.timestamp >= timestamp {
                 return Ok(Some(record.offset as u64));
             }
@@ -521,7 +547,10 @@ impl Segment {
         offset: u64,
         batch_bytes_max: usize,
     ) -> Result<(), Error> {
-        let Some(found) = self.find(offset, self.size, batch_bytes_max).await? else {
+        let Some(found) = self
+            .find(offset, self.size, WALK_WINDOW_BYTES, batch_bytes_max)
+            .await?
+        else {
             return Ok(());
         };
         let path = self.log_path();
