@@ -122,7 +122,12 @@ impl Flusher {
 
     /// Submits the write of `batch` at `position` of `file` and returns its
     /// ticket. The caller has reserved the position and waited for room.
-    pub(crate) fn submit(&self, file: Rc<File>, batch: Vec<u8>, position: u64) -> Durable {
+    pub(crate) fn submit<B: crate::BatchBuf>(
+        &self,
+        file: Rc<File>,
+        batch: B,
+        position: u64,
+    ) -> Durable {
         let s = &self.state;
         let seq = s.submitted.get() + 1;
         s.submitted.set(seq);

@@ -24,6 +24,13 @@ mod segment;
 mod varint;
 
 pub use error::Error;
+
+/// A buffer an append can stamp in place and hand to io_uring: a `Vec<u8>`,
+/// or (with tokio-uring's `bytes` feature) a `BytesMut` split off the frame
+/// a batch arrived in, so the received bytes are the written bytes.
+pub trait BatchBuf: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]> {}
+
+impl<T: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]>> BatchBuf for T {}
 pub use flush::{Durable, FsyncPolicy};
 pub use log::{Appended, Log, LogConfig, RecoveryReport, RetentionReport};
 pub use segment::Repair;

@@ -322,9 +322,9 @@ impl Log {
     /// same buffer. Returns once the write is submitted (waiting first if
     /// [`crate::flush::WRITES_IN_FLIGHT_MAX`] are in flight); await
     /// [`Appended::durable`] before acknowledging it.
-    pub async fn append(
+    pub async fn append<B: crate::BatchBuf>(
         &mut self,
-        mut batch: Vec<u8>,
+        mut batch: B,
         leader_epoch: i32,
     ) -> Result<Appended, Error> {
         self.flusher.check().map_err(Error::Failed)?;

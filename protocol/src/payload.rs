@@ -1,0 +1,342 @@
+//! Control and metadata payloads: rkyv archives, validated when read.
+
+use rkyv::{Archive, Deserialize, Serialize};
+
+use crate::{ApiKey, DecodeError};
+
+/// A payload carried as an rkyv archive.
+pub trait Payload: Sized {
+    /// The archive bytes.
+    fn encode(&self) -> Vec<u8>;
+    /// Validates an archive (every pointer and length checked against the
+    /// bytes) and reads it.
+    fn decode(api: ApiKey, bytes: &[u8]) -> Result<Self, DecodeError>;
+}
+
+macro_rules! rkyv_payload {
+    ($($t:ty),* $(,)?) => {$(
+        impl Payload for $t {
+            fn encode(&self) -> Vec<u8> {
+                match rkyv::to_bytes::<rkyv::rancor::Error>(self) {
+                    Ok(bytes) => bytes.to_vec(),
+                    // Serializing owned strings and vectors into a growable
+                    // buffer has no failure path short of allocation failure.
+                    Err(e) => unreachable!("rkyv serialization failed: {e}"),
+                }
+            }
+
+            fn decode(api: ApiKey, bytes: &[u8]) -> Result<Self, DecodeError> {
+                // Validation needs the archive aligned; frames put it anywhere.
+                let mut aligned = rkyv::util::AlignedVec::<16>::with_capacity(bytes.len());
+                aligned.extend_from_slice(bytes);
+                rkyv::from_bytes::<$t, rkyv::rancor::Error>(&aligned).map_err(|e| {
+                    DecodeError::Malformed { api: api.name(), reason: e.to_string() }
+                })
+            }
+        }
+    )*};
+}
+
+rkyv_payload!(
+    FetchRequest,
+    ListOffsetsRequest,
+    ListOffsetsResponse,
+    MetadataRequest,
+    MetadataResponse,
+    CreateTopicRequest,
+    DeleteTopicRequest,
+    ListTopicsResponse,
+    CommitOffsetsRequest,
+    CommitOffsetsResponse,
+    FetchOffsetsRequest,
+    FetchOffsetsResponse,
+    InitProducerIdResponse,
+    ProduceResponse,
+);
+
+/// One partition to fetch from.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FetchPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// First offset wanted.
+    pub offset: u64,
+    /// Most bytes for this partition (at least one whole batch is returned).
+    pub max_bytes: u32,
+}
+
+/// Fetch request: read stored batches, waiting up to `max_wait_ms` until at
+/// least `min_bytes` are available.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FetchRequest {
+    /// Longest the broker holds the request while too little data exists.
+    pub max_wait_ms: u32,
+    /// Bytes that make the broker answer before `max_wait_ms`.
+    pub min_bytes: u32,
+    /// Most bytes in the whole response.
+    pub max_bytes: u32,
+    /// Partitions, answered in this order.
+    pub partitions: Vec<FetchPartition>,
+}
+
+/// One partition's offset question.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// [`crate::EARLIEST`], [`crate::LATEST`], or a timestamp in ms: the first
+    /// offset whose record timestamp is at least this.
+    pub spec: i64,
+}
+
+/// List offsets request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsRequest {
+    /// Partitions, answered in this order.
+    pub partitions: Vec<ListOffsetsPartition>,
+}
+
+/// One partition's answer.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsResult {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// [`crate::ErrorCode`] as u16.
+    pub error: u16,
+    /// The offset, or -1 when no record is at or after the timestamp.
+    pub offset: i64,
+}
+
+/// List offsets response.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListOffsetsResponse {
+    /// One result per requested partition, in request order.
+    pub partitions: Vec<ListOffsetsResult>,
+}
+
+/// Metadata request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetadataRequest {
+    /// Topics to describe; `None` for all.
+    pub topics: Option<Vec<String>>,
+}
+
+/// A broker of the cluster.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct BrokerMetadata {
+    /// Broker id.
+    pub id: u32,
+    /// Host clients connect to.
+    pub host: String,
+    /// Port clients connect to.
+    pub port: u16,
+    /// Shards (cores) serving it.
+    pub shards: u32,
+}
+
+/// A partition's placement and offsets.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMetadata {
+    /// Partition index.
+    pub partition: u32,
+    /// Leader broker id.
+    pub leader: u32,
+    /// Shard of the leader that owns it.
+    pub shard: u32,
+    /// First offset still stored.
+    pub log_start: u64,
+    /// Offset the next record will get.
+    pub log_end: u64,
+}
+
+/// A topic's settings as the broker applies them.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicConfig {
+    /// Partition count.
+    pub partitions: u32,
+    /// Time retention in ms; -1 keeps data forever.
+    pub retention_ms: i64,
+    /// Size retention per partition in bytes; -1 for none.
+    pub retention_bytes: i64,
+    /// Segment size in bytes.
+    pub segment_bytes: u64,
+    /// `always`, `never` or `interval:MS`.
+    pub fsync: String,
+}
+
+/// A topic, its settings and its partitions.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicMetadata {
+    /// Topic name.
+    pub name: String,
+    /// Settings.
+    pub config: TopicConfig,
+    /// Every partition, by index.
+    pub partitions: Vec<PartitionMetadata>,
+}
+
+/// Metadata response.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct MetadataResponse {
+    /// Cluster id (stable for a data directory).
+    pub cluster_id: String,
+    /// Every broker.
+    pub brokers: Vec<BrokerMetadata>,
+    /// The requested topics.
+    pub topics: Vec<TopicMetadata>,
+}
+
+/// Create topic request; `None` settings take the broker's defaults.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Default)]
+pub struct CreateTopicRequest {
+    /// Topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not starting with `__`.
+    pub name: String,
+    /// Partition count (1 to 10000).
+    pub partitions: u32,
+    /// Time retention in ms, -1 for forever.
+    pub retention_ms: Option<i64>,
+    /// Size retention per partition, -1 for none.
+    pub retention_bytes: Option<i64>,
+    /// Segment size in bytes.
+    pub segment_bytes: Option<u64>,
+    /// `always`, `never` or `interval:MS`.
+    pub fsync: Option<String>,
+}
+
+/// Delete topic request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DeleteTopicRequest {
+    /// Topic name.
+    pub name: String,
+}
+
+/// A topic in a listing.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct TopicSummary {
+    /// Topic name.
+    pub name: String,
+    /// Partition count.
+    pub partitions: u32,
+}
+
+/// List topics response, sorted by name.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListTopicsResponse {
+    /// Every topic (internal ones included, their names start with `__`).
+    pub topics: Vec<TopicSummary>,
+}
+
+/// A partition's committed offset.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommitOffset {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// The next offset the group will consume.
+    pub offset: u64,
+}
+
+/// Commit offsets request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommitOffsetsRequest {
+    /// Group name.
+    pub group: String,
+    /// Offsets to store.
+    pub offsets: Vec<CommitOffset>,
+}
+
+/// One partition's outcome.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct PartitionError {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// [`crate::ErrorCode`] as u16.
+    pub error: u16,
+}
+
+/// Commit offsets response.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommitOffsetsResponse {
+    /// One outcome per committed partition, in request order.
+    pub results: Vec<PartitionError>,
+}
+
+/// A topic partition.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq, Hash)]
+pub struct TopicPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+}
+
+/// Fetch committed offsets request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FetchOffsetsRequest {
+    /// Group name.
+    pub group: String,
+    /// Partitions asked about.
+    pub partitions: Vec<TopicPartition>,
+}
+
+/// A partition's committed offset, or -1 if the group never committed one.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// The committed offset or -1.
+    pub offset: i64,
+    /// [`crate::ErrorCode`] as u16.
+    pub error: u16,
+}
+
+/// Fetch committed offsets response.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct FetchOffsetsResponse {
+    /// One answer per requested partition, in request order.
+    pub offsets: Vec<CommittedOffset>,
+}
+
+/// Init producer id response.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct InitProducerIdResponse {
+    /// A producer id no other producer of this broker has had.
+    pub producer_id: i64,
+    /// The epoch to stamp in batches.
+    pub producer_epoch: i16,
+}
+
+/// One partition's produce outcome.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProducePartitionResult {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// [`crate::ErrorCode`] as u16; when set, nothing of this section was stored
+    /// after the batch that failed.
+    pub error: u16,
+    /// Human-readable detail of the error, empty on success.
+    pub message: String,
+    /// Base offset of each stored batch, in order (a duplicate batch of an
+    /// idempotent producer reports the offset it was first stored at).
+    pub base_offsets: Vec<u64>,
+}
+
+/// Produce response (none is sent for `acks=0`).
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProduceResponse {
+    /// One result per partition section, in request order.
+    pub partitions: Vec<ProducePartitionResult>,
+}
