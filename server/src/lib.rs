@@ -1,5 +1,17 @@
 //! ringlog-server: the broker.
 //!
-//! Not built yet: the shards, the native protocol and the broker binary arrive
-//! with the broker issue. This crate exists so the workspace has its final
-//! shape and the layering (server -> engine) is enforced from the start.
+//! One pinned thread per shard, each running its own tokio-uring runtime and
+//! owning a share of the partitions outright ([`shard`]). Every shard
+//! accepts client connections on the same port ([`conn`]); a request for a
+//! partition another shard owns crosses over a bounded per-pair queue with
+//! the very buffer it arrived in. `server/README.md` follows a produce and a
+//! fetch through the shards and counts the copies of the record bytes.
+
+pub mod catalog;
+pub mod config;
+pub mod conn;
+pub mod handlers;
+pub mod metrics;
+pub mod partition;
+pub mod server;
+pub mod shard;

@@ -1,0 +1,374 @@
+//! Topics and their settings, shared by every shard.
+//!
+//! The catalog holds topic *configuration* only; partition data belongs to
+//! the owning shard. It changes rarely (create, delete) and is read on every
+//! request, so it sits behind one `RwLock` that no data path ever writes.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use ringlog_engine::log::LogConfig;
+use ringlog_engine::retention::Retention;
+use ringlog_engine::FsyncPolicy;
+use ringlog_protocol::{CreateTopicRequest, ErrorCode, TopicConfig};
+
+use crate::config::TopicDefaults;
+
+/// The internal topic holding committed offsets.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Its partition count: groups are spread over these by name.
+pub const OFFSETS_PARTITIONS: u32 = 4;
+const MAX_PARTITIONS: u32 = 10_000;
+
+/// The shard that owns `(topic, partition)` among `shards`: FNV-1a of the
+/// name plus the index, so a topic's partitions are spread round-robin from
+/// a per-topic starting shard. Stable across restarts for a shard count.
+pub fn owner(topic: &str, partition: u32, shards: usize) -> usize {
+    ((name_hash(topic) + u64::from(partition)) % shards as u64) as usize
+}
+
+/// FNV-1a 64 of a name.
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The partition of [`OFFSETS_TOPIC`] that keeps `group`'s offsets.
+pub fn offsets_partition(group: &str) -> u32 {
+    (name_hash(group) % u64::from(OFFSETS_PARTITIONS)) as u32
+}
+
+/// A topic's settings.
+#[derive(Debug, Clone)]
+pub struct Topic {
+    /// Name.
+    pub name: String,
+    /// Settings as reported to clients.
+    pub config: TopicConfig,
+    /// The engine settings of each partition's log.
+    pub log: LogConfig,
+}
+
+/// A refused catalog operation: the code for the client and why.
+#[derive(Debug, Clone)]
+pub struct Refusal(pub ErrorCode, pub String);
+
+impl Topic {
+    /// A topic from a create request, checked, with defaults filled in.
+    pub fn from_request(
+        req: &CreateTopicRequest,
+        defaults: &TopicDefaults,
+    ) -> Result<Topic, Refusal> {
+        validate_name(&req.name)?;
+        if req.name.starts_with("__") {
+            return Err(invalid(format!(
+                "topic names starting with __ are internal: {:?}",
+                req.name
+            )));
+        }
+        let partitions = if req.partitions == 0 {
+            defaults.partitions
+        } else {
+            req.partitions
+        };
+        let fsync = match &req.fsync {
+            Some(text) => text
+                .parse::<FsyncPolicy>()
+                .map_err(|e| invalid(format!("fsync {text:?}: {e}")))?,
+            None => defaults.fsync,
+        };
+        let config = TopicConfig {
+            partitions,
+            retention_ms: req.retention_ms.unwrap_or(defaults.retention_ms),
+            retention_bytes: req.retention_bytes.unwrap_or(defaults.retention_bytes),
+            segment_bytes: req.segment_bytes.unwrap_or(defaults.segment_bytes),
+            fsync: fsync_text(fsync),
+        };
+        Topic::new(req.name.clone(), config)
+    }
+
+    /// A topic from its settings, checked.
+    pub fn new(name: String, config: TopicConfig) -> Result<Topic, Refusal> {
+        if config.partitions == 0 || config.partitions > MAX_PARTITIONS {
+            return Err(invalid(format!(
+                "partitions {} must be in 1..={MAX_PARTITIONS}",
+                config.partitions
+            )));
+        }
+        let fsync = config
+            .fsync
+            .parse::<FsyncPolicy>()
+            .map_err(|e| invalid(format!("fsync {:?}: {e}", config.fsync)))?;
+        let limit = |v: i64, what: &str| match v {
+            -1 => Ok(None),
+            v if v >= 0 => Ok(Some(v as u64)),
+            v => Err(invalid(format!("{what} {v} must be -1 or at least 0"))),
+        };
+        let log = LogConfig {
+            segment_bytes_max: config.segment_bytes,
+            retention: Retention {
+                retention_ms: limit(config.retention_ms, "retention_ms")?,
+                retention_bytes: limit(config.retention_bytes, "retention_bytes")?,
+            },
+            fsync,
+            ..LogConfig::default()
+        };
+        if config.segment_bytes < 1024
+            || config.segment_bytes > ringlog_engine::log::SEGMENT_BYTES_LIMIT
+        {
+            return Err(invalid(format!(
+                "segment_bytes {} must be in 1024..={}",
+                config.segment_bytes,
+                ringlog_engine::log::SEGMENT_BYTES_LIMIT
+            )));
+        }
+        Ok(Topic { name, config, log })
+    }
+
+    /// The internal offsets topic: durable on every commit, never expired.
+    pub fn offsets() -> Topic {
+        let config = TopicConfig {
+            partitions: OFFSETS_PARTITIONS,
+            retention_ms: -1,
+            retention_bytes: -1,
+            segment_bytes: 64 << 20,
+            fsync: "always".into(),
+        };
+        Topic::new(OFFSETS_TOPIC.into(), config)
+            .unwrap_or_else(|_| unreachable!("constant config is valid"))
+    }
+
+    /// Directory of one partition's log.
+    pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
+        data_dir.join(format!("{topic}-{partition}"))
+    }
+}
+
+fn fsync_text(policy: FsyncPolicy) -> String {
+    match policy {
+        FsyncPolicy::Always => "always".into(),
+        FsyncPolicy::Never => "never".into(),
+        FsyncPolicy::Interval(d) => format!("interval:{}", d.as_millis()),
+    }
+}
+
+fn invalid(message: String) -> Refusal {
+    Refusal(ErrorCode::InvalidTopicConfig, message)
+}
+
+/// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+fn validate_name(name: &str) -> Result<(), Refusal> {
+    let ok_chars = name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    if name.is_empty() || name.len() > 249 || !ok_chars || name == "." || name == ".." {
+        return Err(invalid(format!(
+            "topic name {name:?} must be 1 to 249 of [a-zA-Z0-9._-] and not . or .."
+        )));
+    }
+    Ok(())
+}
+
+/// Every topic, persisted as one small file per topic under `topics/`.
+#[derive(Debug)]
+pub struct Catalog {
+    dir: PathBuf,
+    topics: BTreeMap<String, Arc<Topic>>,
+}
+
+impl Catalog {
+    /// Loads every topic file under `data_dir/topics`, creating the internal
+    /// offsets topic on first start.
+    pub fn load(data_dir: &Path) -> anyhow::Result<Catalog> {
+        let dir = data_dir.join("topics");
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        let mut topics = BTreeMap::new();
+        for entry in
+            std::fs::read_dir(&dir).with_context(|| format!("listing {}", dir.display()))?
+        {
+            let path = entry?.path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(".topic"))
+            else {
+                continue;
+            };
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let topic =
+                parse_topic(name, &text).with_context(|| format!("parsing {}", path.display()))?;
+            topics.insert(name.to_string(), Arc::new(topic));
+        }
+        topics.insert(OFFSETS_TOPIC.to_string(), Arc::new(Topic::offsets()));
+        Ok(Catalog { dir, topics })
+    }
+
+    /// A topic by name.
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.get(name).cloned()
+    }
+
+    /// Every topic, by name.
+    pub fn all(&self) -> impl Iterator<Item = &Arc<Topic>> {
+        self.topics.values()
+    }
+
+    /// Adds a topic and persists it (write, fsync, rename, fsync the dir)
+    /// before it becomes visible.
+    pub fn create(&mut self, topic: Topic) -> Result<Arc<Topic>, Refusal> {
+        if self.topics.contains_key(&topic.name) {
+            return Err(Refusal(
+                ErrorCode::TopicExists,
+                format!("topic {:?} already exists", topic.name),
+            ));
+        }
+        let c = &topic.config;
+        let text = format!(
+            "partitions={}\nretention-ms={}\nretention-bytes={}\nsegment-bytes={}\nfsync={}\n",
+            c.partitions, c.retention_ms, c.retention_bytes, c.segment_bytes, c.fsync
+        );
+        let path = self.dir.join(format!("{}.topic", topic.name));
+        write_durably(&path, text.as_bytes()).map_err(|e| {
+            Refusal(
+                ErrorCode::StorageError,
+                format!("writing {}: {e}", path.display()),
+            )
+        })?;
+        let topic = Arc::new(topic);
+        self.topics.insert(topic.name.clone(), topic.clone());
+        Ok(topic)
+    }
+
+    /// Removes a topic from the catalog and its file; its partitions are
+    /// deleted by their shards.
+    pub fn remove(&mut self, name: &str) -> Result<Arc<Topic>, Refusal> {
+        if name == OFFSETS_TOPIC {
+            return Err(Refusal(
+                ErrorCode::InvalidRequest,
+                "the offsets topic cannot be deleted".into(),
+            ));
+        }
+        let topic = self
+            .topics
+            .remove(name)
+            .ok_or_else(|| Refusal(ErrorCode::UnknownTopic, format!("unknown topic {name:?}")))?;
+        let path = self.dir.join(format!("{name}.topic"));
+        std::fs::remove_file(&path)
+            .and_then(|()| sync_dir(&self.dir))
+            .map_err(|e| {
+                Refusal(
+                    ErrorCode::StorageError,
+                    format!("removing {}: {e}", path.display()),
+                )
+            })?;
+        Ok(topic)
+    }
+}
+
+fn parse_topic(name: &str, text: &str) -> anyhow::Result<Topic> {
+    let mut config = TopicConfig {
+        partitions: 0,
+        retention_ms: -1,
+        retention_bytes: -1,
+        segment_bytes: ringlog_engine::log::SEGMENT_BYTES_DEFAULT,
+        fsync: "always".into(),
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let (key, value) = line
+            .split_once('=')
+            .with_context(|| format!("line {line:?} is not key=value"))?;
+        match key {
+            "partitions" => config.partitions = value.parse()?,
+            "retention-ms" => config.retention_ms = value.parse()?,
+            "retention-bytes" => config.retention_bytes = value.parse()?,
+            "segment-bytes" => config.segment_bytes = value.parse()?,
+            "fsync" => config.fsync = value.to_string(),
+            other => anyhow::bail!("unknown key {other:?}"),
+        }
+    }
+    Topic::new(name.to_string(), config).map_err(|Refusal(_, m)| anyhow::anyhow!(m))
+}
+
+fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(bytes)?;
+    file.sync_data()?;
+    std::fs::rename(&tmp, path)?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn defaults() -> TopicDefaults {
+        TopicDefaults {
+            partitions: 1,
+            fsync: FsyncPolicy::Always,
+            retention_ms: 1000,
+            retention_bytes: -1,
+            segment_bytes: 1 << 20,
+        }
+    }
+
+    #[test]
+    fn topics_persist_and_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::load(dir.path()).unwrap();
+        let req = CreateTopicRequest {
+            name: "orders".into(),
+            partitions: 3,
+            fsync: Some("interval:50".into()),
+            ..Default::default()
+        };
+        catalog
+            .create(Topic::from_request(&req, &defaults()).unwrap())
+            .unwrap();
+        let err = catalog
+            .create(Topic::from_request(&req, &defaults()).unwrap())
+            .unwrap_err();
+        assert_eq!(err.0, ErrorCode::TopicExists);
+        let again = Catalog::load(dir.path()).unwrap();
+        let t = again.get("orders").unwrap();
+        assert_eq!(t.config.partitions, 3);
+        assert_eq!(t.config.fsync, "interval:50");
+        assert_eq!(t.log.retention.retention_ms, Some(1000));
+        assert!(again.get(OFFSETS_TOPIC).is_some());
+    }
+
+    #[test]
+    fn bad_names_and_settings_are_refused() {
+        for name in ["", "a/b", "..", "__mine", &"x".repeat(250)] {
+            let req = CreateTopicRequest {
+                name: name.into(),
+                partitions: 1,
+                ..Default::default()
+            };
+            assert!(Topic::from_request(&req, &defaults()).is_err(), "{name:?}");
+        }
+        let req = CreateTopicRequest {
+            name: "t".into(),
+            partitions: 1,
+            retention_ms: Some(-5),
+            ..Default::default()
+        };
+        assert!(Topic::from_request(&req, &defaults()).is_err());
+    }
+
+    #[test]
+    fn placement_spreads_a_topics_partitions() {
+        let shards: std::collections::BTreeSet<_> = (0..4).map(|p| owner("t", p, 4)).collect();
+        assert_eq!(shards.len(), 4);
+        assert_eq!(owner("t", 1, 2), owner("t", 1, 2));
+    }
+}

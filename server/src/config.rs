@@ -1,0 +1,287 @@
+//! Broker settings: defaults, then a TOML file, then environment variables
+//! and flags (flags win over `RINGLOG_*` variables; clap resolves those two).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Parser;
+use ringlog_engine::FsyncPolicy;
+use serde::Deserialize;
+
+/// `ringlog-server`: a streaming log broker (Kafka's model, thread-per-core).
+///
+/// Every setting can come from a flag, a `RINGLOG_*` environment variable
+/// or the `--config` TOML file (keys as the flag names, e.g.
+/// `data-dir = "/var/lib/ringlog"`), in that order of precedence.
+#[derive(Debug, Parser, Default)]
+#[command(name = "ringlog-server", version, about, long_about = None)]
+pub struct Args {
+    /// TOML file with settings (keys are the long flag names).
+    #[arg(long, env = "RINGLOG_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Directory holding every partition's log [default: ./ringlog-data].
+    #[arg(long, env = "RINGLOG_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Address clients connect to; port 0 picks a free one and prints it
+    /// [default: 127.0.0.1:9292].
+    #[arg(long, env = "RINGLOG_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Address of the Prometheus `/metrics` endpoint, or `off`
+    /// [default: 127.0.0.1:9294].
+    #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Shards (pinned threads, each owning its partitions) [default: one per core].
+    #[arg(long, env = "RINGLOG_SHARDS")]
+    pub shards: Option<usize>,
+    /// Largest request frame accepted, in bytes; larger ones are refused
+    /// before any buffer is allocated [default: 16777216].
+    #[arg(long, env = "RINGLOG_MAX_FRAME_BYTES")]
+    pub max_frame_bytes: Option<u32>,
+    /// Most client connections served at once [default: 4096].
+    #[arg(long, env = "RINGLOG_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+    /// Most request bytes a connection may have in flight before the broker
+    /// stops reading from it [default: 67108864].
+    #[arg(long, env = "RINGLOG_MAX_INFLIGHT_BYTES")]
+    pub max_inflight_bytes: Option<u64>,
+    /// Partitions of a topic created without a count [default: 1].
+    #[arg(long, env = "RINGLOG_DEFAULT_PARTITIONS")]
+    pub default_partitions: Option<u32>,
+    /// fsync policy of new topics: always, never or interval:MS [default: always].
+    #[arg(long, env = "RINGLOG_DEFAULT_FSYNC")]
+    pub default_fsync: Option<String>,
+    /// Time retention of new topics in ms, -1 for forever [default: 604800000].
+    #[arg(long, env = "RINGLOG_DEFAULT_RETENTION_MS")]
+    pub default_retention_ms: Option<i64>,
+    /// Size retention per partition of new topics, -1 for none [default: -1].
+    #[arg(long, env = "RINGLOG_DEFAULT_RETENTION_BYTES")]
+    pub default_retention_bytes: Option<i64>,
+    /// Segment size of new topics in bytes [default: 1073741824].
+    #[arg(long, env = "RINGLOG_DEFAULT_SEGMENT_BYTES")]
+    pub default_segment_bytes: Option<u64>,
+    /// How often each shard applies retention, in ms [default: 60000].
+    #[arg(long, env = "RINGLOG_RETENTION_CHECK_MS")]
+    pub retention_check_ms: Option<u64>,
+}
+
+/// The same settings, as read from the TOML file.
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct FileConfig {
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    metrics_listen: Option<String>,
+    shards: Option<usize>,
+    max_frame_bytes: Option<u32>,
+    max_connections: Option<usize>,
+    max_inflight_bytes: Option<u64>,
+    default_partitions: Option<u32>,
+    default_fsync: Option<String>,
+    default_retention_ms: Option<i64>,
+    default_retention_bytes: Option<i64>,
+    default_segment_bytes: Option<u64>,
+    retention_check_ms: Option<u64>,
+}
+
+/// Defaults a new topic takes for what its creator left out.
+#[derive(Debug, Clone)]
+pub struct TopicDefaults {
+    /// Partition count.
+    pub partitions: u32,
+    /// fsync policy.
+    pub fsync: FsyncPolicy,
+    /// Time retention in ms, -1 forever.
+    pub retention_ms: i64,
+    /// Size retention in bytes, -1 none.
+    pub retention_bytes: i64,
+    /// Segment size.
+    pub segment_bytes: u64,
+}
+
+/// The resolved settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Data directory.
+    pub data_dir: PathBuf,
+    /// Client address.
+    pub listen: SocketAddr,
+    /// Metrics address, if enabled.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Shard count.
+    pub shards: usize,
+    /// Largest frame.
+    pub max_frame_bytes: u32,
+    /// Connection limit.
+    pub max_connections: usize,
+    /// Per-connection in-flight request bytes.
+    pub max_inflight_bytes: u64,
+    /// New-topic defaults.
+    pub topic_defaults: TopicDefaults,
+    /// Retention pass interval.
+    pub retention_check_ms: u64,
+}
+
+impl Config {
+    /// Resolves flags and environment over the TOML file over defaults.
+    pub fn resolve(args: Args) -> anyhow::Result<Config> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let metrics = args
+            .metrics_listen
+            .or(file.metrics_listen)
+            .unwrap_or_else(|| "127.0.0.1:9294".into());
+        let metrics_listen =
+            if metrics == "off" {
+                None
+            } else {
+                Some(metrics.parse().with_context(|| {
+                    format!("--metrics-listen {metrics:?} is not ADDR:PORT or off")
+                })?)
+            };
+        let fsync_text = args
+            .default_fsync
+            .or(file.default_fsync)
+            .unwrap_or_else(|| "always".into());
+        let fsync = fsync_text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--default-fsync {fsync_text:?}: {e}"))?;
+        let config = Config {
+            data_dir: args
+                .data_dir
+                .or(file.data_dir)
+                .unwrap_or_else(|| PathBuf::from("ringlog-data")),
+            listen: args
+                .listen
+                .or(file.listen)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9292))),
+            metrics_listen,
+            shards: args.shards.or(file.shards).unwrap_or(cores),
+            max_frame_bytes: args
+                .max_frame_bytes
+                .or(file.max_frame_bytes)
+                .unwrap_or(ringlog_protocol::MAX_FRAME_BYTES_DEFAULT),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(4096),
+            max_inflight_bytes: args
+                .max_inflight_bytes
+                .or(file.max_inflight_bytes)
+                .unwrap_or(64 << 20),
+            topic_defaults: TopicDefaults {
+                partitions: args
+                    .default_partitions
+                    .or(file.default_partitions)
+                    .unwrap_or(1),
+                fsync,
+                retention_ms: args
+                    .default_retention_ms
+                    .or(file.default_retention_ms)
+                    .unwrap_or(ringlog_engine::log::RETENTION_MS_DEFAULT as i64),
+                retention_bytes: args
+                    .default_retention_bytes
+                    .or(file.default_retention_bytes)
+                    .unwrap_or(-1),
+                segment_bytes: args
+                    .default_segment_bytes
+                    .or(file.default_segment_bytes)
+                    .unwrap_or(ringlog_engine::log::SEGMENT_BYTES_DEFAULT),
+            },
+            retention_check_ms: args
+                .retention_check_ms
+                .or(file.retention_check_ms)
+                .unwrap_or(60_000),
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.shards == 0 || self.shards > 1024 {
+            bail!("--shards {} must be in 1..=1024", self.shards);
+        }
+        let min = ringlog_protocol::HEADER_LEN as u32;
+        if self.max_frame_bytes < min {
+            bail!(
+                "--max-frame-bytes {} must be at least {min}",
+                self.max_frame_bytes
+            );
+        }
+        if self.max_inflight_bytes < u64::from(self.max_frame_bytes) {
+            bail!(
+                "--max-inflight-bytes {} must be at least --max-frame-bytes {}",
+                self.max_inflight_bytes,
+                self.max_frame_bytes
+            );
+        }
+        if self.max_connections == 0 {
+            bail!("--max-connections must be positive");
+        }
+        if self.topic_defaults.partitions == 0 {
+            bail!("--default-partitions must be positive");
+        }
+        if self.retention_check_ms == 0 {
+            bail!("--retention-check-ms must be positive");
+        }
+        Ok(())
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading config file {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_file_override_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringlog.toml");
+        std::fs::write(
+            &path,
+            "shards = 3\ndata-dir = \"/x\"\nmax-frame-bytes = 4096\n",
+        )
+        .unwrap();
+        let config = Config::resolve(Args {
+            config: Some(path),
+            shards: Some(2),
+            ..Args::default()
+        })
+        .unwrap();
+        assert_eq!(config.shards, 2);
+        assert_eq!(config.data_dir, PathBuf::from("/x"));
+        assert_eq!(config.max_frame_bytes, 4096);
+        assert_eq!(config.listen.port(), 9292);
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ringlog.toml");
+        std::fs::write(&path, "shard = 3\n").unwrap();
+        let err = Config::resolve(Args {
+            config: Some(path),
+            ..Args::default()
+        })
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        assert!(Config::resolve(Args {
+            shards: Some(0),
+            ..Args::default()
+        })
+        .is_err());
+        assert!(Config::resolve(Args {
+            default_fsync: Some("sometimes".into()),
+            ..Args::default()
+        })
+        .is_err());
+    }
+}

@@ -1,0 +1,292 @@
+//! A client connection: frames in, requests handled concurrently (the
+//! protocol pipelines), responses out in completion order.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Buf, Bytes, BytesMut};
+use ringlog_protocol::{
+    self as proto, ApiKey, DecodeError, ErrorCode, Payload, Request, HEADER_LEN,
+};
+use tokio::sync::{mpsc, Semaphore};
+use tokio_uring::buf::BoundedBuf;
+use tokio_uring::net::TcpStream;
+
+use crate::handlers;
+use crate::shard::Shard;
+
+/// Read buffer size: small frames share one, large ones get their own.
+const READ_CHUNK: usize = 64 * 1024;
+/// Buffers per `writev` (below the kernel's IOV_MAX of 1024).
+const IOVECS_MAX: usize = 512;
+
+/// A response: chunks written back to back, no copy into one buffer.
+pub type Response = Vec<Bytes>;
+
+/// A request frame as read.
+struct Frame {
+    api_key: u16,
+    request_id: u64,
+    api: Result<ApiKey, DecodeError>,
+    /// The payload: the frame's own buffer, which batches are split from.
+    payload: BytesMut,
+}
+
+enum ReadError {
+    /// Refused before allocating: answer, then close.
+    Refused(DecodeError),
+    /// The peer closed or the socket failed.
+    Closed,
+}
+
+struct FrameReader {
+    stream: Rc<TcpStream>,
+    buf: BytesMut,
+    max_frame: u32,
+}
+
+impl FrameReader {
+    /// Reads until `buf` holds at least `n` bytes, growing it to fit.
+    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
+        while self.buf.len() < n {
+            let want = n.max(self.buf.len() + READ_CHUNK.min(n.max(HEADER_LEN)));
+            if self.buf.capacity() < want {
+                // Reserve at least a chunk so small frames share reads.
+                self.buf.reserve(want.max(READ_CHUNK) - self.buf.len());
+            }
+            let buf = std::mem::take(&mut self.buf);
+            let len = buf.len();
+            let (res, slice) = self.stream.read(buf.slice(len..)).await;
+            self.buf = slice.into_inner();
+            match res {
+                Ok(0) | Err(_) => return Err(ReadError::Closed),
+                Ok(_) => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame, or why there is none.
+    async fn next(&mut self) -> Result<Frame, ReadError> {
+        self.fill(HEADER_LEN).await?;
+        let mut head = [0u8; HEADER_LEN];
+        head.copy_from_slice(&self.buf[..HEADER_LEN]);
+        let length = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+        // Checked before a byte of the payload is buffered for it.
+        proto::check_frame_length(length, self.max_frame).map_err(ReadError::Refused)?;
+        let (header, api) = proto::parse_request_header(&head).map_err(ReadError::Refused)?;
+        let total = 4 + length as usize;
+        self.fill(total).await?;
+        let mut frame = self.buf.split_to(total);
+        frame.advance(HEADER_LEN);
+        Ok(Frame {
+            api_key: header.api_key.get(),
+            request_id: header.request_id.get(),
+            api,
+            payload: frame,
+        })
+    }
+}
+
+/// Serves one connection until the peer closes, it breaks the protocol
+/// beyond repair, or the broker shuts down (in-flight requests finish).
+pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _ = stream.set_nodelay(true);
+    let stream = Rc::new(stream);
+    let (tx, rx) = mpsc::unbounded_channel::<Response>();
+    let writer = tokio_uring::spawn(write_loop(stream.clone(), rx, shard.clone()));
+    let config = &shard.shared.config;
+    let inflight = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
+    let mut reader = FrameReader {
+        stream: stream.clone(),
+        buf: BytesMut::with_capacity(READ_CHUNK),
+        max_frame: config.max_frame_bytes,
+    };
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        let frame = tokio::select! {
+            frame = reader.next() => frame,
+            _ = shutdown.wait_for(|s| *s) => break,
+        };
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(ReadError::Closed) => break,
+            Err(ReadError::Refused(e)) => {
+                tracing::debug!(%peer, "closing connection: {e}");
+                let _ = tx.send(error_response(&shard, 0, 0, e.code(), &e.to_string()));
+                break;
+            }
+        };
+        let size = frame.payload.len() + HEADER_LEN;
+        shard.shared.metrics.shard_bytes(shard.id, size, 0);
+        // Stop reading while this connection's requests hold too much memory.
+        let Ok(permit) = inflight.clone().acquire_many_owned(size as u32).await else {
+            break;
+        };
+        let (shard, tx) = (shard.clone(), tx.clone());
+        tokio_uring::spawn(async move {
+            let started = Instant::now();
+            let api_name = frame.api.as_ref().map_or("unknown", |a| a.name());
+            if let Some(response) = handle(&shard, frame).await {
+                let _ = tx.send(response);
+            }
+            shard
+                .shared
+                .metrics
+                .request(shard.id, api_name, started.elapsed());
+            drop(permit);
+        });
+    }
+    drop(tx);
+    // The writer ends once every in-flight request has sent its response.
+    let _ = writer.await;
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+async fn write_loop(
+    stream: Rc<TcpStream>,
+    mut rx: mpsc::UnboundedReceiver<Response>,
+    shard: Rc<Shard>,
+) {
+    while let Some(mut chunks) = rx.recv().await {
+        // Gather what else is ready into the same writev.
+        while chunks.len() < IOVECS_MAX {
+            match rx.try_recv() {
+                Ok(more) => chunks.extend(more),
+                Err(_) => break,
+            }
+        }
+        let bytes: usize = chunks.iter().map(Bytes::len).sum();
+        shard.shared.metrics.shard_bytes(shard.id, 0, bytes);
+        if write_chunks(&stream, chunks).await.is_err() {
+            // The peer is gone; keep draining so senders never block.
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+}
+
+async fn write_chunks(stream: &TcpStream, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+    chunks.retain(|c| !c.is_empty());
+    while !chunks.is_empty() {
+        let rest = chunks.split_off(chunks.len().min(IOVECS_MAX));
+        let (res, mut sent) = stream.writev(chunks).await;
+        let mut n = res?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        let mut done = 0;
+        while n > 0 && done < sent.len() {
+            let len = sent[done].len();
+            if len <= n {
+                n -= len;
+                done += 1;
+            } else {
+                sent[done].advance(n);
+                n = 0;
+            }
+        }
+        sent.drain(..done);
+        sent.extend(rest);
+        chunks = sent;
+    }
+    Ok(())
+}
+
+/// A response frame whose whole payload is an error message.
+pub fn error_response(
+    shard: &Shard,
+    api_key: u16,
+    request_id: u64,
+    code: ErrorCode,
+    message: &str,
+) -> Response {
+    shard.shared.metrics.error(shard.id, code);
+    let header = proto::response_header(api_key, request_id, code, message.len());
+    vec![
+        Bytes::copy_from_slice(&header),
+        Bytes::copy_from_slice(message.as_bytes()),
+    ]
+}
+
+/// A successful response with an rkyv payload.
+pub fn payload_response(api_key: u16, request_id: u64, payload: &impl Payload) -> Response {
+    let body = payload.encode();
+    let header = proto::response_header(api_key, request_id, ErrorCode::None, body.len());
+    vec![Bytes::copy_from_slice(&header), Bytes::from(body)]
+}
+
+/// Decodes and runs one request; `None` when no response is due (acks=0).
+async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
+    let Frame {
+        api_key,
+        request_id,
+        api,
+        payload,
+    } = frame;
+    let reply_error = |code: ErrorCode, message: &str| {
+        Some(error_response(shard, api_key, request_id, code, message))
+    };
+    let api = match api {
+        Ok(api) => api,
+        Err(e) => return reply_error(e.code(), &e.to_string()),
+    };
+    let request = match proto::decode_request(api, &payload) {
+        Ok(request) => request,
+        Err(e) => return reply_error(e.code(), &e.to_string()),
+    };
+    let result = match request {
+        Request::Produce(req) => {
+            return match handlers::produce(shard, req, payload).await {
+                Ok(None) => None,
+                Ok(Some(resp)) => Some(payload_response(api_key, request_id, &resp)),
+                Err(f) => reply_error(f.code, &f.message),
+            }
+        }
+        Request::Fetch(req) => {
+            return Some(match handlers::fetch(shard, req).await {
+                Ok(body) => {
+                    let len: usize = body.iter().map(Bytes::len).sum();
+                    let header = proto::response_header(api_key, request_id, ErrorCode::None, len);
+                    let mut out = Vec::with_capacity(body.len() + 1);
+                    out.push(Bytes::copy_from_slice(&header));
+                    out.extend(body);
+                    out
+                }
+                Err(f) => error_response(shard, api_key, request_id, f.code, &f.message),
+            })
+        }
+        Request::ListOffsets(req) => handlers::list_offsets(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::Metadata(req) => handlers::metadata(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::CreateTopic(req) => handlers::create_topic(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::DeleteTopic(req) => handlers::delete_topic(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::ListTopics => Ok(payload_response(
+            api_key,
+            request_id,
+            &handlers::list_topics(shard),
+        )),
+        Request::CommitOffsets(req) => handlers::commit_offsets(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::FetchOffsets(req) => handlers::fetch_offsets(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::InitProducerId => {
+            handlers::init_producer_id(shard).map(|r| payload_response(api_key, request_id, &r))
+        }
+    };
+    Some(result.unwrap_or_else(|f| error_response(shard, api_key, request_id, f.code, &f.message)))
+}
+
+/// Default durability wait when a produce names none.
+pub const PRODUCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);

@@ -1,0 +1,562 @@
+//! What each API does, on the shard that read the request. Partition work
+//! is routed to the owning shard; everything else reads the shared catalog.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ringlog_engine::batch;
+use ringlog_protocol::{
+    self as proto, BrokerMetadata, CommitOffsetsRequest, CommitOffsetsResponse, CommittedOffset,
+    CreateTopicRequest, DeleteTopicRequest, ErrorCode, FetchOffsetsRequest, FetchOffsetsResponse,
+    FetchRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
+    ListOffsetsResult, ListTopicsResponse, MetadataRequest, MetadataResponse, PartitionError,
+    PartitionMetadata, ProducePartitionResult, ProduceRequest, ProduceResponse, TopicMetadata,
+    TopicSummary,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::catalog::{self, Refusal, Topic};
+use crate::conn::PRODUCE_TIMEOUT_DEFAULT;
+use crate::partition::{Failure, FetchOutcome, PartCmd, ProduceOutcome};
+use crate::shard::{Shard, ShardMsg};
+
+/// Checks that a topic and partition exist.
+fn partition_exists(shard: &Shard, topic: &str, partition: u32) -> Result<Arc<Topic>, Failure> {
+    let t = shard
+        .shared
+        .topic(topic)
+        .ok_or_else(|| Failure::new(ErrorCode::UnknownTopic, format!("unknown topic {topic:?}")))?;
+    if partition >= t.config.partitions {
+        return Err(Failure::new(
+            ErrorCode::UnknownPartition,
+            format!(
+                "topic {topic:?} has {} partitions, not {}",
+                t.config.partitions,
+                partition + 1
+            ),
+        ));
+    }
+    Ok(t)
+}
+
+/// Splits a section of concatenated batches into one buffer per batch,
+/// sharing the frame's memory. Bytes that do not frame as a batch are kept
+/// whole as the last piece, for the engine to refuse with a precise error.
+fn split_batches(mut section: BytesMut, max: usize) -> Vec<BytesMut> {
+    let mut out = Vec::new();
+    while !section.is_empty() {
+        match batch::peek(&section, max) {
+            Ok((_, len)) if len <= section.len() => out.push(section.split_to(len)),
+            _ => {
+                out.push(section);
+                break;
+            }
+        }
+    }
+    out
+}
+
+/// Produce: every section goes to its partition's shard as a slice of the
+/// frame; answers once each partition stored (and synced, per its policy)
+/// its batches. `Ok(None)` for acks=0.
+pub async fn produce(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    mut payload: BytesMut,
+) -> Result<Option<ProduceResponse>, Failure> {
+    match req.acks {
+        0 | 1 => {}
+        -1 => {
+            return Err(Failure::new(
+                ErrorCode::InvalidAcks,
+                "acks=all needs replication, which this broker does not have yet; use acks=1",
+            ))
+        }
+        other => {
+            return Err(Failure::new(
+                ErrorCode::InvalidAcks,
+                format!("acks={other} is not 0, 1 or -1 (all)"),
+            ))
+        }
+    }
+    let timeout = match req.timeout_ms {
+        0 => PRODUCE_TIMEOUT_DEFAULT,
+        ms => Duration::from_millis(u64::from(ms)),
+    };
+    let mut waits = Vec::with_capacity(req.partitions.len());
+    let mut consumed = 0;
+    for section in req.partitions {
+        // Sections are in payload order: cut each out without copying.
+        let _ = payload.split_to(section.batches.start - consumed);
+        let bytes = payload.split_to(section.batches.len());
+        consumed = section.batches.end;
+        let (reply, rx) = oneshot::channel();
+        match partition_exists(shard, &section.topic, section.partition) {
+            Ok(topic) => {
+                let batches = split_batches(bytes, topic.log.batch_bytes_max);
+                let cmd = PartCmd::Produce {
+                    batches,
+                    timeout,
+                    reply,
+                };
+                shard.route(&section.topic, section.partition, cmd).await;
+            }
+            Err(f) => {
+                let _ = reply.send(ProduceOutcome {
+                    base_offsets: Vec::new(),
+                    failure: Some(f),
+                });
+            }
+        }
+        waits.push((section.topic, section.partition, rx));
+    }
+    let mut partitions = Vec::with_capacity(waits.len());
+    for (topic, partition, rx) in waits {
+        let outcome = rx.await.unwrap_or_else(|_| ProduceOutcome {
+            base_offsets: Vec::new(),
+            failure: Some(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the partition stopped before answering",
+            )),
+        });
+        let (error, message) = outcome
+            .failure
+            .map_or((ErrorCode::None, String::new()), |f| (f.code, f.message));
+        if error != ErrorCode::None {
+            shard.shared.metrics.error(shard.id, error);
+        }
+        partitions.push(ProducePartitionResult {
+            topic,
+            partition,
+            error: error as u16,
+            message,
+            base_offsets: outcome.base_offsets,
+        });
+    }
+    Ok((req.acks != 0).then_some(ProduceResponse { partitions }))
+}
+
+/// Fetch: reads every partition (on its shard); if fewer than `min_bytes`
+/// came back, waits for any of them to grow or for `max_wait_ms`, and reads
+/// again. Returns the payload as chunks: headers, then stored bytes as read.
+pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Bytes>, Failure> {
+    let deadline = Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms));
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        let outcomes = fetch_once(shard, &req).await;
+        let total: usize = outcomes
+            .iter()
+            .map(|o| o.result.as_ref().map_or(0, Vec::len))
+            .sum();
+        let any_error = outcomes.iter().any(|o| o.result.is_err());
+        if total >= req.min_bytes as usize
+            || any_error
+            || Instant::now() >= deadline
+            || *shutdown.borrow()
+        {
+            return Ok(fetch_payload(shard, &req, outcomes));
+        }
+        // Ask each partition to signal when it has data at our offset.
+        let (tx, mut rx) = mpsc::channel::<()>(req.partitions.len().max(1));
+        let mut cancels = Vec::new();
+        for p in &req.partitions {
+            let (reply, fired) = oneshot::channel();
+            shard
+                .route(
+                    &p.topic,
+                    p.partition,
+                    PartCmd::Wait {
+                        offset: p.offset,
+                        reply,
+                    },
+                )
+                .await;
+            let tx = tx.clone();
+            let (cancel, cancelled) = oneshot::channel::<()>();
+            cancels.push(cancel);
+            tokio_uring::spawn(async move {
+                tokio::select! {
+                    Ok(()) = fired => { let _ = tx.send(()).await; }
+                    _ = cancelled => {}
+                }
+            });
+        }
+        drop(tx);
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        tokio::select! {
+            _ = tokio::time::timeout(remaining, rx.recv()) => {}
+            _ = shutdown.wait_for(|s| *s) => {}
+        }
+        // Dropping the cancels drops the waits, which the partitions notice.
+        drop(cancels);
+    }
+}
+
+async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchOutcome> {
+    let mut waits = Vec::with_capacity(req.partitions.len());
+    for p in &req.partitions {
+        let (reply, rx) = oneshot::channel();
+        match partition_exists(shard, &p.topic, p.partition) {
+            Ok(_) => {
+                let max_bytes = p.max_bytes.min(req.max_bytes).max(1) as usize;
+                let cmd = PartCmd::Fetch {
+                    offset: p.offset,
+                    max_bytes,
+                    reply,
+                };
+                shard.route(&p.topic, p.partition, cmd).await;
+            }
+            Err(f) => {
+                let _ = reply.send(FetchOutcome {
+                    result: Err(f),
+                    log_start: 0,
+                    log_end: 0,
+                });
+            }
+        }
+        waits.push(rx);
+    }
+    let mut out = Vec::with_capacity(waits.len());
+    for rx in waits {
+        out.push(rx.await.unwrap_or_else(|_| FetchOutcome {
+            result: Err(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the partition stopped",
+            )),
+            log_start: 0,
+            log_end: 0,
+        }));
+    }
+    out
+}
+
+fn fetch_payload(shard: &Shard, req: &FetchRequest, outcomes: Vec<FetchOutcome>) -> Vec<Bytes> {
+    let mut chunks = Vec::with_capacity(1 + 2 * outcomes.len());
+    chunks.push(Bytes::copy_from_slice(&proto::fetch_response_header(
+        outcomes.len(),
+    )));
+    let mut budget = req.max_bytes as usize;
+    for (i, (p, outcome)) in req.partitions.iter().zip(outcomes).enumerate() {
+        let (error, mut data) = match outcome.result {
+            Ok(data) => (ErrorCode::None, data),
+            Err(f) => {
+                shard.shared.metrics.error(shard.id, f.code);
+                (f.code, Vec::new())
+            }
+        };
+        // The response limit: the first partition's data always goes (it
+        // holds at least one whole batch); later ones only if they fit.
+        if i > 0 && data.len() > budget {
+            data = Vec::new();
+        }
+        budget = budget.saturating_sub(data.len());
+        chunks.push(Bytes::from(proto::fetch_section_header(
+            &proto::FetchSection {
+                topic: &p.topic,
+                partition: p.partition,
+                error,
+                log_start: outcome.log_start,
+                log_end: outcome.log_end,
+                bytes: data.len(),
+            },
+        )));
+        chunks.push(Bytes::from(data));
+    }
+    chunks
+}
+
+/// List offsets: earliest, latest or by timestamp, per partition.
+pub async fn list_offsets(
+    shard: &Rc<Shard>,
+    req: ListOffsetsRequest,
+) -> Result<ListOffsetsResponse, Failure> {
+    let mut waits = Vec::new();
+    for p in req.partitions {
+        let (reply, rx) = oneshot::channel();
+        match partition_exists(shard, &p.topic, p.partition) {
+            Ok(_) => {
+                shard
+                    .route(
+                        &p.topic,
+                        p.partition,
+                        PartCmd::ListOffset {
+                            spec: p.spec,
+                            reply,
+                        },
+                    )
+                    .await
+            }
+            Err(f) => {
+                let _ = reply.send(Err(f));
+            }
+        }
+        waits.push((p.topic, p.partition, rx));
+    }
+    let mut partitions = Vec::new();
+    for (topic, partition, rx) in waits {
+        let answer = rx.await.unwrap_or_else(|_| {
+            Err(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the partition stopped",
+            ))
+        });
+        let (error, offset) = match answer {
+            Ok(offset) => (ErrorCode::None, offset),
+            Err(f) => (f.code, -1),
+        };
+        partitions.push(ListOffsetsResult {
+            topic,
+            partition,
+            error: error as u16,
+            offset,
+        });
+    }
+    Ok(ListOffsetsResponse { partitions })
+}
+
+async fn topic_metadata(shard: &Rc<Shard>, topic: &Topic) -> TopicMetadata {
+    let mut waits = Vec::new();
+    for p in 0..topic.config.partitions {
+        let (reply, rx) = oneshot::channel();
+        shard
+            .route(&topic.name, p, PartCmd::Offsets { reply })
+            .await;
+        waits.push((p, rx));
+    }
+    let mut partitions = Vec::new();
+    for (p, rx) in waits {
+        let (log_start, log_end) = rx.await.unwrap_or((0, 0));
+        partitions.push(PartitionMetadata {
+            partition: p,
+            leader: 0,
+            shard: shard.owner(&topic.name, p) as u32,
+            log_start,
+            log_end,
+        });
+    }
+    TopicMetadata {
+        name: topic.name.clone(),
+        config: topic.config.clone(),
+        partitions,
+    }
+}
+
+/// Metadata: this broker, and the asked topics with their partitions.
+pub async fn metadata(
+    shard: &Rc<Shard>,
+    req: MetadataRequest,
+) -> Result<MetadataResponse, Failure> {
+    let topics: Vec<Arc<Topic>> = match req.topics {
+        None => shard
+            .shared
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .all()
+            .cloned()
+            .collect(),
+        Some(names) => names
+            .iter()
+            .map(|n| {
+                shard.shared.topic(n).ok_or_else(|| {
+                    Failure::new(ErrorCode::UnknownTopic, format!("unknown topic {n:?}"))
+                })
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    let mut out = Vec::with_capacity(topics.len());
+    for t in topics {
+        out.push(topic_metadata(shard, &t).await);
+    }
+    let listen = shard.shared.listen;
+    Ok(MetadataResponse {
+        cluster_id: shard.shared.cluster_id.clone(),
+        brokers: vec![BrokerMetadata {
+            id: 0,
+            host: listen.ip().to_string(),
+            port: listen.port(),
+            shards: shard.shared.config.shards as u32,
+        }],
+        topics: out,
+    })
+}
+
+fn refusal(r: Refusal) -> Failure {
+    Failure::new(r.0, r.1)
+}
+
+/// Create topic: persisted in the catalog, then every shard opens its
+/// partitions; answers with the new topic's metadata.
+pub async fn create_topic(
+    shard: &Rc<Shard>,
+    req: CreateTopicRequest,
+) -> Result<MetadataResponse, Failure> {
+    let topic = Topic::from_request(&req, &shard.shared.config.topic_defaults).map_err(refusal)?;
+    let topic = shard
+        .shared
+        .catalog
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .create(topic)
+        .map_err(refusal)?;
+    let opened = shard
+        .broadcast(|reply| ShardMsg::Open {
+            topic: topic.clone(),
+            reply,
+        })
+        .await;
+    for result in opened {
+        match result {
+            Some(Ok(())) => {}
+            Some(Err(e)) => return Err(Failure::new(ErrorCode::StorageError, e)),
+            None => return Err(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
+        }
+    }
+    tracing::info!(topic = %topic.name, partitions = topic.config.partitions, fsync = %topic.config.fsync, "topic created");
+    metadata(
+        shard,
+        MetadataRequest {
+            topics: Some(vec![topic.name.clone()]),
+        },
+    )
+    .await
+}
+
+/// Delete topic: gone from the catalog first (no new requests reach it),
+/// then every shard closes and deletes its partitions.
+pub async fn delete_topic(
+    shard: &Rc<Shard>,
+    req: DeleteTopicRequest,
+) -> Result<ListTopicsResponse, Failure> {
+    let topic = shard
+        .shared
+        .catalog
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(&req.name)
+        .map_err(refusal)?;
+    shard
+        .broadcast(|reply| ShardMsg::Drop {
+            topic: topic.clone(),
+            reply,
+        })
+        .await;
+    tracing::info!(topic = %topic.name, "topic deleted");
+    Ok(list_topics(shard))
+}
+
+/// List topics, sorted by name.
+pub fn list_topics(shard: &Shard) -> ListTopicsResponse {
+    let catalog = shard
+        .shared
+        .catalog
+        .read()
+        .unwrap_or_else(|e| e.into_inner());
+    ListTopicsResponse {
+        topics: catalog
+            .all()
+            .map(|t| TopicSummary {
+                name: t.name.clone(),
+                partitions: t.config.partitions,
+            })
+            .collect(),
+    }
+}
+
+/// Commit offsets: stored durably in the group's offsets partition.
+pub async fn commit_offsets(
+    shard: &Rc<Shard>,
+    req: CommitOffsetsRequest,
+) -> Result<CommitOffsetsResponse, Failure> {
+    if req.group.is_empty() || req.group.len() > u16::MAX as usize {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            "group name must be 1 to 65535 bytes",
+        ));
+    }
+    let mut results = Vec::with_capacity(req.offsets.len());
+    let mut valid = Vec::new();
+    for c in req.offsets {
+        let error = match partition_exists(shard, &c.topic, c.partition) {
+            Ok(_) => {
+                valid.push(c.clone());
+                ErrorCode::None
+            }
+            Err(f) => f.code,
+        };
+        results.push(PartitionError {
+            topic: c.topic,
+            partition: c.partition,
+            error: error as u16,
+        });
+    }
+    if !valid.is_empty() {
+        let (reply, rx) = oneshot::channel();
+        let p = catalog::offsets_partition(&req.group);
+        shard
+            .route(
+                catalog::OFFSETS_TOPIC,
+                p,
+                PartCmd::Commit {
+                    group: req.group,
+                    offsets: valid,
+                    reply,
+                },
+            )
+            .await;
+        let outcome = rx
+            .await
+            .unwrap_or_else(|_| Err(Failure::new(ErrorCode::ShuttingDown, "stopped")));
+        if let Err(f) = outcome {
+            for r in results.iter_mut().filter(|r| r.error == 0) {
+                r.error = f.code as u16;
+            }
+        }
+    }
+    Ok(CommitOffsetsResponse { results })
+}
+
+/// Fetch committed offsets (-1 where none).
+pub async fn fetch_offsets(
+    shard: &Rc<Shard>,
+    req: FetchOffsetsRequest,
+) -> Result<FetchOffsetsResponse, Failure> {
+    let (reply, rx) = oneshot::channel();
+    let p = catalog::offsets_partition(&req.group);
+    let cmd = PartCmd::Committed {
+        group: req.group,
+        partitions: req.partitions.clone(),
+        reply,
+    };
+    shard.route(catalog::OFFSETS_TOPIC, p, cmd).await;
+    let found = rx
+        .await
+        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "stopped"))?;
+    let offsets = req
+        .partitions
+        .into_iter()
+        .zip(found)
+        .map(|(tp, offset)| {
+            let error = partition_exists(shard, &tp.topic, tp.partition)
+                .err()
+                .map_or(ErrorCode::None, |f| f.code);
+            CommittedOffset {
+                topic: tp.topic,
+                partition: tp.partition,
+                offset,
+                error: error as u16,
+            }
+        })
+        .collect();
+    Ok(FetchOffsetsResponse { offsets })
+}
+
+/// A fresh producer id.
+pub fn init_producer_id(shard: &Shard) -> Result<InitProducerIdResponse, Failure> {
+    Ok(InitProducerIdResponse {
+        producer_id: shard.shared.next_producer_id()?,
+        producer_epoch: 0,
+    })
+}

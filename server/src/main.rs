@@ -1,0 +1,66 @@
+//! `ringlog-server`: the broker binary.
+
+use std::time::Duration;
+
+use clap::Parser;
+use ringlog_server::config::{Args, Config};
+use ringlog_server::server::Broker;
+use signal_hook::consts::{SIGINT, SIGTERM};
+
+fn main() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("RINGLOG_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    if let Err(e) = run(Args::parse()) {
+        eprintln!("ringlog-server: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: Args) -> anyhow::Result<()> {
+    let config = Config::resolve(args)?;
+    let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
+    let handle = signals.handle();
+    let data_dir = config.data_dir.clone();
+    let shards = config.shards;
+    let mut broker = Broker::start(config)?;
+    // Tests and scripts read these lines: keep their shape.
+    println!("ringlog-server listening on {}", broker.listen);
+    match broker.metrics {
+        Some(addr) => println!("ringlog-server metrics on http://{addr}/metrics"),
+        None => println!("ringlog-server metrics off"),
+    }
+    println!(
+        "ringlog-server data in {} ({shards} shards)",
+        data_dir.display()
+    );
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut signals = signals;
+    std::thread::spawn(move || {
+        if let Some(signal) = signals.forever().next() {
+            let _ = tx.send(signal);
+        }
+    });
+    // Wake now and then to notice a shard that died on its own.
+    loop {
+        match rx.recv_timeout(Duration::from_millis(500)) {
+            Ok(signal) => {
+                tracing::info!(
+                    signal,
+                    "shutting down: finishing in-flight requests, closing logs"
+                );
+                break;
+            }
+            Err(_) if broker.finished() => anyhow::bail!("a shard stopped unexpectedly"),
+            Err(_) => {}
+        }
+    }
+    broker.stop();
+    handle.close();
+    tracing::info!("stopped cleanly");
+    Ok(())
+}

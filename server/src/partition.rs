@@ -1,0 +1,726 @@
+//! One partition, served by a task on its owning shard.
+//!
+//! The task owns the partition's [`Log`] outright and takes commands from a
+//! bounded channel, so nothing else ever touches the log and no lock guards
+//! it. An append returns as soon as its write is submitted; the wait for
+//! durability and the reply run in a task of their own, so appends to one
+//! partition pipeline (up to the engine's writes-in-flight limit).
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use ringlog_engine::batch::{self, BatchError, BatchHeader, BatchView};
+use ringlog_engine::{Error as EngineError, Log, RecoveryReport};
+use ringlog_protocol::{CommitOffset, ErrorCode, TopicPartition, EARLIEST, LATEST};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::catalog::{Topic, OFFSETS_TOPIC};
+use crate::metrics::{Metrics, PartitionLabels};
+
+/// Commands a partition's task takes.
+pub enum PartCmd {
+    /// Append batches (each a slice of the frame they arrived in).
+    Produce {
+        /// The batches, in order.
+        batches: Vec<BytesMut>,
+        /// Longest wait for durability before answering Timeout.
+        timeout: Duration,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<ProduceOutcome>,
+    },
+    /// Read stored batches from `offset`.
+    Fetch {
+        /// First offset wanted.
+        offset: u64,
+        /// Most bytes (at least one batch is returned).
+        max_bytes: usize,
+        /// Where the outcome goes.
+        reply: oneshot::Sender<FetchOutcome>,
+    },
+    /// Answer once the log end is past `offset`; dropped if the asker gives up.
+    Wait {
+        /// The offset the asker wants to read.
+        offset: u64,
+        /// Fired when there is data at `offset`.
+        reply: oneshot::Sender<()>,
+    },
+    /// Earliest, latest or first offset at a timestamp.
+    ListOffset {
+        /// [`EARLIEST`], [`LATEST`] or a timestamp.
+        spec: i64,
+        /// The offset (-1 for none) or a failure.
+        reply: oneshot::Sender<Result<i64, Failure>>,
+    },
+    /// Log start and end offsets.
+    Offsets {
+        /// `(start, end)`.
+        reply: oneshot::Sender<(u64, u64)>,
+    },
+    /// Store committed offsets (offsets partitions only).
+    Commit {
+        /// Group name.
+        group: String,
+        /// The offsets.
+        offsets: Vec<CommitOffset>,
+        /// Success or why not.
+        reply: oneshot::Sender<Result<(), Failure>>,
+    },
+    /// Read committed offsets (offsets partitions only).
+    Committed {
+        /// Group name.
+        group: String,
+        /// Partitions asked about.
+        partitions: Vec<TopicPartition>,
+        /// One offset (-1 for none) per partition.
+        reply: oneshot::Sender<Vec<i64>>,
+    },
+    /// Delete segments past retention.
+    Retention,
+    /// Sync and close the log, deleting its files if `delete`.
+    Close {
+        /// Remove the partition's directory after closing.
+        delete: bool,
+        /// Fired when done.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// A failure to report for a partition: its code and a message.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// Code sent to the client.
+    pub code: ErrorCode,
+    /// Detail.
+    pub message: String,
+}
+
+impl Failure {
+    /// A failure with a code and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+/// What a produce did for one partition.
+#[derive(Debug, Clone)]
+pub struct ProduceOutcome {
+    /// Base offset of each batch stored (or, for a duplicate, first stored).
+    pub base_offsets: Vec<u64>,
+    /// Why the batches after the stored ones were not stored.
+    pub failure: Option<Failure>,
+}
+
+/// What a fetch read from one partition.
+#[derive(Debug)]
+pub struct FetchOutcome {
+    /// Stored batches, or why not.
+    pub result: Result<Vec<u8>, Failure>,
+    /// Log start offset.
+    pub log_start: u64,
+    /// Log end offset.
+    pub log_end: u64,
+}
+
+impl PartCmd {
+    /// Answers the command with `failure` without running it (the partition
+    /// is gone or unreachable).
+    pub fn fail(self, failure: Failure) {
+        match self {
+            PartCmd::Produce { reply, .. } => {
+                let _ = reply.send(ProduceOutcome {
+                    base_offsets: Vec::new(),
+                    failure: Some(failure),
+                });
+            }
+            PartCmd::Fetch { reply, .. } => {
+                let _ = reply.send(FetchOutcome {
+                    result: Err(failure),
+                    log_start: 0,
+                    log_end: 0,
+                });
+            }
+            PartCmd::ListOffset { reply, .. } => {
+                let _ = reply.send(Err(failure));
+            }
+            PartCmd::Commit { reply, .. } => {
+                let _ = reply.send(Err(failure));
+            }
+            // Dropping the reply tells the asker there is no answer.
+            PartCmd::Wait { .. }
+            | PartCmd::Offsets { .. }
+            | PartCmd::Committed { .. }
+            | PartCmd::Retention => {}
+            PartCmd::Close { reply, .. } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+}
+
+/// Maps an engine error to what the client is told.
+pub fn engine_failure(e: &EngineError) -> Failure {
+    let code = match e {
+        EngineError::InvalidBatch(BatchError::TooLarge { .. }) => ErrorCode::BatchTooLarge,
+        EngineError::InvalidBatch(_) | EngineError::TrailingBytes(_) => ErrorCode::CorruptBatch,
+        EngineError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+        EngineError::Corrupt { .. } | EngineError::Failed(_) | EngineError::Io { .. } => {
+            ErrorCode::StorageError
+        }
+        EngineError::Config(_) => ErrorCode::InvalidTopicConfig,
+    };
+    Failure::new(code, e.to_string())
+}
+
+/// The sending side of a partition's task.
+#[derive(Clone)]
+pub struct PartitionHandle {
+    tx: mpsc::Sender<PartCmd>,
+}
+
+impl PartitionHandle {
+    /// Queues a command (waiting while the partition's queue is full).
+    pub async fn send(&self, cmd: PartCmd) {
+        if let Err(mpsc::error::SendError(cmd)) = self.tx.send(cmd).await {
+            cmd.fail(Failure::new(
+                ErrorCode::UnknownTopic,
+                "the partition was closed",
+            ));
+        }
+    }
+}
+
+/// Commands a partition's queue holds before senders wait.
+const QUEUE_DEPTH: usize = 1024;
+/// Batches per producer remembered for duplicate detection (Kafka's 5).
+const PRODUCER_WINDOW: usize = 5;
+/// Bytes a producer-state or offsets rebuild reads at a time.
+const REBUILD_READ_BYTES: usize = 1 << 20;
+
+/// Opens (recovering) a partition's log and starts its task.
+pub async fn open(
+    data_dir: &Path,
+    topic: Arc<Topic>,
+    partition: u32,
+    shard: usize,
+    metrics: Arc<Metrics>,
+) -> Result<(PartitionHandle, RecoveryReport), EngineError> {
+    let dir = Topic::partition_dir(data_dir, &topic.name, partition);
+    let (log, report) = Log::open(&dir, topic.log.clone()).await?;
+    let mut state = State {
+        labels: PartitionLabels {
+            topic: topic.name.clone(),
+            partition,
+            shard: shard as u32,
+        },
+        end: Rc::new(watch::channel(log.latest()).0),
+        producers: HashMap::new(),
+        committed: None,
+        metrics,
+        log: Some(log),
+    };
+    state.rebuild(topic.name == OFFSETS_TOPIC).await?;
+    state.publish_offsets();
+    let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
+    tokio_uring::spawn(state.run(rx));
+    Ok((PartitionHandle { tx }, report))
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SentBatch {
+    first_seq: i32,
+    last_seq: i32,
+    base_offset: u64,
+}
+
+#[derive(Debug, Default)]
+struct ProducerState {
+    epoch: i16,
+    recent: VecDeque<SentBatch>,
+}
+
+enum Idempotence {
+    /// Not from an idempotent producer, or the next in sequence.
+    Append,
+    /// Already stored at this base offset.
+    Duplicate(u64),
+}
+
+type CommitKey = (String, String, u32);
+
+struct State {
+    labels: PartitionLabels,
+    /// Log end offset of durable data: fetch long polls wait on it.
+    end: Rc<watch::Sender<u64>>,
+    producers: HashMap<i64, ProducerState>,
+    /// Committed offsets, for partitions of the offsets topic.
+    committed: Option<HashMap<CommitKey, u64>>,
+    metrics: Arc<Metrics>,
+    /// Taken on close.
+    log: Option<Log>,
+}
+
+fn seq_after(seq: i32) -> i32 {
+    if seq == i32::MAX {
+        0
+    } else {
+        seq + 1
+    }
+}
+
+fn last_seq(h: &BatchHeader) -> i32 {
+    let sum = i64::from(h.base_sequence.get()) + i64::from(h.last_offset_delta.get());
+    (sum % (i64::from(i32::MAX) + 1)) as i32
+}
+
+impl State {
+    async fn run(mut self, mut rx: mpsc::Receiver<PartCmd>) {
+        while let Some(cmd) = rx.recv().await {
+            let Some(log) = self.log.as_mut() else {
+                cmd.fail(Failure::new(
+                    ErrorCode::UnknownTopic,
+                    "the partition was closed",
+                ));
+                continue;
+            };
+            match cmd {
+                PartCmd::Produce {
+                    batches,
+                    timeout,
+                    reply,
+                } => self.produce(batches, timeout, reply).await,
+                PartCmd::Fetch {
+                    offset,
+                    max_bytes,
+                    reply,
+                } => {
+                    let result = log
+                        .read(offset, max_bytes)
+                        .await
+                        .map_err(|e| engine_failure(&e));
+                    if let Ok(bytes) = &result {
+                        self.metrics.partition_bytes_out(&self.labels, bytes.len());
+                    }
+                    let _ = reply.send(FetchOutcome {
+                        result,
+                        log_start: log.earliest(),
+                        log_end: log.latest(),
+                    });
+                }
+                PartCmd::Wait { offset, reply } => {
+                    let mut end = self.end.subscribe();
+                    let mut reply = reply;
+                    tokio_uring::spawn(async move {
+                        tokio::select! {
+                            ready = end.wait_for(|e| *e > offset) => if ready.is_ok() {
+                                let _ = reply.send(());
+                            },
+                            () = reply.closed() => {}
+                        }
+                    });
+                }
+                PartCmd::ListOffset { spec, reply } => {
+                    let answer = match spec {
+                        EARLIEST => Ok(log.earliest() as i64),
+                        LATEST => Ok(log.latest() as i64),
+                        ts if ts >= 0 => log
+                            .offset_for_timestamp(ts)
+                            .await
+                            .map(|o| o.map_or(-1, |o| o as i64))
+                            .map_err(|e| engine_failure(&e)),
+                        other => Err(Failure::new(
+                            ErrorCode::InvalidRequest,
+                            format!("offset spec {other} is not -2, -1 or a timestamp"),
+                        )),
+                    };
+                    let _ = reply.send(answer);
+                }
+                PartCmd::Offsets { reply } => {
+                    let _ = reply.send((log.earliest(), log.latest()));
+                }
+                PartCmd::Commit {
+                    group,
+                    offsets,
+                    reply,
+                } => {
+                    let result = self.commit(group, offsets).await;
+                    let _ = reply.send(result);
+                }
+                PartCmd::Committed {
+                    group,
+                    partitions,
+                    reply,
+                } => {
+                    let map = self.committed.as_ref();
+                    let answer = partitions
+                        .into_iter()
+                        .map(|tp| {
+                            map.and_then(|m| m.get(&(group.clone(), tp.topic, tp.partition)))
+                                .map_or(-1, |o| *o as i64)
+                        })
+                        .collect();
+                    let _ = reply.send(answer);
+                }
+                PartCmd::Retention => {
+                    let now = now_ms();
+                    match log.apply_retention(now).await {
+                        Ok(r) if !r.deleted_segments.is_empty() => tracing::info!(
+                            topic = %self.labels.topic,
+                            partition = self.labels.partition,
+                            segments = r.deleted_segments.len(),
+                            bytes = r.bytes_deleted,
+                            log_start = r.log_start_offset,
+                            "retention deleted segments"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(
+                            topic = %self.labels.topic,
+                            partition = self.labels.partition,
+                            "retention failed: {e}"
+                        ),
+                    }
+                    self.publish_offsets();
+                }
+                PartCmd::Close { delete, reply } => {
+                    self.close(delete).await;
+                    let _ = reply.send(());
+                    break;
+                }
+            }
+        }
+        // Every sender is gone (or Close ran): make sure the log is closed.
+        self.close(false).await;
+    }
+
+    async fn close(&mut self, delete: bool) {
+        let Some(log) = self.log.take() else { return };
+        let dir = log.dir().to_path_buf();
+        if let Err(e) = log.close().await {
+            tracing::error!(dir = %dir.display(), "closing the log failed: {e}");
+        }
+        self.metrics.forget_partition(&self.labels);
+        if delete {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(dir = %dir.display(), "deleting the partition failed: {e}");
+            }
+        }
+    }
+
+    fn publish_offsets(&self) {
+        if let Some(log) = &self.log {
+            self.metrics
+                .partition_offsets(&self.labels, log.earliest(), log.latest());
+        }
+    }
+
+    /// Checks an idempotent producer's batch against what it sent before.
+    fn idempotence(&self, batch: &[u8], max: usize) -> Result<Idempotence, Failure> {
+        let Ok((header, _)) = batch::peek(batch, max) else {
+            // Malformed: the engine's validation reports it.
+            return Ok(Idempotence::Append);
+        };
+        if header.producer_id.get() < 0 {
+            return Ok(Idempotence::Append);
+        }
+        // Trust no header field of an idempotent batch before its CRC.
+        let view = BatchView::parse(batch, max)
+            .map_err(|e| engine_failure(&EngineError::InvalidBatch(e)))?;
+        let h = view.header();
+        let (epoch, first) = (h.producer_epoch.get(), h.base_sequence.get());
+        let Some(state) = self.producers.get(&h.producer_id.get()) else {
+            // Unknown producer (new, or its state aged out with retention).
+            return Ok(Idempotence::Append);
+        };
+        if epoch < state.epoch {
+            return Err(Failure::new(
+                ErrorCode::InvalidProducerEpoch,
+                format!("producer epoch {epoch} is older than {}", state.epoch),
+            ));
+        }
+        if epoch > state.epoch {
+            return if first == 0 {
+                Ok(Idempotence::Append)
+            } else {
+                Err(Failure::new(
+                    ErrorCode::OutOfOrderSequence,
+                    format!("a new producer epoch must start at sequence 0, not {first}"),
+                ))
+            };
+        }
+        if let Some(sent) = state
+            .recent
+            .iter()
+            .find(|s| s.first_seq == first && s.last_seq == last_seq(h))
+        {
+            return Ok(Idempotence::Duplicate(sent.base_offset));
+        }
+        let expected = state.recent.back().map_or(first, |s| seq_after(s.last_seq));
+        if first != expected {
+            return Err(Failure::new(
+                ErrorCode::OutOfOrderSequence,
+                format!("sequence {first} received, {expected} expected"),
+            ));
+        }
+        Ok(Idempotence::Append)
+    }
+
+    /// Remembers an idempotent batch's sequence range once it is stored.
+    fn remember(&mut self, h: &BatchHeader, base_offset: u64) {
+        let pid = h.producer_id.get();
+        if pid < 0 {
+            return;
+        }
+        let state = self.producers.entry(pid).or_default();
+        if h.producer_epoch.get() != state.epoch {
+            state.epoch = h.producer_epoch.get();
+            state.recent.clear();
+        }
+        if state.recent.len() == PRODUCER_WINDOW {
+            state.recent.pop_front();
+        }
+        state.recent.push_back(SentBatch {
+            first_seq: h.base_sequence.get(),
+            last_seq: last_seq(h),
+            base_offset,
+        });
+    }
+
+    async fn produce(
+        &mut self,
+        batches: Vec<BytesMut>,
+        timeout: Duration,
+        reply: oneshot::Sender<ProduceOutcome>,
+    ) {
+        let mut base_offsets = Vec::with_capacity(batches.len());
+        let mut tickets = Vec::with_capacity(batches.len());
+        let mut failure = None;
+        let bytes: usize = batches.iter().map(|b| b.len()).sum();
+        for batch in batches {
+            let Some(max) = self.log.as_ref().map(|l| l.config().batch_bytes_max) else {
+                break;
+            };
+            match self.idempotence(&batch, max) {
+                Ok(Idempotence::Duplicate(offset)) => {
+                    base_offsets.push(offset);
+                    continue;
+                }
+                Ok(Idempotence::Append) => {}
+                Err(f) => {
+                    failure = Some(f);
+                    break;
+                }
+            }
+            let header = batch::peek(&batch, max).ok().map(|(h, _)| *h);
+            let Some(log) = self.log.as_mut() else { break };
+            match log.append(batch, 0).await {
+                Ok(appended) => {
+                    if let Some(h) = header {
+                        self.remember(&h, appended.base_offset);
+                    }
+                    base_offsets.push(appended.base_offset);
+                    tickets.push((appended.last_offset, appended.durable));
+                }
+                Err(e) => {
+                    failure = Some(engine_failure(&e));
+                    break;
+                }
+            }
+        }
+        self.metrics.partition_bytes_in(&self.labels, bytes);
+        let end = self.end.clone();
+        let metrics = self.metrics.clone();
+        let labels = self.labels.clone();
+        let start = self.log.as_ref().map_or(0, |l| l.earliest());
+        tokio_uring::spawn(async move {
+            let mut stored_end = None;
+            for (last, durable) in tickets {
+                match tokio::time::timeout(timeout, durable.wait()).await {
+                    Ok(Ok(())) => stored_end = Some(last + 1),
+                    Ok(Err(e)) => {
+                        failure = Some(engine_failure(&e));
+                        break;
+                    }
+                    Err(_) => {
+                        failure = Some(Failure::new(
+                            ErrorCode::Timeout,
+                            format!("not durable within {timeout:?}; it may still be stored"),
+                        ));
+                        break;
+                    }
+                }
+            }
+            if let Some(new_end) = stored_end {
+                end.send_if_modified(|e| {
+                    let advanced = new_end > *e;
+                    *e = (*e).max(new_end);
+                    advanced
+                });
+                metrics.partition_offsets(&labels, start, *end.borrow());
+            }
+            let _ = reply.send(ProduceOutcome {
+                base_offsets,
+                failure,
+            });
+        });
+    }
+
+    /// Rebuilds idempotent producers' recent batches from the active
+    /// segment, and committed offsets from the whole log of an offsets
+    /// partition.
+    async fn rebuild(&mut self, offsets: bool) -> Result<(), EngineError> {
+        let Some(log) = self.log.as_ref() else {
+            return Ok(());
+        };
+        let from = if offsets {
+            self.committed = Some(HashMap::new());
+            log.earliest()
+        } else {
+            log.segment_bases().last().copied().unwrap_or(0)
+        };
+        let max = log.config().batch_bytes_max;
+        let mut offset = from.max(log.earliest());
+        let mut seen: Vec<(BatchHeader, u64)> = Vec::new();
+        let mut commits: Vec<(CommitKey, u64)> = Vec::new();
+        while offset < log.latest() {
+            let bytes = log.read(offset, REBUILD_READ_BYTES).await?;
+            let mut rest = &bytes[..];
+            let before = offset;
+            while !rest.is_empty() {
+                let view = BatchView::parse_crc_only(rest, max)?;
+                let h = *view.header();
+                offset = offset.max((view.last_offset() + 1) as u64);
+                if offsets {
+                    for record in view.records()? {
+                        let record = record?;
+                        if let (Some(key), Some(value)) = (record.key, record.value) {
+                            if let Some(entry) = decode_commit(key, value) {
+                                commits.push(entry);
+                            }
+                        }
+                    }
+                } else {
+                    seen.push((h, view.base_offset() as u64));
+                }
+                rest = &rest[view.bytes().len()..];
+            }
+            if offset == before {
+                break;
+            }
+        }
+        for (h, base) in seen {
+            self.remember(&h, base);
+        }
+        if let Some(map) = self.committed.as_mut() {
+            map.extend(commits);
+        }
+        Ok(())
+    }
+
+    async fn commit(&mut self, group: String, offsets: Vec<CommitOffset>) -> Result<(), Failure> {
+        let Some(log) = self.log.as_mut() else {
+            return Err(Failure::new(ErrorCode::UnknownTopic, "closed"));
+        };
+        if self.committed.is_none() {
+            return Err(Failure::new(
+                ErrorCode::InvalidRequest,
+                "not an offsets partition",
+            ));
+        }
+        let now = now_ms();
+        let mut builder = batch::BatchBuilder::default();
+        let encoded: Vec<(Vec<u8>, [u8; 8])> = offsets
+            .iter()
+            .map(|c| {
+                (
+                    commit_key(&group, &c.topic, c.partition),
+                    c.offset.to_be_bytes(),
+                )
+            })
+            .collect();
+        for (key, value) in &encoded {
+            builder
+                .push(&batch::NewRecord {
+                    key: Some(key),
+                    value: Some(value),
+                    headers: &[],
+                    timestamp: now,
+                })
+                .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        }
+        let Some(bytes) = builder.finish() else {
+            return Ok(());
+        };
+        let appended = log.append(bytes, 0).await.map_err(|e| engine_failure(&e))?;
+        appended
+            .durable
+            .wait()
+            .await
+            .map_err(|e| engine_failure(&e))?;
+        let map = self.committed.get_or_insert_with(HashMap::new);
+        for c in offsets {
+            map.insert((group.clone(), c.topic, c.partition), c.offset);
+        }
+        Ok(())
+    }
+}
+
+/// `u16 len, group, u16 len, topic, u32 partition`, all big-endian.
+fn commit_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
+    let mut key = Vec::with_capacity(8 + group.len() + topic.len());
+    for part in [group, topic] {
+        key.extend_from_slice(&(part.len() as u16).to_be_bytes());
+        key.extend_from_slice(part.as_bytes());
+    }
+    key.extend_from_slice(&partition.to_be_bytes());
+    key
+}
+
+fn decode_commit(key: &[u8], value: &[u8]) -> Option<(CommitKey, u64)> {
+    fn string(bytes: &mut &[u8]) -> Option<String> {
+        let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
+        let s = std::str::from_utf8(bytes.get(2..2 + len)?)
+            .ok()?
+            .to_string();
+        *bytes = &bytes[2 + len..];
+        Some(s)
+    }
+    let mut rest = key;
+    let group = string(&mut rest)?;
+    let topic = string(&mut rest)?;
+    let partition = u32::from_be_bytes(rest.try_into().ok()?);
+    let offset = u64::from_be_bytes(value.try_into().ok()?);
+    Some(((group, topic, partition), offset))
+}
+
+/// Wall-clock milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commit_keys_round_trip() {
+        let key = commit_key("g", "orders", 7);
+        let ((g, t, p), o) = decode_commit(&key, &42u64.to_be_bytes()).unwrap();
+        assert_eq!((g.as_str(), t.as_str(), p, o), ("g", "orders", 7, 42));
+        assert!(decode_commit(&key[..3], &42u64.to_be_bytes()).is_none());
+        assert!(decode_commit(&key, b"short").is_none());
+    }
+
+    #[test]
+    fn sequences_wrap_like_kafka() {
+        assert_eq!(seq_after(i32::MAX), 0);
+        assert_eq!(seq_after(4), 5);
+    }
+}

@@ -1,0 +1,143 @@
+//! Start-up and shutdown of the whole broker: listeners, shard threads,
+//! the metrics endpoint, signals.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::sync::{watch, Barrier};
+
+use crate::config::Config;
+use crate::shard::{self, ShardSetup, Shared};
+
+/// Binds one SO_REUSEPORT listener per shard on the same address: the
+/// kernel spreads new connections over the shards.
+fn bind_reuseport(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpListener>> {
+    let mut listeners = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        socket.set_reuse_address(true)?;
+        socket.set_reuse_port(true)?;
+        socket
+            .bind(&addr.into())
+            .with_context(|| format!("binding {addr}"))?;
+        socket.listen(1024)?;
+        let listener: TcpListener = socket.into();
+        // Port 0 resolves on the first bind; the others join that port.
+        addr = listener.local_addr()?;
+        listeners.push(listener);
+    }
+    Ok(listeners)
+}
+
+/// A running broker.
+pub struct Broker {
+    /// Where clients connect.
+    pub listen: SocketAddr,
+    /// Where metrics are served, if enabled.
+    pub metrics: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Broker {
+    /// Recovers every partition and starts serving.
+    pub fn start(config: Config) -> anyhow::Result<Broker> {
+        let n = config.shards;
+        let listeners = bind_reuseport(config.listen, n)?;
+        let listen = listeners[0].local_addr()?;
+        let metrics_listener = match config.metrics_listen {
+            Some(addr) => Some(
+                crate::metrics::bind(addr).with_context(|| format!("binding metrics on {addr}"))?,
+            ),
+            None => None,
+        };
+        let shared = Arc::new(Shared::load(config, listen)?);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let drained = Arc::new(Barrier::new(n));
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let (mut peers, inboxes) = shard::queues(n);
+        let cores = core_affinity::get_core_ids().unwrap_or_default();
+        let mut threads = Vec::with_capacity(n);
+        for (id, (listener, inboxes)) in listeners.into_iter().zip(inboxes).enumerate() {
+            let setup = ShardSetup {
+                id,
+                shared: shared.clone(),
+                peers: std::mem::take(&mut peers[id]),
+                inboxes,
+                listener,
+                shutdown: shutdown_rx.clone(),
+                drained: drained.clone(),
+                ready: ready_tx.clone(),
+            };
+            let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);
+            let thread = std::thread::Builder::new()
+                .name(format!("ringlog-shard-{id}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    shard::run(setup);
+                })
+                .context("spawning a shard thread")?;
+            threads.push(thread);
+        }
+        drop(ready_tx);
+        let mut broker = Broker {
+            listen,
+            metrics: None,
+            shutdown,
+            threads,
+        };
+        for _ in 0..n {
+            match ready_rx.recv() {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    broker.stop();
+                    bail!("start-up failed: {e}");
+                }
+                Err(_) => {
+                    broker.stop();
+                    bail!("a shard thread ended during start-up");
+                }
+            }
+        }
+        if let Some(listener) = metrics_listener {
+            broker.metrics = listener.local_addr().ok();
+            crate::metrics::serve(listener, shared.metrics.clone());
+        }
+        tracing::info!(
+            partitions = shard::opened_partitions(),
+            topics = shared
+                .catalog
+                .read()
+                .unwrap_or_else(|e| e.into_inner())
+                .all()
+                .count(),
+            "recovered"
+        );
+        Ok(broker)
+    }
+
+    /// Stops accepting, lets in-flight requests finish, syncs and closes
+    /// every log, and waits for the shards to exit.
+    pub fn stop(&mut self) {
+        let _ = self.shutdown.send(true);
+        for thread in self.threads.drain(..) {
+            let _ = thread.join();
+        }
+    }
+
+    /// True once every shard thread has exited.
+    pub fn finished(&self) -> bool {
+        self.threads.iter().all(|t| t.is_finished())
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,495 @@
+//! Shards: one pinned thread and tokio-uring runtime each, owning a share of
+//! the partitions, accepting connections on the shared port, and handing
+//! each other partition commands through bounded per-pair queues.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use ringlog_protocol::ErrorCode;
+use tokio::sync::{mpsc, oneshot, watch, Barrier};
+
+use crate::catalog::{self, Catalog, Topic};
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::partition::{self, Failure, PartCmd, PartitionHandle};
+
+/// Messages between shards.
+pub enum ShardMsg {
+    /// A command for a partition the receiving shard owns.
+    Partition {
+        /// Topic name.
+        topic: String,
+        /// Partition index.
+        partition: u32,
+        /// The command (its reply channel answers the sender directly).
+        cmd: PartCmd,
+    },
+    /// Open the receiver's partitions of a new topic.
+    Open {
+        /// The topic.
+        topic: Arc<Topic>,
+        /// Ok, or why a partition could not be created.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Close and delete the receiver's partitions of a deleted topic.
+    Drop {
+        /// The topic.
+        topic: Arc<Topic>,
+        /// Fired when done.
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// Depth of each per-shard-pair queue.
+const PEER_QUEUE_DEPTH: usize = 256;
+/// Producer ids reserved on disk at a time.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+/// State every shard shares: settings, the topic catalog, metrics.
+pub struct Shared {
+    /// Settings.
+    pub config: Config,
+    /// Where clients connect (the real port when 0 was asked).
+    pub listen: SocketAddr,
+    /// Topics.
+    pub catalog: RwLock<Catalog>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// Open client connections, all shards.
+    pub connections: AtomicUsize,
+    /// Stable id of this data directory.
+    pub cluster_id: String,
+    producer_ids: Mutex<ProducerIds>,
+}
+
+struct ProducerIds {
+    path: PathBuf,
+    next: i64,
+    reserved_until: i64,
+}
+
+impl Shared {
+    /// Loads the catalog and producer-id state of the data directory.
+    pub fn load(config: Config, listen: SocketAddr) -> anyhow::Result<Shared> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating data dir {}", dir.display()))?;
+        let catalog = Catalog::load(dir)?;
+        let id_path = dir.join("cluster-id");
+        let cluster_id = match std::fs::read_to_string(&id_path) {
+            Ok(id) => id.trim().to_string(),
+            Err(_) => {
+                let id = format!(
+                    "{:016x}",
+                    catalog::name_hash(&format!(
+                        "{:?}{}",
+                        std::time::SystemTime::now(),
+                        std::process::id()
+                    ))
+                );
+                std::fs::write(&id_path, &id)
+                    .with_context(|| format!("writing {}", id_path.display()))?;
+                id
+            }
+        };
+        let path = dir.join("producer-ids");
+        let next = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .with_context(|| format!("parsing {}", path.display()))?,
+            Err(_) => 0,
+        };
+        Ok(Shared {
+            config,
+            listen,
+            catalog: RwLock::new(catalog),
+            metrics: Arc::new(Metrics::new()),
+            connections: AtomicUsize::new(0),
+            cluster_id,
+            producer_ids: Mutex::new(ProducerIds {
+                path,
+                next,
+                reserved_until: next,
+            }),
+        })
+    }
+
+    /// A topic by name.
+    pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
+        self.catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+    }
+
+    /// Hands out a producer id never handed out before by this data
+    /// directory: ids are reserved on disk a block at a time.
+    pub fn next_producer_id(&self) -> Result<i64, Failure> {
+        let mut ids = self.producer_ids.lock().unwrap_or_else(|e| e.into_inner());
+        if ids.next >= ids.reserved_until {
+            let until = ids.next + PRODUCER_ID_BLOCK;
+            let tmp = ids.path.with_extension("tmp");
+            std::fs::write(&tmp, until.to_string())
+                .and_then(|()| std::fs::File::open(&tmp)?.sync_all())
+                .and_then(|()| std::fs::rename(&tmp, &ids.path))
+                .map_err(|e| {
+                    Failure::new(
+                        ErrorCode::StorageError,
+                        format!("reserving producer ids: {e}"),
+                    )
+                })?;
+            ids.reserved_until = until;
+        }
+        let id = ids.next;
+        ids.next += 1;
+        Ok(id)
+    }
+}
+
+/// One shard's state, on its own thread.
+pub struct Shard {
+    /// Index of this shard.
+    pub id: usize,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    peers: Vec<Option<mpsc::Sender<ShardMsg>>>,
+    partitions: RefCell<HashMap<(String, u32), PartitionHandle>>,
+    /// Fires once when the broker begins shutting down.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+/// What a shard thread needs to start.
+pub struct ShardSetup {
+    /// Index.
+    pub id: usize,
+    /// Shared state.
+    pub shared: Arc<Shared>,
+    /// Senders to every other shard (None at its own index).
+    pub peers: Vec<Option<mpsc::Sender<ShardMsg>>>,
+    /// Receivers from every other shard.
+    pub inboxes: Vec<mpsc::Receiver<ShardMsg>>,
+    /// The client listener (SO_REUSEPORT, one per shard).
+    pub listener: std::net::TcpListener,
+    /// Shutdown signal.
+    pub shutdown: watch::Receiver<bool>,
+    /// Shared by all shards: passed when every shard has drained its
+    /// connections, so no cross-shard request is left when logs close.
+    pub drained: Arc<Barrier>,
+    /// Told Ok when this shard's partitions are open, or why not.
+    pub ready: std::sync::mpsc::Sender<Result<(), String>>,
+}
+
+/// Builds the per-pair queues: `peers[i][j]` sends from shard i to j,
+/// `inboxes[j]` holds what j receives from each i.
+pub fn queues(
+    n: usize,
+) -> (
+    Vec<Vec<Option<mpsc::Sender<ShardMsg>>>>,
+    Vec<Vec<mpsc::Receiver<ShardMsg>>>,
+) {
+    let mut peers: Vec<Vec<Option<mpsc::Sender<ShardMsg>>>> =
+        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+    let mut inboxes: Vec<Vec<mpsc::Receiver<ShardMsg>>> = (0..n).map(|_| Vec::new()).collect();
+    for (i, row) in peers.iter_mut().enumerate() {
+        for (j, slot) in row.iter_mut().enumerate() {
+            if i != j {
+                let (tx, rx) = mpsc::channel(PEER_QUEUE_DEPTH);
+                *slot = Some(tx);
+                inboxes[j].push(rx);
+            }
+        }
+    }
+    (peers, inboxes)
+}
+
+/// Runs a shard on the current thread until shutdown completes.
+pub fn run(setup: ShardSetup) {
+    let ready = setup.ready.clone();
+    let result = tokio_uring::start(async move { run_async(setup).await });
+    if let Err(e) = result {
+        let _ = ready.send(Err(format!("{e:#}")));
+    }
+}
+
+async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
+    let ShardSetup {
+        id,
+        shared,
+        peers,
+        inboxes,
+        listener,
+        shutdown,
+        drained,
+        ready,
+    } = setup;
+    let shard = Rc::new(Shard {
+        id,
+        shared,
+        peers,
+        partitions: RefCell::new(HashMap::new()),
+        shutdown,
+    });
+    for mut inbox in inboxes {
+        let shard = shard.clone();
+        tokio_uring::spawn(async move {
+            while let Some(msg) = inbox.recv().await {
+                shard.clone().receive(msg).await;
+            }
+        });
+    }
+    let topics: Vec<Arc<Topic>> = shard
+        .shared
+        .catalog
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .all()
+        .cloned()
+        .collect();
+    for topic in topics {
+        if let Err(e) = shard.open_topic(topic.clone(), true).await {
+            let _ = ready.send(Err(e.clone()));
+            anyhow::bail!(e);
+        }
+    }
+    let _ = ready.send(Ok(()));
+    tokio_uring::spawn(retention_timer(shard.clone()));
+
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
+    // Every connection task holds a clone; recv() returns None once all ended.
+    let (conn_token, mut conns_done) = mpsc::channel::<()>(1);
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, peer)) => {
+                    let limit = shard.shared.config.max_connections;
+                    if shard.shared.connections.fetch_add(1, Ordering::AcqRel) >= limit {
+                        shard.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        tracing::warn!(%peer, limit, "refusing connection: too many connections");
+                        drop(stream);
+                        continue;
+                    }
+                    let shard = shard.clone();
+                    let token = conn_token.clone();
+                    tokio_uring::spawn(async move {
+                        shard.shared.metrics.connections(shard.id, 1);
+                        crate::conn::serve(shard.clone(), stream, peer).await;
+                        shard.shared.metrics.connections(shard.id, -1);
+                        shard.shared.connections.fetch_sub(1, Ordering::AcqRel);
+                        drop(token);
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(shard = id, "accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            },
+            _ = shutdown.wait_for(|s| *s) => break,
+        }
+    }
+    drop(listener);
+    drop(conn_token);
+    let _ = conns_done.recv().await;
+    drained.wait().await;
+    shard.close_all().await;
+    tracing::info!(shard = id, "shard stopped");
+    Ok(())
+}
+
+async fn retention_timer(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.shared.config.retention_check_ms);
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let handles: Vec<PartitionHandle> = shard.partitions.borrow().values().cloned().collect();
+        for handle in handles {
+            handle.send(PartCmd::Retention).await;
+        }
+    }
+}
+
+/// Count of partitions opened per start, for the start-up report.
+static OPENED: AtomicI64 = AtomicI64::new(0);
+
+impl Shard {
+    /// The shard owning a partition.
+    pub fn owner(&self, topic: &str, partition: u32) -> usize {
+        catalog::owner(topic, partition, self.shared.config.shards)
+    }
+
+    /// Sends a command to a partition's task, on this shard or another.
+    pub async fn route(&self, topic: &str, partition: u32, cmd: PartCmd) {
+        let owner = self.owner(topic, partition);
+        if owner == self.id {
+            self.deliver(topic, partition, cmd).await;
+            return;
+        }
+        let Some(peer) = self.peers.get(owner).and_then(Option::as_ref) else {
+            cmd.fail(Failure::new(
+                ErrorCode::Unknown,
+                format!("no shard {owner}"),
+            ));
+            return;
+        };
+        let msg = ShardMsg::Partition {
+            topic: topic.to_string(),
+            partition,
+            cmd,
+        };
+        if let Err(mpsc::error::SendError(msg)) = peer.send(msg).await {
+            if let ShardMsg::Partition { cmd, .. } = msg {
+                cmd.fail(Failure::new(
+                    ErrorCode::ShuttingDown,
+                    "the owning shard has stopped",
+                ));
+            }
+        }
+    }
+
+    async fn deliver(&self, topic: &str, partition: u32, cmd: PartCmd) {
+        let handle = self
+            .partitions
+            .borrow()
+            .get(&(topic.to_string(), partition))
+            .cloned();
+        match handle {
+            Some(handle) => handle.send(cmd).await,
+            None => cmd.fail(Failure::new(
+                ErrorCode::UnknownTopic,
+                format!("{topic}-{partition} is not open on shard {}", self.id),
+            )),
+        }
+    }
+
+    async fn receive(self: Rc<Self>, msg: ShardMsg) {
+        match msg {
+            ShardMsg::Partition {
+                topic,
+                partition,
+                cmd,
+            } => self.deliver(&topic, partition, cmd).await,
+            // Opening recovers logs: run it aside so the queue keeps moving.
+            ShardMsg::Open { topic, reply } => {
+                tokio_uring::spawn(async move {
+                    let _ = reply.send(self.open_topic(topic, false).await);
+                });
+            }
+            ShardMsg::Drop { topic, reply } => {
+                tokio_uring::spawn(async move {
+                    self.drop_topic(&topic).await;
+                    let _ = reply.send(());
+                });
+            }
+        }
+    }
+
+    /// Opens this shard's partitions of `topic`.
+    async fn open_topic(&self, topic: Arc<Topic>, at_start: bool) -> Result<(), String> {
+        for p in 0..topic.config.partitions {
+            if self.owner(&topic.name, p) != self.id
+                || self
+                    .partitions
+                    .borrow()
+                    .contains_key(&(topic.name.clone(), p))
+            {
+                continue;
+            }
+            let (handle, report) = partition::open(
+                &self.shared.config.data_dir,
+                topic.clone(),
+                p,
+                self.id,
+                self.shared.metrics.clone(),
+            )
+            .await
+            .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
+            if !report.repairs.is_empty() {
+                tracing::warn!(topic = %topic.name, partition = p, repairs = ?report.repairs, "recovery repaired the log");
+            } else if at_start {
+                tracing::debug!(topic = %topic.name, partition = p, segments = report.segments, "partition recovered");
+            }
+            OPENED.fetch_add(1, Ordering::Relaxed);
+            self.partitions
+                .borrow_mut()
+                .insert((topic.name.clone(), p), handle);
+        }
+        Ok(())
+    }
+
+    async fn drop_topic(&self, topic: &Topic) {
+        for p in 0..topic.config.partitions {
+            let handle = self
+                .partitions
+                .borrow_mut()
+                .remove(&(topic.name.clone(), p));
+            if let Some(handle) = handle {
+                let (reply, done) = oneshot::channel();
+                handle
+                    .send(PartCmd::Close {
+                        delete: true,
+                        reply,
+                    })
+                    .await;
+                let _ = done.await;
+            }
+        }
+    }
+
+    /// Runs `msg` on every shard (this one included) and waits for all.
+    pub async fn broadcast<T>(
+        self: &Rc<Self>,
+        make: impl Fn(oneshot::Sender<T>) -> ShardMsg,
+    ) -> Vec<Option<T>> {
+        let mut waits = Vec::new();
+        for owner in 0..self.shared.config.shards {
+            let (reply, rx) = oneshot::channel();
+            let msg = make(reply);
+            if owner == self.id {
+                self.clone().receive(msg).await;
+            } else if let Some(peer) = self.peers[owner].as_ref() {
+                let _ = peer.send(msg).await;
+            }
+            waits.push(rx);
+        }
+        let mut out = Vec::new();
+        for rx in waits {
+            out.push(rx.await.ok());
+        }
+        out
+    }
+
+    async fn close_all(&self) {
+        let handles: Vec<PartitionHandle> = self
+            .partitions
+            .borrow_mut()
+            .drain()
+            .map(|(_, h)| h)
+            .collect();
+        for handle in handles {
+            let (reply, done) = oneshot::channel();
+            handle
+                .send(PartCmd::Close {
+                    delete: false,
+                    reply,
+                })
+                .await;
+            let _ = done.await;
+        }
+    }
+}
+
+/// Partitions opened since the process started (all shards).
+pub fn opened_partitions() -> i64 {
+    OPENED.load(Ordering::Relaxed)
+}
