@@ -1,0 +1,349 @@
+//! The broker binary end to end: topics, produce and fetch across shards,
+//! long polling, offsets, idempotence, metrics.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{batch, records, value, Broker};
+use ringlog_engine::batch::ProducerStamp;
+use ringlog_protocol::{self as proto, ApiKey, ErrorCode, Payload};
+
+#[test]
+fn topics_are_created_listed_described_and_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.client();
+    let created = c.create_topic("orders", 4, "interval:100");
+    assert_eq!(created.topics[0].partitions.len(), 4);
+    assert_eq!(created.topics[0].config.fsync, "interval:100");
+    // The partitions land on both shards.
+    let shards: BTreeSet<u32> = created.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.shard)
+        .collect();
+    assert_eq!(shards.len(), 2);
+
+    let again = proto::CreateTopicRequest {
+        name: "orders".into(),
+        partitions: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        c.call(ApiKey::CreateTopic, &again.encode()).error,
+        ErrorCode::TopicExists
+    );
+    let bad = proto::CreateTopicRequest {
+        name: "no/slash".into(),
+        partitions: 1,
+        ..Default::default()
+    };
+    assert_eq!(
+        c.call(ApiKey::CreateTopic, &bad.encode()).error,
+        ErrorCode::InvalidTopicConfig
+    );
+
+    let list: proto::ListTopicsResponse = c.call(ApiKey::ListTopics, &[]).ok(ApiKey::ListTopics);
+    assert!(list
+        .topics
+        .iter()
+        .any(|t| t.name == "orders" && t.partitions == 4));
+
+    let meta = proto::MetadataRequest {
+        topics: Some(vec!["nope".into()]),
+    };
+    assert_eq!(
+        c.call(ApiKey::Metadata, &meta.encode()).error,
+        ErrorCode::UnknownTopic
+    );
+    let meta: proto::MetadataResponse = c
+        .call(
+            ApiKey::Metadata,
+            &proto::MetadataRequest { topics: None }.encode(),
+        )
+        .ok(ApiKey::Metadata);
+    assert_eq!(meta.brokers[0].port, broker.addr.port());
+    assert_eq!(meta.brokers[0].shards, 2);
+
+    c.produce("orders", 1, &batch(&[b"x"], ProducerStamp::NONE, 1));
+    let del = proto::DeleteTopicRequest {
+        name: "orders".into(),
+    };
+    let after: proto::ListTopicsResponse = c
+        .call(ApiKey::DeleteTopic, &del.encode())
+        .ok(ApiKey::DeleteTopic);
+    assert!(after.topics.iter().all(|t| t.name != "orders"));
+    assert!(!dir.path().join("orders-1").exists());
+    let r = c.produce("orders", 1, &batch(&[b"x"], ProducerStamp::NONE, 1));
+    assert_eq!(ErrorCode::from_u16(r.error), ErrorCode::UnknownTopic);
+
+    // Re-created after delete: empty, and survives a restart.
+    c.create_topic("orders", 2, "always");
+    drop(c);
+    let broker = broker.restart_after_kill();
+    let mut c = broker.client();
+    assert_eq!(c.list_offset("orders", 1, proto::LATEST), 0);
+}
+
+#[test]
+fn produce_through_any_shard_reads_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.client();
+    let partitions = 4u32;
+    c.create_topic("events", partitions, "never");
+    // Pipelined: every request is sent before any response is read, through
+    // one connection (accepted by one shard) to partitions on both shards.
+    let batches = 40;
+    let mut sent = Vec::new();
+    for i in 0..batches {
+        let sections: Vec<(String, u32, Vec<u8>)> = (0..partitions)
+            .map(|p| {
+                let values: Vec<Vec<u8>> = (0..5).map(|j| value(p, i * 5 + j)).collect();
+                let refs: Vec<&[u8]> = values.iter().map(Vec::as_slice).collect();
+                (
+                    "events".to_string(),
+                    p,
+                    batch(&refs, ProducerStamp::NONE, 1000 + i as i64),
+                )
+            })
+            .collect();
+        let refs: Vec<(&str, u32, &[u8])> = sections
+            .iter()
+            .map(|(t, p, b)| (t.as_str(), *p, b.as_slice()))
+            .collect();
+        sent.push(c.send(ApiKey::Produce, &proto::encode_produce(1, 0, &refs)));
+    }
+    let mut answered = Vec::new();
+    for _ in 0..batches {
+        let reply = c.recv().unwrap();
+        answered.push(reply.request_id);
+        let resp: proto::ProduceResponse = reply.ok(ApiKey::Produce);
+        for p in &resp.partitions {
+            assert_eq!(p.error, 0, "{}", p.message);
+            assert_eq!(p.base_offsets.len(), 1);
+        }
+    }
+    answered.sort();
+    assert_eq!(answered, sent);
+    for p in 0..partitions {
+        let got = c.read_all("events", p, 0);
+        let want: Vec<(u64, Vec<u8>)> = (0..batches * 5).map(|i| (i as u64, value(p, i))).collect();
+        assert_eq!(got, want, "partition {p}");
+    }
+    // A multi-partition fetch spanning both shards answers every partition.
+    let all: Vec<(&str, u32, u64)> = (0..partitions).map(|p| ("events", p, 0)).collect();
+    let parts = c.fetch(&all, 0);
+    assert_eq!(parts.len(), partitions as usize);
+    for (p, (error, end, bytes)) in parts.iter().enumerate() {
+        assert_eq!(*error, ErrorCode::None);
+        assert_eq!(*end, batches as u64 * 5);
+        assert_eq!(records(bytes)[0].1, value(p as u32, 0));
+    }
+    // Reads by offset from the middle begin with the batch holding it.
+    let mid = c.fetch(&[("events", 2, 7)], 0).remove(0).2;
+    assert!(records(&mid).iter().any(|(o, _)| *o == 7));
+    assert_eq!(
+        c.fetch(&[("events", 2, 10_000)], 0)[0].0,
+        ErrorCode::OffsetOutOfRange
+    );
+    assert_eq!(
+        c.fetch(&[("events", 9, 0)], 0)[0].0,
+        ErrorCode::UnknownPartition
+    );
+    // Timestamps: the first record at or after 1010 is batch 10's.
+    assert_eq!(c.list_offset("events", 3, 1010), 50);
+    assert_eq!(c.list_offset("events", 3, proto::EARLIEST), 0);
+    assert_eq!(c.list_offset("events", 3, 99_999), -1);
+
+    let metrics = broker.metrics_text();
+    assert!(
+        metrics.contains("ringlog_requests_total{shard="),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringlog_log_end_offset{topic=\"events\",partition=\"0\""),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ringlog_request_latency_seconds_bucket"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn long_poll_answers_when_data_arrives() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.client();
+    c.create_topic("poll", 2, "never");
+    // An empty poll with a short wait comes back empty.
+    let (error, end, bytes) = c.fetch(&[("poll", 0, 0)], 100).remove(0);
+    assert_eq!((error, end, bytes.len()), (ErrorCode::None, 0, 0));
+
+    // A poll that may wait an hour must be woken by the produce; the
+    // client's 60 s read timeout turns a missed wake-up into a failure.
+    let addr = broker.addr;
+    let poller = std::thread::spawn(move || {
+        let mut c = common::Client::connect(addr);
+        c.fetch(&[("poll", 0, 0), ("poll", 1, 0)], 3_600_000)
+    });
+    std::thread::sleep(Duration::from_millis(200));
+    c.produce("poll", 1, &batch(&[b"wake up"], ProducerStamp::NONE, 5));
+    let parts = poller.join().unwrap();
+    assert_eq!(records(&parts[1].2), vec![(0, b"wake up".to_vec())]);
+}
+
+#[test]
+fn idempotent_retries_are_stored_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.client();
+    c.create_topic("idem", 2, "always");
+    let a: proto::InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, &[])
+        .ok(ApiKey::InitProducerId);
+    let b: proto::InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, &[])
+        .ok(ApiKey::InitProducerId);
+    assert_ne!(a.producer_id, b.producer_id);
+    let stamp = |seq| ProducerStamp {
+        producer_id: a.producer_id,
+        producer_epoch: 0,
+        base_sequence: seq,
+    };
+    let first = batch(&[b"a", b"b", b"c"], stamp(0), 1);
+    let r1 = c.produce("idem", 1, &first);
+    let r2 = c.produce("idem", 1, &first);
+    assert_eq!((r1.error, r2.error), (0, 0));
+    assert_eq!(r1.base_offsets, r2.base_offsets);
+    let r3 = c.produce("idem", 1, &batch(&[b"d"], stamp(3), 1));
+    assert_eq!(r3.base_offsets, vec![3]);
+    let gap = c.produce("idem", 1, &batch(&[b"x"], stamp(9), 1));
+    assert_eq!(
+        ErrorCode::from_u16(gap.error),
+        ErrorCode::OutOfOrderSequence
+    );
+    let values: Vec<Vec<u8>> = c
+        .read_all("idem", 1, 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(
+        values,
+        vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
+    );
+
+    // After a crash the broker still knows the producer's last batches.
+    drop(c);
+    let broker = broker.restart_after_kill();
+    let mut c = broker.client();
+    let retry = c.produce("idem", 1, &batch(&[b"d"], stamp(3), 1));
+    assert_eq!((retry.error, retry.base_offsets), (0, vec![3]));
+    assert_eq!(c.list_offset("idem", 1, proto::LATEST), 4);
+    let next: proto::InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, &[])
+        .ok(ApiKey::InitProducerId);
+    assert!(
+        next.producer_id > b.producer_id,
+        "producer ids are never reused"
+    );
+}
+
+#[test]
+fn committed_offsets_survive_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.client();
+    c.create_topic("c", 3, "never");
+    let commit = proto::CommitOffsetsRequest {
+        group: "readers".into(),
+        offsets: vec![
+            proto::CommitOffset {
+                topic: "c".into(),
+                partition: 0,
+                offset: 10,
+            },
+            proto::CommitOffset {
+                topic: "c".into(),
+                partition: 2,
+                offset: 7,
+            },
+            proto::CommitOffset {
+                topic: "nope".into(),
+                partition: 0,
+                offset: 1,
+            },
+        ],
+    };
+    let resp: proto::CommitOffsetsResponse = c
+        .call(ApiKey::CommitOffsets, &commit.encode())
+        .ok(ApiKey::CommitOffsets);
+    let codes: Vec<u16> = resp.results.iter().map(|r| r.error).collect();
+    assert_eq!(codes, vec![0, 0, ErrorCode::UnknownTopic as u16]);
+    let newer = proto::CommitOffsetsRequest {
+        group: "readers".into(),
+        offsets: vec![proto::CommitOffset {
+            topic: "c".into(),
+            partition: 0,
+            offset: 12,
+        }],
+    };
+    let _: proto::CommitOffsetsResponse = c
+        .call(ApiKey::CommitOffsets, &newer.encode())
+        .ok(ApiKey::CommitOffsets);
+    drop(c);
+    let broker = broker.restart_after_kill();
+    let mut c = broker.client();
+    let ask = proto::FetchOffsetsRequest {
+        group: "readers".into(),
+        partitions: (0..3)
+            .map(|p| proto::TopicPartition {
+                topic: "c".into(),
+                partition: p,
+            })
+            .collect(),
+    };
+    let got: proto::FetchOffsetsResponse = c
+        .call(ApiKey::FetchOffsets, &ask.encode())
+        .ok(ApiKey::FetchOffsets);
+    let offsets: Vec<i64> = got.offsets.iter().map(|o| o.offset).collect();
+    assert_eq!(offsets, vec![12, -1, 7]);
+    let other = proto::FetchOffsetsRequest {
+        group: "others".into(),
+        ..ask
+    };
+    let got: proto::FetchOffsetsResponse = c
+        .call(ApiKey::FetchOffsets, &other.encode())
+        .ok(ApiKey::FetchOffsets);
+    assert!(got.offsets.iter().all(|o| o.offset == -1));
+}
+
+#[test]
+fn acks_all_is_refused_until_replication_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let mut c = broker.client();
+    c.create_topic("a", 1, "never");
+    let b = batch(&[b"v"], ProducerStamp::NONE, 1);
+    let reply = c.call(
+        ApiKey::Produce,
+        &proto::encode_produce(-1, 0, &[("a", 0, &b)]),
+    );
+    assert_eq!(reply.error, ErrorCode::InvalidAcks);
+    assert!(
+        reply.message().contains("replication"),
+        "{}",
+        reply.message()
+    );
+    // acks=0 gets no response; the next request's response comes first.
+    c.send(
+        ApiKey::Produce,
+        &proto::encode_produce(0, 0, &[("a", 0, &b)]),
+    );
+    let list = c.call(ApiKey::ListTopics, &[]);
+    assert_eq!(list.error, ErrorCode::None);
+    assert_eq!(c.read_all("a", 0, 0).len(), 1);
+}

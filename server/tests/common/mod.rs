@@ -1,0 +1,297 @@
+//! The real `ringlog-server` binary on a loopback port, and a small blocking
+//! client speaking the native protocol through `ringlog-protocol`.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use ringlog_engine::batch::{BatchBuilder, BatchView, NewRecord, ProducerStamp};
+use ringlog_protocol::{self as proto, ApiKey, ErrorCode, Payload};
+
+/// A broker process with its own data directory.
+pub struct Broker {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub metrics: Option<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub shards: usize,
+    extra: Vec<String>,
+}
+
+impl Broker {
+    /// Starts a broker with `shards` shards on a fresh port.
+    pub fn start(data_dir: &Path, shards: usize) -> Broker {
+        Self::start_with(data_dir, shards, &[])
+    }
+
+    pub fn start_with(data_dir: &Path, shards: usize, extra: &[&str]) -> Broker {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog-server"))
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
+            .args(["--shards", &shards.to_string()])
+            .args(extra)
+            .env("RINGLOG_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start ringlog-server");
+        let stdout = child.stdout.take().unwrap();
+        let mut lines = BufReader::new(stdout).lines();
+        let mut addr = None;
+        let mut metrics = None;
+        for line in lines.by_ref() {
+            let line = line.expect("read broker stdout");
+            if let Some(a) = line.strip_prefix("ringlog-server listening on ") {
+                addr = Some(a.parse().unwrap());
+            } else if let Some(m) = line.strip_prefix("ringlog-server metrics on http://") {
+                metrics = Some(m.trim_end_matches("/metrics").parse().unwrap());
+            } else if line.starts_with("ringlog-server data in") {
+                break;
+            }
+        }
+        // Keep draining stdout so the broker never blocks on it.
+        std::thread::spawn(move || for _ in lines {});
+        Broker {
+            child,
+            addr: addr.expect("broker printed its address"),
+            metrics,
+            data_dir: data_dir.to_path_buf(),
+            shards,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    pub fn client(&self) -> Client {
+        Client::connect(self.addr)
+    }
+
+    /// SIGKILL: no chance to sync or close anything.
+    pub fn kill(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// SIGTERM and wait for the exit status.
+    pub fn terminate(mut self) -> ExitStatus {
+        // SAFETY: kill(2) on our own child's pid, which has not been reaped.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        self.child.wait().unwrap()
+    }
+
+    pub fn restart_after_kill(self) -> Broker {
+        let (dir, shards, extra) = (self.data_dir.clone(), self.shards, self.extra.clone());
+        self.kill();
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        Broker::start_with(&dir, shards, &extra)
+    }
+
+    pub fn metrics_text(&self) -> String {
+        let mut s = TcpStream::connect(self.metrics.unwrap()).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A response: the header's error code and the payload.
+#[derive(Debug)]
+pub struct Reply {
+    pub request_id: u64,
+    pub error: ErrorCode,
+    pub payload: Vec<u8>,
+}
+
+impl Reply {
+    pub fn message(&self) -> String {
+        String::from_utf8_lossy(&self.payload).into_owned()
+    }
+
+    pub fn ok<T: Payload>(self, api: ApiKey) -> T {
+        assert_eq!(self.error, ErrorCode::None, "{}", self.message());
+        T::decode(api, &self.payload).unwrap()
+    }
+}
+
+pub struct Client {
+    pub stream: TcpStream,
+    next_id: u64,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        // A liveness bound, not a speed claim: a hang fails instead of blocking CI.
+        stream
+            .set_read_timeout(Some(Duration::from_secs(60)))
+            .unwrap();
+        stream.set_nodelay(true).unwrap();
+        Client { stream, next_id: 1 }
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub fn send(&mut self, api: ApiKey, payload: &[u8]) -> u64 {
+        let id = self.next_id;
+        self.next_id += 1;
+        let mut frame = proto::request_header(api, id, payload.len()).to_vec();
+        frame.extend_from_slice(payload);
+        self.stream.write_all(&frame).unwrap();
+        id
+    }
+
+    pub fn recv(&mut self) -> std::io::Result<Reply> {
+        let mut head = [0u8; proto::HEADER_LEN];
+        self.stream.read_exact(&mut head)?;
+        let h = proto::parse_response_header(&head);
+        let mut payload = vec![0u8; h.length.get() as usize - (proto::HEADER_LEN - 4)];
+        self.stream.read_exact(&mut payload)?;
+        Ok(Reply {
+            request_id: h.request_id.get(),
+            error: ErrorCode::from_u16(h.error.get()),
+            payload,
+        })
+    }
+
+    pub fn call(&mut self, api: ApiKey, payload: &[u8]) -> Reply {
+        let id = self.send(api, payload);
+        let reply = self.recv().expect("response");
+        assert_eq!(reply.request_id, id);
+        reply
+    }
+
+    pub fn create_topic(
+        &mut self,
+        name: &str,
+        partitions: u32,
+        fsync: &str,
+    ) -> proto::MetadataResponse {
+        let req = proto::CreateTopicRequest {
+            name: name.into(),
+            partitions,
+            fsync: Some(fsync.into()),
+            ..Default::default()
+        };
+        self.call(ApiKey::CreateTopic, &req.encode())
+            .ok(ApiKey::CreateTopic)
+    }
+
+    pub fn produce(
+        &mut self,
+        topic: &str,
+        partition: u32,
+        batches: &[u8],
+    ) -> proto::ProducePartitionResult {
+        let payload = proto::encode_produce(1, 10_000, &[(topic, partition, batches)]);
+        let mut resp: proto::ProduceResponse =
+            self.call(ApiKey::Produce, &payload).ok(ApiKey::Produce);
+        resp.partitions.remove(0)
+    }
+
+    /// One fetch; returns (error, log_end, stored bytes) per partition.
+    pub fn fetch(
+        &mut self,
+        parts: &[(&str, u32, u64)],
+        max_wait_ms: u32,
+    ) -> Vec<(ErrorCode, u64, Vec<u8>)> {
+        let req = proto::FetchRequest {
+            max_wait_ms,
+            min_bytes: 1,
+            max_bytes: 8 << 20,
+            partitions: parts
+                .iter()
+                .map(|(t, p, o)| proto::FetchPartition {
+                    topic: t.to_string(),
+                    partition: *p,
+                    offset: *o,
+                    max_bytes: 1 << 20,
+                })
+                .collect(),
+        };
+        let reply = self.call(ApiKey::Fetch, &req.encode());
+        assert_eq!(reply.error, ErrorCode::None, "{}", reply.message());
+        proto::decode_fetch_response(&reply.payload)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.error, p.log_end, reply.payload[p.records].to_vec()))
+            .collect()
+    }
+
+    /// Every record of a partition from `from`, as (offset, value).
+    pub fn read_all(&mut self, topic: &str, partition: u32, from: u64) -> Vec<(u64, Vec<u8>)> {
+        let mut out = Vec::new();
+        let mut offset = from;
+        loop {
+            let (error, end, bytes) = self.fetch(&[(topic, partition, offset)], 0).remove(0);
+            assert_eq!(error, ErrorCode::None);
+            for (o, v) in records(&bytes) {
+                if o >= offset {
+                    out.push((o, v));
+                }
+            }
+            offset = out.last().map_or(offset, |(o, _)| o + 1);
+            if offset >= end {
+                return out;
+            }
+        }
+    }
+
+    pub fn list_offset(&mut self, topic: &str, partition: u32, spec: i64) -> i64 {
+        let req = proto::ListOffsetsRequest {
+            partitions: vec![proto::ListOffsetsPartition {
+                topic: topic.into(),
+                partition,
+                spec,
+            }],
+        };
+        let resp: proto::ListOffsetsResponse = self
+            .call(ApiKey::ListOffsets, &req.encode())
+            .ok(ApiKey::ListOffsets);
+        assert_eq!(resp.partitions[0].error, 0);
+        resp.partitions[0].offset
+    }
+}
+
+/// One batch of records with the given values.
+pub fn batch(values: &[&[u8]], stamp: ProducerStamp, timestamp: i64) -> Vec<u8> {
+    let mut b = BatchBuilder::new(stamp);
+    for v in values {
+        b.push(&NewRecord {
+            key: None,
+            value: Some(v),
+            headers: &[],
+            timestamp,
+        })
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// (offset, value) of every record in stored batches.
+pub fn records(mut bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let view = BatchView::parse(bytes, 16 << 20).unwrap();
+        for r in view.records().unwrap() {
+            let r = r.unwrap();
+            out.push((r.offset as u64, r.value.unwrap_or_default().to_vec()));
+        }
+        bytes = &bytes[view.bytes().len()..];
+    }
+    out
+}
+
+/// A value that says where it was produced.
+pub fn value(partition: u32, i: usize) -> Vec<u8> {
+    format!("p{partition}-record-{i:06}").into_bytes()
+}
