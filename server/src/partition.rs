@@ -505,6 +505,16 @@ impl State {
             let Some(max) = self.log.as_ref().map(|l| l.config().batch_bytes_max) else {
                 break;
             };
+            // A length past the data sent is a corrupt batch, not a big one.
+            if let Err(BatchError::TooLarge { size, .. }) = batch::peek(&batch, max) {
+                if size > batch.len() {
+                    failure = Some(Failure::new(
+                        ErrorCode::CorruptBatch,
+                        format!("batch declares {size} bytes but {} were sent", batch.len()),
+                    ));
+                    break;
+                }
+            }
             match self.idempotence(&batch, max) {
                 Ok(Idempotence::Duplicate(offset)) => {
                     base_offsets.push(offset);

@@ -160,7 +160,7 @@ pub struct Shard {
     pub id: usize,
     /// Shared state.
     pub shared: Arc<Shared>,
-    peers: Vec<Option<mpsc::Sender<ShardMsg>>>,
+    peers: PeerSenders,
     partitions: RefCell<HashMap<(String, u32), PartitionHandle>>,
     /// Fires once when the broker begins shutting down.
     pub shutdown: watch::Receiver<bool>,
@@ -173,7 +173,7 @@ pub struct ShardSetup {
     /// Shared state.
     pub shared: Arc<Shared>,
     /// Senders to every other shard (None at its own index).
-    pub peers: Vec<Option<mpsc::Sender<ShardMsg>>>,
+    pub peers: PeerSenders,
     /// Receivers from every other shard.
     pub inboxes: Vec<mpsc::Receiver<ShardMsg>>,
     /// The client listener (SO_REUSEPORT, one per shard).
@@ -187,16 +187,13 @@ pub struct ShardSetup {
     pub ready: std::sync::mpsc::Sender<Result<(), String>>,
 }
 
+/// Senders from one shard to each other shard (None at its own index).
+pub type PeerSenders = Vec<Option<mpsc::Sender<ShardMsg>>>;
+
 /// Builds the per-pair queues: `peers[i][j]` sends from shard i to j,
 /// `inboxes[j]` holds what j receives from each i.
-pub fn queues(
-    n: usize,
-) -> (
-    Vec<Vec<Option<mpsc::Sender<ShardMsg>>>>,
-    Vec<Vec<mpsc::Receiver<ShardMsg>>>,
-) {
-    let mut peers: Vec<Vec<Option<mpsc::Sender<ShardMsg>>>> =
-        (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
+pub fn queues(n: usize) -> (Vec<PeerSenders>, Vec<Vec<mpsc::Receiver<ShardMsg>>>) {
+    let mut peers: Vec<PeerSenders> = (0..n).map(|_| (0..n).map(|_| None).collect()).collect();
     let mut inboxes: Vec<Vec<mpsc::Receiver<ShardMsg>>> = (0..n).map(|_| Vec::new()).collect();
     for (i, row) in peers.iter_mut().enumerate() {
         for (j, slot) in row.iter_mut().enumerate() {
@@ -347,13 +344,11 @@ impl Shard {
             partition,
             cmd,
         };
-        if let Err(mpsc::error::SendError(msg)) = peer.send(msg).await {
-            if let ShardMsg::Partition { cmd, .. } = msg {
-                cmd.fail(Failure::new(
-                    ErrorCode::ShuttingDown,
-                    "the owning shard has stopped",
-                ));
-            }
+        if let Err(mpsc::error::SendError(ShardMsg::Partition { cmd, .. })) = peer.send(msg).await {
+            cmd.fail(Failure::new(
+                ErrorCode::ShuttingDown,
+                "the owning shard has stopped",
+            ));
         }
     }
 
