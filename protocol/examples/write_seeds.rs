@@ -5,42 +5,84 @@
 use ringlog_protocol::*;
 
 fn main() -> std::io::Result<()> {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "fuzz/corpus/protocol_decode".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "fuzz/corpus/protocol_decode".into());
     std::fs::create_dir_all(&dir)?;
     let fetch = FetchRequest {
         max_wait_ms: 500,
         min_bytes: 1,
         max_bytes: 1 << 20,
-        partitions: vec![FetchPartition { topic: "t".into(), partition: 0, offset: 5, max_bytes: 4096 }],
+        partitions: vec![FetchPartition {
+            topic: "t".into(),
+            partition: 0,
+            offset: 5,
+            max_bytes: 4096,
+        }],
     };
-    let tp = || TopicPartition { topic: "t".into(), partition: 1 };
+    let tp = || TopicPartition {
+        topic: "t".into(),
+        partition: 1,
+    };
     let payloads: Vec<(ApiKey, Vec<u8>)> = vec![
-        (ApiKey::Produce, encode_produce(1, 1000, &[("t", 0, &[0u8; 70]), ("u", 3, b"")])),
+        (
+            ApiKey::Produce,
+            encode_produce(1, 1000, &[("t", 0, &[0u8; 70]), ("u", 3, b"")]),
+        ),
         (ApiKey::Fetch, fetch.encode()),
         (
             ApiKey::ListOffsets,
             ListOffsetsRequest {
-                partitions: vec![ListOffsetsPartition { topic: "t".into(), partition: 0, spec: EARLIEST }],
+                partitions: vec![ListOffsetsPartition {
+                    topic: "t".into(),
+                    partition: 0,
+                    spec: EARLIEST,
+                }],
             }
             .encode(),
         ),
-        (ApiKey::Metadata, MetadataRequest { topics: Some(vec!["t".into()]) }.encode()),
+        (
+            ApiKey::Metadata,
+            MetadataRequest {
+                topics: Some(vec!["t".into()]),
+            }
+            .encode(),
+        ),
         (
             ApiKey::CreateTopic,
-            CreateTopicRequest { name: "t".into(), partitions: 3, fsync: Some("never".into()), ..Default::default() }
-                .encode(),
+            CreateTopicRequest {
+                name: "t".into(),
+                partitions: 3,
+                fsync: Some("never".into()),
+                ..Default::default()
+            }
+            .encode(),
         ),
-        (ApiKey::DeleteTopic, DeleteTopicRequest { name: "t".into() }.encode()),
+        (
+            ApiKey::DeleteTopic,
+            DeleteTopicRequest { name: "t".into() }.encode(),
+        ),
         (ApiKey::ListTopics, Vec::new()),
         (
             ApiKey::CommitOffsets,
             CommitOffsetsRequest {
                 group: "g".into(),
-                offsets: vec![CommitOffset { topic: "t".into(), partition: 1, offset: 9 }],
+                offsets: vec![CommitOffset {
+                    topic: "t".into(),
+                    partition: 1,
+                    offset: 9,
+                }],
             }
             .encode(),
         ),
-        (ApiKey::FetchOffsets, FetchOffsetsRequest { group: "g".into(), partitions: vec![tp()] }.encode()),
+        (
+            ApiKey::FetchOffsets,
+            FetchOffsetsRequest {
+                group: "g".into(),
+                partitions: vec![tp()],
+            }
+            .encode(),
+        ),
         (ApiKey::InitProducerId, Vec::new()),
     ];
     for (api, payload) in payloads {

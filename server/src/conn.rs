@@ -10,7 +10,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use ringlog_protocol::{
     self as proto, ApiKey, DecodeError, ErrorCode, Payload, Request, HEADER_LEN,
 };
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
 
@@ -24,6 +24,12 @@ const IOVECS_MAX: usize = 512;
 
 /// A response: chunks written back to back, no copy into one buffer.
 pub type Response = Vec<Bytes>;
+
+/// A response waiting for the writer, with the in-flight bytes it holds.
+type Queued = (Response, Option<OwnedSemaphorePermit>);
+
+/// How long a stopping broker waits for a client to read its responses.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A request frame as read.
 struct Frame {
@@ -95,7 +101,7 @@ impl FrameReader {
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(stream);
-    let (tx, rx) = mpsc::unbounded_channel::<Response>();
+    let (tx, rx) = mpsc::unbounded_channel::<Queued>();
     let writer = tokio_uring::spawn(write_loop(stream.clone(), rx, shard.clone()));
     let config = &shard.shared.config;
     let inflight = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
@@ -115,7 +121,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
             Err(ReadError::Closed) => break,
             Err(ReadError::Refused(e)) => {
                 tracing::debug!(%peer, "closing connection: {e}");
-                let _ = tx.send(error_response(&shard, 0, 0, e.code(), &e.to_string()));
+                let _ = tx.send((error_response(&shard, 0, 0, e.code(), &e.to_string()), None));
                 break;
             }
         };
@@ -129,32 +135,48 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         tokio_uring::spawn(async move {
             let started = Instant::now();
             let api_name = frame.api.as_ref().map_or("unknown", |a| a.name());
-            if let Some(response) = handle(&shard, frame).await {
-                let _ = tx.send(response);
-            }
+            let response = handle(&shard, frame).await;
             shard
                 .shared
                 .metrics
                 .request(shard.id, api_name, started.elapsed());
-            drop(permit);
+            // The permit travels with the response: a client that does not
+            // read its responses stops being read from.
+            if let Some(response) = response {
+                let _ = tx.send((response, Some(permit)));
+            }
         });
     }
     drop(tx);
-    // The writer ends once every in-flight request has sent its response.
-    let _ = writer.await;
+    // The writer ends once every in-flight request has sent its response;
+    // when the broker is stopping, a client that stopped reading gets a
+    // grace period, then its socket is shut so the pending write fails.
+    let mut stopping = shard.shutdown.clone();
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = writer => {}
+        () = grace => tracing::warn!(%peer, "client did not read its responses; closing"),
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 async fn write_loop(
     stream: Rc<TcpStream>,
-    mut rx: mpsc::UnboundedReceiver<Response>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     shard: Rc<Shard>,
 ) {
-    while let Some(mut chunks) = rx.recv().await {
+    while let Some((mut chunks, permit)) = rx.recv().await {
+        let mut permits = vec![permit];
         // Gather what else is ready into the same writev.
         while chunks.len() < IOVECS_MAX {
             match rx.try_recv() {
-                Ok(more) => chunks.extend(more),
+                Ok((more, permit)) => {
+                    chunks.extend(more);
+                    permits.push(permit);
+                }
                 Err(_) => break,
             }
         }
@@ -165,6 +187,7 @@ async fn write_loop(
             while rx.recv().await.is_some() {}
             return;
         }
+        drop(permits);
     }
 }
 

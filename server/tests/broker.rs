@@ -347,3 +347,42 @@ fn acks_all_is_refused_until_replication_exists() {
     assert_eq!(list.error, ErrorCode::None);
     assert_eq!(c.read_all("a", 0, 0).len(), 1);
 }
+
+#[test]
+fn retention_runs_on_a_timer() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), 2, &["--retention-check-ms", "50"]);
+    let mut c = broker.client();
+    let req = proto::CreateTopicRequest {
+        name: "short".into(),
+        partitions: 1,
+        retention_ms: Some(60_000),
+        segment_bytes: Some(1024),
+        fsync: Some("never".into()),
+        ..Default::default()
+    };
+    let _: proto::MetadataResponse = c
+        .call(ApiKey::CreateTopic, &req.encode())
+        .ok(ApiKey::CreateTopic);
+    let filler = vec![b'x'; 300];
+    // Records from 1970: past any retention as soon as their segment seals.
+    for _ in 0..20 {
+        assert_eq!(
+            c.produce("short", 0, &batch(&[&filler], ProducerStamp::NONE, 1))
+                .error,
+            0
+        );
+    }
+    let mut start = 0;
+    for _ in 0..600 {
+        start = c.list_offset("short", 0, proto::EARLIEST);
+        if start > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(start > 0, "retention never deleted a segment");
+    assert_eq!(c.list_offset("short", 0, proto::LATEST), 20);
+    let kept = c.read_all("short", 0, start as u64);
+    assert_eq!(kept.first().map(|(o, _)| *o as i64), Some(start));
+}
