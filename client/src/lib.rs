@@ -1,4 +1,135 @@
-//! ringlog-client: producer, consumer and admin.
+//! ringlog-client: the producer, consumer and admin library of ringlog.
 //!
-//! Not built yet: it arrives with the client issue. It will encode batches with
-//! `ringlog_engine::batch::BatchBuilder`, the one implementation of the format.
+//! Built on plain tokio, so it drops into any tokio application. One
+//! [`Client`] holds one pipelined connection to the broker; [`Producer`],
+//! [`Consumer`] and [`Admin`] share it. Batches are encoded with the
+//! engine's `BatchBuilder` (one implementation of the format), and fetched
+//! records are decoded in place: keys and values are slices of the fetched
+//! buffer.
+//!
+//! ```no_run
+//! # async fn demo() -> ringlog_client::Result<()> {
+//! use ringlog_client::{Admin, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, Record, SeekTo};
+//! let client = Client::connect("127.0.0.1:9292").await?;
+//! Admin::new(client.clone()).create_topic(NewTopic::new("greetings", 3)).await?;
+//! let producer = Producer::new(client.clone(), ProducerConfig::default()).await?;
+//! let delivery = producer.send(Record::new("greetings", "hello").key("k1")).await?;
+//! println!("stored at {:?}", delivery.await?);
+//! let mut consumer = Consumer::new(client, ConsumerConfig::default());
+//! consumer.assign_topic("greetings").await?;
+//! consumer.seek_all(SeekTo::Beginning).await?;
+//! for record in consumer.poll(std::time::Duration::from_secs(1)).await? {
+//!     println!("{} {:?}", record.offset, record.value);
+//! }
+//! # Ok(()) }
+//! ```
+
+mod admin;
+mod conn;
+mod consumer;
+mod error;
+pub mod partitioner;
+mod producer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringlog_protocol::{ApiKey, ErrorCode, Payload};
+
+pub use admin::{Admin, NewTopic};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
+pub use error::{Error, ErrorKind, Result};
+pub use producer::{Acks, Delivery, Producer, ProducerConfig, Record, RecordMetadata};
+pub use ringlog_protocol::{
+    BrokerMetadata, MetadataResponse, PartitionMetadata, TopicConfig, TopicMetadata, TopicSummary,
+};
+
+/// The default broker address.
+pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
+
+/// A handle on the broker: one pipelined connection, re-established when it
+/// breaks. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    addr: String,
+    connect_timeout: Duration,
+    conn: tokio::sync::Mutex<Option<Arc<conn::Connection>>>,
+}
+
+impl Client {
+    /// Connects to the broker at `addr` (`HOST:PORT`).
+    pub async fn connect(addr: &str) -> Result<Client> {
+        let client = Client {
+            inner: Arc::new(Inner {
+                addr: addr.to_string(),
+                connect_timeout: Duration::from_secs(10),
+                conn: tokio::sync::Mutex::new(None),
+            }),
+        };
+        client.connection().await?;
+        Ok(client)
+    }
+
+    /// The broker address.
+    pub fn addr(&self) -> &str {
+        &self.inner.addr
+    }
+
+    async fn connection(&self) -> Result<Arc<conn::Connection>> {
+        let mut slot = self.inner.conn.lock().await;
+        if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let c = Arc::new(
+            conn::Connection::connect(&self.inner.addr, self.inner.connect_timeout).await?,
+        );
+        *slot = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Sends a request; a request-level error becomes `Err`.
+    pub(crate) async fn call_raw(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<Bytes> {
+        let reply = self.connection().await?.call(api, payload).await?;
+        if reply.error != ErrorCode::None {
+            return Err(Error::from_code(
+                reply.error,
+                String::from_utf8_lossy(&reply.payload),
+            ));
+        }
+        Ok(reply.payload)
+    }
+
+    /// Sends an rkyv request and decodes an rkyv response.
+    pub(crate) async fn call<T: Payload>(
+        &self,
+        api: ApiKey,
+        request: Option<&dyn ErasedPayload>,
+    ) -> Result<T> {
+        let payload = request
+            .map(|r| vec![Bytes::from(r.encode_erased())])
+            .unwrap_or_default();
+        let bytes = self.call_raw(api, payload).await?;
+        T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
+    }
+
+    /// Sends a request that gets no response.
+    pub(crate) async fn send_only(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<()> {
+        self.connection().await?.send_only(api, payload).await
+    }
+}
+
+/// Object-safe view of a payload, so requests of any type share `call`.
+pub(crate) trait ErasedPayload {
+    fn encode_erased(&self) -> Vec<u8>;
+}
+
+impl<T: Payload> ErasedPayload for T {
+    fn encode_erased(&self) -> Vec<u8> {
+        self.encode()
+    }
+}

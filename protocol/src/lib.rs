@@ -408,29 +408,37 @@ impl ProduceRequest {
     }
 }
 
-/// Encodes a produce payload: `(topic, partition, concatenated batches)`.
-pub fn encode_produce(acks: i16, timeout_ms: u32, sections: &[(&str, u32, &[u8])]) -> Vec<u8> {
-    let size = std::mem::size_of::<ProduceHeader>()
-        + sections
-            .iter()
-            .map(|(t, _, b)| std::mem::size_of::<ProducePartitionHeader>() + t.len() + b.len())
-            .sum::<usize>();
-    let mut out = Vec::with_capacity(size);
+/// The fixed part of a produce payload.
+pub fn produce_header(acks: i16, timeout_ms: u32, partitions: usize) -> [u8; 12] {
     let header = ProduceHeader {
         acks: I16::new(acks),
         reserved: U16::new(0),
         timeout_ms: U32::new(timeout_ms),
-        partitions: U32::new(sections.len() as u32),
+        partitions: U32::new(partitions as u32),
     };
-    out.extend_from_slice(header.as_bytes());
+    let mut out = [0u8; 12];
+    out.copy_from_slice(header.as_bytes());
+    out
+}
+
+/// A produce section's header and topic name; `bytes` of batches follow.
+pub fn produce_section_header(topic: &str, partition: u32, bytes: usize) -> Vec<u8> {
+    let p = ProducePartitionHeader {
+        topic_len: U16::new(topic.len() as u16),
+        partition: U32::new(partition),
+        bytes: U32::new(bytes as u32),
+    };
+    let mut out = Vec::with_capacity(std::mem::size_of::<ProducePartitionHeader>() + topic.len());
+    out.extend_from_slice(p.as_bytes());
+    out.extend_from_slice(topic.as_bytes());
+    out
+}
+
+/// Encodes a produce payload: `(topic, partition, concatenated batches)`.
+pub fn encode_produce(acks: i16, timeout_ms: u32, sections: &[(&str, u32, &[u8])]) -> Vec<u8> {
+    let mut out = produce_header(acks, timeout_ms, sections.len()).to_vec();
     for (topic, partition, batches) in sections {
-        let p = ProducePartitionHeader {
-            topic_len: U16::new(topic.len() as u16),
-            partition: U32::new(*partition),
-            bytes: U32::new(batches.len() as u32),
-        };
-        out.extend_from_slice(p.as_bytes());
-        out.extend_from_slice(topic.as_bytes());
+        out.extend_from_slice(&produce_section_header(topic, *partition, batches.len()));
         out.extend_from_slice(batches);
     }
     out

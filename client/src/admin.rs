@@ -1,0 +1,108 @@
+//! Topic administration and cluster metadata.
+
+use ringlog_protocol::{
+    ApiKey, CreateTopicRequest, DeleteTopicRequest, ListTopicsResponse, MetadataRequest,
+    MetadataResponse, TopicMetadata, TopicSummary,
+};
+
+use crate::{Client, Error, ErrorKind, Result};
+
+/// A topic to create; unset settings take the broker's defaults.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    request: CreateTopicRequest,
+}
+
+impl NewTopic {
+    /// A topic with `partitions` partitions.
+    pub fn new(name: &str, partitions: u32) -> NewTopic {
+        NewTopic {
+            request: CreateTopicRequest {
+                name: name.to_string(),
+                partitions,
+                ..Default::default()
+            },
+        }
+    }
+
+    /// Time retention in ms (-1: forever).
+    pub fn retention_ms(mut self, ms: i64) -> Self {
+        self.request.retention_ms = Some(ms);
+        self
+    }
+
+    /// Size retention per partition in bytes (-1: none).
+    pub fn retention_bytes(mut self, bytes: i64) -> Self {
+        self.request.retention_bytes = Some(bytes);
+        self
+    }
+
+    /// Segment size in bytes.
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.request.segment_bytes = Some(bytes);
+        self
+    }
+
+    /// fsync policy: `always`, `never` or `interval:MS`.
+    pub fn fsync(mut self, policy: &str) -> Self {
+        self.request.fsync = Some(policy.to_string());
+        self
+    }
+}
+
+/// Creates, deletes, lists and describes topics.
+#[derive(Clone)]
+pub struct Admin {
+    client: Client,
+}
+
+impl Admin {
+    /// An admin on `client`'s connection.
+    pub fn new(client: Client) -> Admin {
+        Admin { client }
+    }
+
+    /// Creates a topic; it is on disk when this returns.
+    pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicMetadata> {
+        let mut meta: MetadataResponse = self
+            .client
+            .call(ApiKey::CreateTopic, Some(&topic.request))
+            .await?;
+        meta.topics
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::Protocol, "create answered without the topic"))
+    }
+
+    /// Deletes a topic and its data.
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let req = DeleteTopicRequest {
+            name: name.to_string(),
+        };
+        let _: ListTopicsResponse = self.client.call(ApiKey::DeleteTopic, Some(&req)).await?;
+        Ok(())
+    }
+
+    /// Every topic, internal ones (names starting with `__`) included.
+    pub async fn list_topics(&self) -> Result<Vec<TopicSummary>> {
+        let list: ListTopicsResponse = self.client.call(ApiKey::ListTopics, None).await?;
+        Ok(list.topics)
+    }
+
+    /// A topic's settings, partitions and offsets.
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicMetadata> {
+        let req = MetadataRequest {
+            topics: Some(vec![name.to_string()]),
+        };
+        let mut meta: MetadataResponse = self.client.call(ApiKey::Metadata, Some(&req)).await?;
+        meta.topics
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::UnknownTopic, format!("unknown topic {name:?}")))
+    }
+
+    /// Brokers and every topic.
+    pub async fn metadata(&self) -> Result<MetadataResponse> {
+        self.client
+            .call(ApiKey::Metadata, Some(&MetadataRequest { topics: None }))
+            .await
+    }
+}

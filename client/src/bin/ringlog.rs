@@ -1,0 +1,517 @@
+//! `ringlog`: topics, produce from stdin, consume to stdout, cluster info.
+
+use std::io::Write;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use ringlog_client::{
+    Acks, Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, Error, ErrorKind, NewTopic,
+    OffsetReset, Producer, ProducerConfig, Record, SeekTo,
+};
+use tokio::io::AsyncBufReadExt;
+
+/// The ringlog command line: manage topics, produce and consume records.
+#[derive(Debug, Parser)]
+#[command(name = "ringlog", version, about)]
+struct Cli {
+    /// Broker address.
+    #[arg(long, global = true, env = "RINGLOG_BROKER", default_value = ringlog_client::DEFAULT_BROKER)]
+    broker: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: TopicCommand,
+    },
+    /// Produce one record per stdin line; exits after the last acknowledgement.
+    Produce {
+        /// Topic.
+        topic: String,
+        /// Split each line at the first SEP into key and value.
+        #[arg(long, value_name = "SEP")]
+        key_separator: Option<String>,
+        /// 0, 1 or all.
+        #[arg(long, default_value = "1")]
+        acks: String,
+        /// Send every record to this partition.
+        #[arg(long)]
+        partition: Option<u32>,
+    },
+    /// Print records, one per line (the value, unless --format says otherwise).
+    Consume {
+        /// Topic.
+        topic: String,
+        /// Only this partition (default: all).
+        #[arg(long)]
+        partition: Option<u32>,
+        /// beginning, end, an OFFSET, or @TIMESTAMP (ms). With --group it
+        /// applies to partitions without a committed offset [default: end].
+        #[arg(long)]
+        from: Option<String>,
+        /// Exit after printing this many records.
+        #[arg(long)]
+        max_messages: Option<u64>,
+        /// Consumer group: start from its committed offsets, commit as records are printed.
+        #[arg(long)]
+        group: Option<String>,
+        /// Output template (kcat's tokens): %s value, %k key, %p partition,
+        /// %o offset, %T timestamp, %h headers, %t topic, %% a percent sign,
+        /// \n newline, \t tab.
+        #[arg(long, default_value = "%s\\n")]
+        format: String,
+    },
+    /// Cluster information.
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TopicCommand {
+    /// Create a topic.
+    Create {
+        /// Name: 1 to 249 of [a-zA-Z0-9._-].
+        name: String,
+        /// Partitions.
+        #[arg(long, default_value_t = 1)]
+        partitions: u32,
+        /// Time retention in ms (-1: forever) [default: the broker's].
+        #[arg(long)]
+        retention_ms: Option<i64>,
+        /// Size retention per partition in bytes (-1: none) [default: the broker's].
+        #[arg(long)]
+        retention_bytes: Option<i64>,
+        /// Segment size in bytes [default: the broker's].
+        #[arg(long)]
+        segment_bytes: Option<u64>,
+        /// always, never or interval:MS [default: the broker's].
+        #[arg(long)]
+        fsync: Option<String>,
+    },
+    /// List topics.
+    List,
+    /// Show a topic's settings and partitions.
+    Describe {
+        /// Topic.
+        name: String,
+    },
+    /// Delete a topic and its data.
+    Delete {
+        /// Topic.
+        name: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Brokers and topics.
+    Info,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(),
+        Err(e) => {
+            // One line: clap's own message without its usage footer.
+            let text = e.render().to_string();
+            let line = text
+                .lines()
+                .next()
+                .unwrap_or("bad arguments")
+                .trim_start_matches("error: ");
+            eprintln!("ringlog: {line} (see ringlog --help)");
+            std::process::exit(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("ringlog: cannot start the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => {}
+        // A closed stdout (`| head`) is how a reader says it has enough.
+        Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        Err(e) => {
+            eprintln!("ringlog: {e}");
+            std::process::exit(1);
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Failure {
+    Client(Error),
+    Output(std::io::Error),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Client(e) => write!(f, "{e}"),
+            Failure::Output(e) => write!(f, "writing output: {e}"),
+        }
+    }
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure::Client(e)
+    }
+}
+
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Failure::Output(e)
+    }
+}
+
+fn invalid(message: String) -> Failure {
+    Failure::Client(Error::new(ErrorKind::InvalidArgument, message))
+}
+
+async fn run(cli: Cli) -> Result<(), Failure> {
+    let client = Client::connect(&cli.broker).await?;
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    match cli.command {
+        Command::Topic { command } => topic(&client, command, &mut out).await?,
+        Command::Cluster {
+            command: ClusterCommand::Info,
+        } => {
+            let meta = Admin::new(client).metadata().await?;
+            writeln!(out, "cluster {}", meta.cluster_id)?;
+            for b in &meta.brokers {
+                writeln!(
+                    out,
+                    "broker {} at {}:{} ({} shards)",
+                    b.id, b.host, b.port, b.shards
+                )?;
+            }
+            let user: Vec<_> = meta
+                .topics
+                .iter()
+                .filter(|t| !t.name.starts_with("__"))
+                .collect();
+            writeln!(
+                out,
+                "{} topics, {} partitions",
+                user.len(),
+                user.iter().map(|t| t.partitions.len()).sum::<usize>()
+            )?;
+        }
+        Command::Produce {
+            topic,
+            key_separator,
+            acks,
+            partition,
+        } => produce(client, &topic, key_separator.as_deref(), &acks, partition).await?,
+        Command::Consume {
+            topic,
+            partition,
+            from,
+            max_messages,
+            group,
+            format,
+        } => {
+            let args = ConsumeArgs {
+                topic,
+                partition,
+                from,
+                max_messages,
+                group,
+                format,
+            };
+            consume(client, args, &mut out).await?
+        }
+    }
+    out.flush()?;
+    Ok(())
+}
+
+async fn topic(
+    client: &Client,
+    command: TopicCommand,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let admin = Admin::new(client.clone());
+    match command {
+        TopicCommand::Create {
+            name,
+            partitions,
+            retention_ms,
+            retention_bytes,
+            segment_bytes,
+            fsync,
+        } => {
+            let mut t = NewTopic::new(&name, partitions);
+            if let Some(v) = retention_ms {
+                t = t.retention_ms(v);
+            }
+            if let Some(v) = retention_bytes {
+                t = t.retention_bytes(v);
+            }
+            if let Some(v) = segment_bytes {
+                t = t.segment_bytes(v);
+            }
+            if let Some(v) = fsync {
+                t = t.fsync(&v);
+            }
+            let meta = admin.create_topic(t).await?;
+            writeln!(
+                out,
+                "created topic {} with {} partitions (fsync {})",
+                meta.name,
+                meta.partitions.len(),
+                meta.config.fsync
+            )?;
+        }
+        TopicCommand::List => {
+            for t in admin.list_topics().await? {
+                writeln!(out, "{}\t{}", t.name, t.partitions)?;
+            }
+        }
+        TopicCommand::Describe { name } => {
+            let t = admin.describe_topic(&name).await?;
+            let c = &t.config;
+            writeln!(out, "topic {}", t.name)?;
+            writeln!(
+                out,
+                "partitions {}  fsync {}  retention-ms {}  retention-bytes {}  segment-bytes {}",
+                c.partitions, c.fsync, c.retention_ms, c.retention_bytes, c.segment_bytes
+            )?;
+            writeln!(out, "partition\tleader\tshard\tlog-start\tlog-end")?;
+            for p in &t.partitions {
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{}\t{}",
+                    p.partition, p.leader, p.shard, p.log_start, p.log_end
+                )?;
+            }
+        }
+        TopicCommand::Delete { name } => {
+            admin.delete_topic(&name).await?;
+            writeln!(out, "deleted topic {name}")?;
+        }
+    }
+    Ok(())
+}
+
+async fn produce(
+    client: Client,
+    topic: &str,
+    sep: Option<&str>,
+    acks: &str,
+    partition: Option<u32>,
+) -> Result<(), Failure> {
+    let acks: Acks = acks.parse()?;
+    let producer = Producer::new(
+        client,
+        ProducerConfig {
+            acks,
+            ..ProducerConfig::default()
+        },
+    )
+    .await?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut deliveries = std::collections::VecDeque::new();
+    while let Some(line) = lines.next_line().await? {
+        let mut record = match sep.and_then(|s| line.split_once(s)) {
+            Some((key, value)) => Record::new(topic, value.to_string()).key(key.to_string()),
+            None => Record::new(topic, line),
+        };
+        if let Some(p) = partition {
+            record = record.partition(p);
+        }
+        deliveries.push_back(producer.send(record).await?);
+        // Bound what is awaited later; the producer bounds the bytes itself.
+        while deliveries.len() > 100_000 {
+            if let Some(d) = deliveries.pop_front() {
+                d.await?;
+            }
+        }
+    }
+    producer.flush().await?;
+    for d in deliveries {
+        d.await?;
+    }
+    Ok(())
+}
+
+struct ConsumeArgs {
+    topic: String,
+    partition: Option<u32>,
+    from: Option<String>,
+    max_messages: Option<u64>,
+    group: Option<String>,
+    format: String,
+}
+
+fn parse_from(from: &str) -> Result<SeekTo, Failure> {
+    match from {
+        "beginning" => Ok(SeekTo::Beginning),
+        "end" => Ok(SeekTo::End),
+        ts if ts.starts_with('@') => ts[1..].parse().map(SeekTo::Timestamp).map_err(|_| {
+            invalid(format!(
+                "--from {ts}: @ must be followed by a timestamp in ms"
+            ))
+        }),
+        offset => offset.parse().map(SeekTo::Offset).map_err(|_| {
+            invalid(format!(
+                "--from {offset}: expected beginning, end, an offset or @timestamp"
+            ))
+        }),
+    }
+}
+
+async fn consume(client: Client, args: ConsumeArgs, out: &mut impl Write) -> Result<(), Failure> {
+    let from = args.from.as_deref().map(parse_from).transpose()?;
+    let template = Template::parse(&args.format);
+    let reset = match from {
+        Some(SeekTo::Beginning) => OffsetReset::Earliest,
+        _ => OffsetReset::Latest,
+    };
+    let config = ConsumerConfig {
+        group: args.group.clone(),
+        auto_offset_reset: reset,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client, config);
+    let partitions: Vec<u32> = match args.partition {
+        Some(p) => {
+            consumer.assign(&[(&args.topic, p)]).await?;
+            vec![p]
+        }
+        None => consumer.assign_topic(&args.topic).await?,
+    };
+    // Without a group, --from places every partition; with one, committed
+    // offsets win and beginning/end only fill in (an explicit offset or
+    // timestamp still wins).
+    let explicit = matches!(from, Some(SeekTo::Offset(_) | SeekTo::Timestamp(_)));
+    if let Some(to) = from.filter(|_| args.group.is_none() || explicit) {
+        for p in &partitions {
+            consumer.seek(&args.topic, *p, to).await?;
+        }
+    }
+    let mut printed = 0u64;
+    let limit = args.max_messages.unwrap_or(u64::MAX);
+    while printed < limit {
+        let records = consumer.poll(Duration::from_secs(1)).await?;
+        if records.is_empty() {
+            continue;
+        }
+        let take = records.len().min((limit - printed) as usize);
+        for r in &records[..take] {
+            template.write(out, r)?;
+        }
+        out.flush()?;
+        printed += take as u64;
+        if args.group.is_some() {
+            // Commit what was printed: the next offset after the last one shown.
+            let mut last: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
+            for r in &records[..take] {
+                last.insert(r.partition, r.offset + 1);
+            }
+            let offsets: Vec<(&str, u32, u64)> = last
+                .iter()
+                .map(|(p, o)| (args.topic.as_str(), *p, *o))
+                .collect();
+            consumer.commit_offsets(&offsets).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A parsed `--format` template.
+struct Template(Vec<Piece>);
+
+enum Piece {
+    Text(Vec<u8>),
+    Value,
+    Key,
+    Partition,
+    Offset,
+    Timestamp,
+    Headers,
+    Topic,
+}
+
+impl Template {
+    fn parse(format: &str) -> Template {
+        let mut pieces = Vec::new();
+        let mut text = Vec::new();
+        let mut chars = format.chars().peekable();
+        while let Some(c) = chars.next() {
+            let piece = match (c, chars.peek().copied()) {
+                ('%', Some('s')) => Some(Piece::Value),
+                ('%', Some('k')) => Some(Piece::Key),
+                ('%', Some('p')) => Some(Piece::Partition),
+                ('%', Some('o')) => Some(Piece::Offset),
+                ('%', Some('T')) => Some(Piece::Timestamp),
+                ('%', Some('h')) => Some(Piece::Headers),
+                ('%', Some('t')) => Some(Piece::Topic),
+                ('%', Some('%')) => Some(Piece::Text(b"%".to_vec())),
+                ('\\', Some('n')) => Some(Piece::Text(b"\n".to_vec())),
+                ('\\', Some('t')) => Some(Piece::Text(b"\t".to_vec())),
+                _ => None,
+            };
+            match piece {
+                Some(Piece::Text(t)) => {
+                    chars.next();
+                    text.extend(t);
+                }
+                Some(p) => {
+                    chars.next();
+                    if !text.is_empty() {
+                        pieces.push(Piece::Text(std::mem::take(&mut text)));
+                    }
+                    pieces.push(p);
+                }
+                None => {
+                    let mut buf = [0u8; 4];
+                    text.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        if !text.is_empty() {
+            pieces.push(Piece::Text(text));
+        }
+        Template(pieces)
+    }
+
+    fn write(&self, out: &mut impl Write, r: &ConsumerRecord) -> std::io::Result<()> {
+        for piece in &self.0 {
+            match piece {
+                Piece::Text(t) => out.write_all(t)?,
+                Piece::Value => out.write_all(r.value.as_deref().unwrap_or_default())?,
+                Piece::Key => out.write_all(r.key.as_deref().unwrap_or_default())?,
+                Piece::Partition => write!(out, "{}", r.partition)?,
+                Piece::Offset => write!(out, "{}", r.offset)?,
+                Piece::Timestamp => write!(out, "{}", r.timestamp)?,
+                Piece::Topic => out.write_all(r.topic.as_bytes())?,
+                Piece::Headers => {
+                    for (i, (k, v)) in r.headers.iter().enumerate() {
+                        if i > 0 {
+                            out.write_all(b",")?;
+                        }
+                        out.write_all(k)?;
+                        out.write_all(b"=")?;
+                        out.write_all(v.as_deref().unwrap_or_default())?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,473 @@
+//! The consumer: assigned partitions, polled records, one fetch always in
+//! flight ahead of the application, and committed offsets for a group.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringlog_engine::batch::BatchView;
+use ringlog_protocol::{
+    self as proto, ApiKey, CommitOffset, CommitOffsetsRequest, CommitOffsetsResponse, ErrorCode,
+    FetchOffsetsRequest, FetchOffsetsResponse, FetchPartition, FetchRequest, ListOffsetsPartition,
+    ListOffsetsRequest, ListOffsetsResponse, Payload, TopicPartition,
+};
+use tokio::sync::oneshot;
+
+use crate::{Admin, Client, Error, ErrorKind, Result};
+
+/// Where to start a partition that has no committed offset (or whose
+/// offset fell out of the log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetReset {
+    /// The oldest record kept.
+    Earliest,
+    /// The next record produced.
+    Latest,
+}
+
+/// A position to seek to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SeekTo {
+    /// The oldest record kept.
+    Beginning,
+    /// The next record produced.
+    End,
+    /// This offset.
+    Offset(u64),
+    /// The first record with a timestamp at or after this (ms); the end if none.
+    Timestamp(i64),
+}
+
+/// Consumer settings.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    /// Group whose committed offsets are read and written.
+    pub group: Option<String>,
+    /// Start of partitions without a committed offset.
+    pub auto_offset_reset: OffsetReset,
+    /// Longest the broker holds a fetch while no data arrives.
+    pub fetch_max_wait: Duration,
+    /// Bytes that make the broker answer a fetch early.
+    pub fetch_min_bytes: u32,
+    /// Most bytes per partition per fetch (at least one batch comes back).
+    pub max_partition_fetch_bytes: u32,
+    /// Most bytes per fetch.
+    pub fetch_max_bytes: u32,
+    /// Most records one `poll` returns.
+    pub max_poll_records: usize,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        ConsumerConfig {
+            group: None,
+            auto_offset_reset: OffsetReset::Latest,
+            fetch_max_wait: Duration::from_millis(500),
+            fetch_min_bytes: 1,
+            max_partition_fetch_bytes: 1 << 20,
+            fetch_max_bytes: 50 << 20,
+            max_poll_records: 500,
+        }
+    }
+}
+
+/// A consumed record. Key, value and headers are slices of the fetched
+/// buffer, not copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// Topic.
+    pub topic: Arc<str>,
+    /// Partition.
+    pub partition: u32,
+    /// Offset.
+    pub offset: u64,
+    /// Timestamp (ms since the epoch).
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(Bytes, Option<Bytes>)>,
+}
+
+type Tp = (Arc<str>, u32);
+
+struct InFlight {
+    rx: oneshot::Receiver<Result<Bytes>>,
+    /// Bumped by seeks and assignments: an older fetch's data is dropped.
+    generation: u64,
+}
+
+/// Reads records from assigned partitions.
+pub struct Consumer {
+    client: Client,
+    config: ConsumerConfig,
+    /// Next offset to hand to the application, per partition.
+    positions: BTreeMap<Tp, u64>,
+    /// Next offset to fetch (ahead of `positions` by what is buffered).
+    fetch_positions: BTreeMap<Tp, u64>,
+    buffer: VecDeque<ConsumerRecord>,
+    fetch: Option<InFlight>,
+    generation: u64,
+}
+
+impl Consumer {
+    /// A consumer with no partitions yet.
+    pub fn new(client: Client, config: ConsumerConfig) -> Consumer {
+        Consumer {
+            client,
+            config,
+            positions: BTreeMap::new(),
+            fetch_positions: BTreeMap::new(),
+            buffer: VecDeque::new(),
+            fetch: None,
+            generation: 0,
+        }
+    }
+
+    /// Takes these partitions (adding to the current ones). Each starts at
+    /// the group's committed offset if there is one, else per
+    /// `auto_offset_reset`.
+    pub async fn assign(&mut self, partitions: &[(&str, u32)]) -> Result<()> {
+        let committed = match self.config.group {
+            Some(_) => self.committed(partitions).await?,
+            None => vec![None; partitions.len()],
+        };
+        let reset = match self.config.auto_offset_reset {
+            OffsetReset::Earliest => SeekTo::Beginning,
+            OffsetReset::Latest => SeekTo::End,
+        };
+        for ((topic, partition), committed) in partitions.iter().zip(committed) {
+            let to = committed.map_or(reset, SeekTo::Offset);
+            self.seek(topic, *partition, to).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes every partition of `topic`; returns their indexes.
+    pub async fn assign_topic(&mut self, topic: &str) -> Result<Vec<u32>> {
+        let meta = Admin::new(self.client.clone())
+            .describe_topic(topic)
+            .await?;
+        let parts: Vec<u32> = meta.partitions.iter().map(|p| p.partition).collect();
+        let tps: Vec<(&str, u32)> = parts.iter().map(|p| (topic, *p)).collect();
+        self.assign(&tps).await?;
+        Ok(parts)
+    }
+
+    /// The assigned partitions.
+    pub fn assignment(&self) -> Vec<(String, u32)> {
+        self.positions
+            .keys()
+            .map(|(t, p)| (t.to_string(), *p))
+            .collect()
+    }
+
+    /// The next offset `poll` will return for a partition.
+    pub fn position(&self, topic: &str, partition: u32) -> Option<u64> {
+        self.positions.get(&(Arc::from(topic), partition)).copied()
+    }
+
+    /// Moves a partition (assigning it if needed) to `to`.
+    pub async fn seek(&mut self, topic: &str, partition: u32, to: SeekTo) -> Result<()> {
+        let offset = match to {
+            SeekTo::Offset(o) => o,
+            SeekTo::Beginning => self.list_offset(topic, partition, proto::EARLIEST).await?,
+            SeekTo::End => self.list_offset(topic, partition, proto::LATEST).await?,
+            SeekTo::Timestamp(ts) if ts >= 0 => {
+                match self.list_offset_raw(topic, partition, ts).await? {
+                    -1 => self.list_offset(topic, partition, proto::LATEST).await?,
+                    o => o as u64,
+                }
+            }
+            SeekTo::Timestamp(ts) => {
+                return Err(Error::new(
+                    ErrorKind::InvalidArgument,
+                    format!("timestamp {ts} is negative"),
+                ))
+            }
+        };
+        let tp: Tp = (Arc::from(topic), partition);
+        self.positions.insert(tp.clone(), offset);
+        self.fetch_positions.insert(tp.clone(), offset);
+        self.buffer
+            .retain(|r| !(r.topic == tp.0 && r.partition == partition));
+        // Whatever is in flight was asked at the old position. Other
+        // partitions lose nothing: fetch positions only advance when data
+        // is buffered.
+        self.generation += 1;
+        self.fetch = None;
+        Ok(())
+    }
+
+    /// Every assigned partition to `to`.
+    pub async fn seek_all(&mut self, to: SeekTo) -> Result<()> {
+        let tps: Vec<Tp> = self.positions.keys().cloned().collect();
+        for (t, p) in tps {
+            self.seek(&t, p, to).await?;
+        }
+        Ok(())
+    }
+
+    async fn list_offset_raw(&self, topic: &str, partition: u32, spec: i64) -> Result<i64> {
+        let req = ListOffsetsRequest {
+            partitions: vec![ListOffsetsPartition {
+                topic: topic.to_string(),
+                partition,
+                spec,
+            }],
+        };
+        let resp: ListOffsetsResponse = self.client.call(ApiKey::ListOffsets, Some(&req)).await?;
+        let r = resp
+            .partitions
+            .first()
+            .ok_or_else(|| Error::new(ErrorKind::Protocol, "empty list offsets response"))?;
+        match ErrorCode::from_u16(r.error) {
+            ErrorCode::None => Ok(r.offset),
+            code => Err(Error::from_code(
+                code,
+                format!("{topic}-{partition}: {}", code.name()),
+            )),
+        }
+    }
+
+    async fn list_offset(&self, topic: &str, partition: u32, spec: i64) -> Result<u64> {
+        Ok(self.list_offset_raw(topic, partition, spec).await?.max(0) as u64)
+    }
+
+    fn ensure_fetch(&mut self) {
+        if self.fetch.is_some() || self.fetch_positions.is_empty() {
+            return;
+        }
+        let req = FetchRequest {
+            max_wait_ms: self
+                .config
+                .fetch_max_wait
+                .as_millis()
+                .min(u128::from(u32::MAX)) as u32,
+            min_bytes: self.config.fetch_min_bytes,
+            max_bytes: self.config.fetch_max_bytes,
+            partitions: self
+                .fetch_positions
+                .iter()
+                .map(|((t, p), o)| FetchPartition {
+                    topic: t.to_string(),
+                    partition: *p,
+                    offset: *o,
+                    max_bytes: self.config.max_partition_fetch_bytes,
+                })
+                .collect(),
+        };
+        let (tx, rx) = oneshot::channel();
+        let client = self.client.clone();
+        tokio::spawn(async move {
+            let result = client
+                .call_raw(ApiKey::Fetch, vec![Bytes::from(req.encode())])
+                .await;
+            let _ = tx.send(result);
+        });
+        self.fetch = Some(InFlight {
+            rx,
+            generation: self.generation,
+        });
+    }
+
+    /// Records from the assigned partitions, waiting up to `timeout` for
+    /// some; empty if none came. The next fetch is already on its way when
+    /// this returns.
+    pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if !self.buffer.is_empty() {
+                let n = self.buffer.len().min(self.config.max_poll_records.max(1));
+                let out: Vec<ConsumerRecord> = self.buffer.drain(..n).collect();
+                for r in &out {
+                    self.positions
+                        .insert((r.topic.clone(), r.partition), r.offset + 1);
+                }
+                self.ensure_fetch();
+                return Ok(out);
+            }
+            if self.fetch_positions.is_empty() {
+                tokio::time::sleep_until(deadline.into()).await;
+                return Ok(Vec::new());
+            }
+            self.ensure_fetch();
+            let Some(inflight) = self.fetch.as_mut() else {
+                continue;
+            };
+            let result = match tokio::time::timeout_at(deadline.into(), &mut inflight.rx).await {
+                // The fetch stays in flight for the next poll.
+                Err(_) => return Ok(Vec::new()),
+                Ok(result) => result.unwrap_or_else(|_| {
+                    Err(Error::new(ErrorKind::ConnectionLost, "fetch abandoned"))
+                }),
+            };
+            let generation = inflight.generation;
+            self.fetch = None;
+            if generation != self.generation {
+                continue;
+            }
+            self.take_fetched(result?).await?;
+            self.ensure_fetch();
+        }
+    }
+
+    async fn take_fetched(&mut self, payload: Bytes) -> Result<()> {
+        let parts = proto::decode_fetch_response(&payload)
+            .map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))?;
+        for part in parts {
+            let tp: Tp = (Arc::from(part.topic.as_str()), part.partition);
+            let Some(&position) = self.fetch_positions.get(&tp) else {
+                continue;
+            };
+            match part.error {
+                ErrorCode::None => {}
+                ErrorCode::OffsetOutOfRange => {
+                    let to = match self.config.auto_offset_reset {
+                        OffsetReset::Earliest => SeekTo::Beginning,
+                        OffsetReset::Latest => SeekTo::End,
+                    };
+                    self.seek(&part.topic, part.partition, to).await?;
+                    continue;
+                }
+                code => {
+                    return Err(Error::from_code(
+                        code,
+                        format!(
+                            "fetching {}-{}: {}",
+                            part.topic,
+                            part.partition,
+                            code.name()
+                        ),
+                    ))
+                }
+            }
+            let records = payload.slice(part.records.clone());
+            let next = decode_into(&tp, &records, position, &mut self.buffer)?;
+            self.fetch_positions.insert(tp, next);
+        }
+        Ok(())
+    }
+
+    /// Commits the current positions of every assigned partition.
+    pub async fn commit(&mut self) -> Result<()> {
+        let offsets: Vec<(String, u32, u64)> = self
+            .positions
+            .iter()
+            .map(|((t, p), o)| (t.to_string(), *p, *o))
+            .collect();
+        let refs: Vec<(&str, u32, u64)> = offsets
+            .iter()
+            .map(|(t, p, o)| (t.as_str(), *p, *o))
+            .collect();
+        self.commit_offsets(&refs).await
+    }
+
+    fn group(&self) -> Result<&str> {
+        self.config.group.as_deref().ok_or_else(|| {
+            Error::new(
+                ErrorKind::InvalidArgument,
+                "committed offsets need a group (ConsumerConfig::group)",
+            )
+        })
+    }
+
+    /// Commits these offsets (each the next offset to consume) for the group.
+    pub async fn commit_offsets(&self, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        let req = CommitOffsetsRequest {
+            group: self.group()?.to_string(),
+            offsets: offsets
+                .iter()
+                .map(|(t, p, o)| CommitOffset {
+                    topic: t.to_string(),
+                    partition: *p,
+                    offset: *o,
+                })
+                .collect(),
+        };
+        let resp: CommitOffsetsResponse =
+            self.client.call(ApiKey::CommitOffsets, Some(&req)).await?;
+        for r in resp.results {
+            let code = ErrorCode::from_u16(r.error);
+            if code != ErrorCode::None {
+                return Err(Error::from_code(
+                    code,
+                    format!("committing {}-{}: {}", r.topic, r.partition, code.name()),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The group's committed offsets for these partitions.
+    pub async fn committed(&self, partitions: &[(&str, u32)]) -> Result<Vec<Option<u64>>> {
+        let req = FetchOffsetsRequest {
+            group: self.group()?.to_string(),
+            partitions: partitions
+                .iter()
+                .map(|(t, p)| TopicPartition {
+                    topic: t.to_string(),
+                    partition: *p,
+                })
+                .collect(),
+        };
+        let resp: FetchOffsetsResponse = self.client.call(ApiKey::FetchOffsets, Some(&req)).await?;
+        resp.offsets
+            .into_iter()
+            .map(|o| match ErrorCode::from_u16(o.error) {
+                ErrorCode::None => Ok((o.offset >= 0).then_some(o.offset as u64)),
+                code => Err(Error::from_code(
+                    code,
+                    format!("{}-{}: {}", o.topic, o.partition, code.name()),
+                )),
+            })
+            .collect()
+    }
+}
+
+/// Appends the records at or after `from` in stored batches to `out`;
+/// returns the offset after the last batch.
+fn decode_into(
+    tp: &Tp,
+    records: &Bytes,
+    from: u64,
+    out: &mut VecDeque<ConsumerRecord>,
+) -> Result<u64> {
+    let mut next = from;
+    let mut rest = &records[..];
+    let corrupt = |e: &dyn std::fmt::Display| {
+        Error::new(
+            ErrorKind::CorruptRecord,
+            format!("{}-{}: fetched batch: {e}", tp.0, tp.1),
+        )
+    };
+    while !rest.is_empty() {
+        let view = BatchView::parse(rest, usize::MAX).map_err(|e| corrupt(&e))?;
+        for record in view.records().map_err(|e| corrupt(&e))? {
+            let record = record.map_err(|e| corrupt(&e))?;
+            let offset = record.offset as u64;
+            if offset < from {
+                continue;
+            }
+            let slice = |s: &[u8]| records.slice_ref(s);
+            out.push_back(ConsumerRecord {
+                topic: tp.0.clone(),
+                partition: tp.1,
+                offset,
+                timestamp: record.timestamp,
+                key: record.key.map(slice),
+                value: record.value.map(slice),
+                headers: record
+                    .headers()
+                    .map(|(k, v)| (slice(k), v.map(slice)))
+                    .collect(),
+            });
+        }
+        next = next.max(view.last_offset() as u64 + 1);
+        rest = &rest[view.bytes().len()..];
+    }
+    Ok(next)
+}

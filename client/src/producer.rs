@@ -1,0 +1,780 @@
+//! The producer: records are batched per partition by size and time,
+//! pipelined to the broker, and retried safely thanks to the idempotent
+//! producer's sequence numbers.
+//!
+//! All batching state lives in one task that owns it; `send` hands records
+//! to it over a channel after reserving their bytes from the buffer budget,
+//! which is the back-pressure: a producer faster than the broker waits in
+//! `send` instead of growing without bound.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use ringlog_engine::batch::{BatchBuilder, NewRecord, ProducerStamp};
+use ringlog_protocol::{
+    self as proto, ApiKey, ErrorCode, InitProducerIdResponse, Payload, ProduceResponse,
+};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
+
+use crate::partitioner::partition_for_key;
+use crate::{Admin, Client, Error, ErrorKind, Result};
+
+/// How many replicas must store a batch before it is acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Acks {
+    /// Fire and forget: no response, no offsets, no retries.
+    None,
+    /// The leader stored it under the topic's fsync policy.
+    Leader,
+    /// Every in-sync replica stored it (needs replication; the broker refuses it today).
+    All,
+}
+
+impl Acks {
+    fn wire(self) -> i16 {
+        match self {
+            Acks::None => 0,
+            Acks::Leader => 1,
+            Acks::All => -1,
+        }
+    }
+}
+
+impl std::str::FromStr for Acks {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Acks> {
+        match s {
+            "0" => Ok(Acks::None),
+            "1" => Ok(Acks::Leader),
+            "all" | "-1" => Ok(Acks::All),
+            other => Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("acks {other:?} is not 0, 1 or all"),
+            )),
+        }
+    }
+}
+
+/// Producer settings.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// A partition's batch is sent once it holds this many bytes.
+    pub batch_size: usize,
+    /// ...or once its first record has waited this long.
+    pub linger: Duration,
+    /// Durability asked of the broker.
+    pub acks: Acks,
+    /// Bytes of records buffered (unsent or unacknowledged) before `send` waits.
+    pub buffer_memory: usize,
+    /// Give up on a record this long after it was batched.
+    pub delivery_timeout: Duration,
+    /// How long the broker may wait for durability.
+    pub request_timeout: Duration,
+    /// Batches per partition in flight at once (at most 5 with idempotence).
+    pub max_in_flight: usize,
+    /// Pause before retrying after a retriable error.
+    pub retry_backoff: Duration,
+    /// Stamp producer id and sequences so retries are stored once.
+    pub idempotent: bool,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        ProducerConfig {
+            batch_size: 64 * 1024,
+            linger: Duration::from_millis(1),
+            acks: Acks::Leader,
+            buffer_memory: 32 << 20,
+            delivery_timeout: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(30),
+            max_in_flight: 5,
+            retry_backoff: Duration::from_millis(100),
+            idempotent: true,
+        }
+    }
+}
+
+/// A record to send.
+#[derive(Debug, Clone)]
+pub struct Record {
+    /// Topic.
+    pub topic: String,
+    /// Partition; `None` lets the key (or stickiness, for no key) choose.
+    pub partition: Option<u32>,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers, in order.
+    pub headers: Vec<(String, Bytes)>,
+    /// Timestamp in ms; `None` for the time of `send`.
+    pub timestamp: Option<i64>,
+}
+
+impl Record {
+    /// A record with a value and no key.
+    pub fn new(topic: &str, value: impl Into<Bytes>) -> Record {
+        Record {
+            topic: topic.to_string(),
+            partition: None,
+            key: None,
+            value: Some(value.into()),
+            headers: Vec::new(),
+            timestamp: None,
+        }
+    }
+
+    /// Sets the key.
+    pub fn key(mut self, key: impl Into<Bytes>) -> Record {
+        self.key = Some(key.into());
+        self
+    }
+
+    /// Adds a header.
+    pub fn header(mut self, name: &str, value: impl Into<Bytes>) -> Record {
+        self.headers.push((name.to_string(), value.into()));
+        self
+    }
+
+    /// Sends to this partition.
+    pub fn partition(mut self, partition: u32) -> Record {
+        self.partition = Some(partition);
+        self
+    }
+
+    /// Sets the timestamp (ms since the epoch).
+    pub fn timestamp(mut self, ms: i64) -> Record {
+        self.timestamp = Some(ms);
+        self
+    }
+
+    fn size(&self) -> usize {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(k, v)| k.len() + v.len() + 8)
+            .sum();
+        self.key.as_ref().map_or(0, Bytes::len)
+            + self.value.as_ref().map_or(0, Bytes::len)
+            + headers
+            + 32
+    }
+}
+
+/// Where a record was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset; `None` with acks=0, where the broker does not say.
+    pub offset: Option<u64>,
+}
+
+/// Resolves when the record is acknowledged (or failed for good).
+pub struct Delivery {
+    rx: oneshot::Receiver<Result<RecordMetadata>>,
+}
+
+impl Future for Delivery {
+    type Output = Result<RecordMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "the producer stopped")))
+        })
+    }
+}
+
+/// Largest record the producer accepts (the broker's batch limit, less room
+/// for the batch header).
+const RECORD_MAX: usize = (8 << 20) - 1024;
+/// Bytes of batches per produce request.
+const REQUEST_BYTES_MAX: usize = 4 << 20;
+
+/// Sends records to the broker. Cheap to share behind an `Arc`.
+pub struct Producer {
+    client: Client,
+    config: ProducerConfig,
+    tx: mpsc::UnboundedSender<Cmd>,
+    memory: Arc<Semaphore>,
+    partition_counts: Mutex<HashMap<String, u32>>,
+}
+
+enum Cmd {
+    Record {
+        record: Record,
+        partition: Option<u32>,
+        partitions: u32,
+        permit: OwnedSemaphorePermit,
+        reply: oneshot::Sender<Result<RecordMetadata>>,
+    },
+    Flush(oneshot::Sender<()>),
+}
+
+impl Producer {
+    /// A producer on `client`; obtains a producer id if idempotent.
+    pub async fn new(client: Client, config: ProducerConfig) -> Result<Producer> {
+        if config.batch_size == 0 || config.max_in_flight == 0 || config.buffer_memory < 1024 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "batch_size and max_in_flight must be positive and buffer_memory at least 1 KiB",
+            ));
+        }
+        let idempotent = config.idempotent && config.acks != Acks::None;
+        if idempotent && config.max_in_flight > 5 {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "an idempotent producer keeps at most 5 batches per partition in flight",
+            ));
+        }
+        let stamp = if idempotent {
+            let id: InitProducerIdResponse = client.call(ApiKey::InitProducerId, None).await?;
+            Some((id.producer_id, id.producer_epoch))
+        } else {
+            None
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = Task {
+            client: client.clone(),
+            config: config.clone(),
+            stamp,
+            rx,
+            done: mpsc::unbounded_channel(),
+            parts: HashMap::new(),
+            sticky: HashMap::new(),
+            counts: HashMap::new(),
+            flushers: Vec::new(),
+            backoff_until: None,
+            seed: std::process::id() as u64 ^ 0x9e37_79b9_7f4a_7c15,
+        };
+        tokio::spawn(task.run());
+        Ok(Producer {
+            client,
+            memory: Arc::new(Semaphore::new(config.buffer_memory)),
+            config,
+            tx,
+            partition_counts: Mutex::new(HashMap::new()),
+        })
+    }
+
+    async fn partition_count(&self, topic: &str) -> Result<u32> {
+        if let Some(n) = self
+            .partition_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(topic)
+        {
+            return Ok(*n);
+        }
+        let meta = Admin::new(self.client.clone())
+            .describe_topic(topic)
+            .await?;
+        let n = meta.config.partitions;
+        self.partition_counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(topic.to_string(), n);
+        Ok(n)
+    }
+
+    /// Queues a record; the returned [`Delivery`] resolves once the broker
+    /// acknowledges it. Waits while the buffer budget is used up.
+    pub async fn send(&self, record: Record) -> Result<Delivery> {
+        let partitions = self.partition_count(&record.topic).await?;
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) if p < partitions => Some(p),
+            (Some(p), _) => {
+                return Err(Error::new(
+                    ErrorKind::UnknownPartition,
+                    format!(
+                        "topic {:?} has {partitions} partitions, not {}",
+                        record.topic,
+                        p + 1
+                    ),
+                ))
+            }
+            (None, Some(key)) => Some(partition_for_key(key, partitions)),
+            (None, None) => None,
+        };
+        let size = record.size();
+        if size > RECORD_MAX || size > self.config.buffer_memory {
+            return Err(Error::new(
+                ErrorKind::RecordTooLarge,
+                format!(
+                    "a record of {size} bytes exceeds the limit of {}",
+                    RECORD_MAX.min(self.config.buffer_memory)
+                ),
+            ));
+        }
+        let closed = || Error::new(ErrorKind::Closed, "the producer stopped");
+        let permit = self
+            .memory
+            .clone()
+            .acquire_many_owned(size as u32)
+            .await
+            .map_err(|_| closed())?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Record {
+                record,
+                partition,
+                partitions,
+                permit,
+                reply,
+            })
+            .map_err(|_| closed())?;
+        Ok(Delivery { rx })
+    }
+
+    /// Sends every buffered record now and waits until each one is
+    /// acknowledged or has failed.
+    pub async fn flush(&self) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Flush(tx))
+            .map_err(|_| Error::new(ErrorKind::Closed, "the producer stopped"))?;
+        rx.await
+            .map_err(|_| Error::new(ErrorKind::Closed, "the producer stopped"))
+    }
+}
+
+struct Waiter {
+    reply: oneshot::Sender<Result<RecordMetadata>>,
+    _permit: OwnedSemaphorePermit,
+}
+
+struct Open {
+    builder: BatchBuilder,
+    base_seq: i32,
+    waiters: Vec<Waiter>,
+    deadline: Instant,
+}
+
+struct Sealed {
+    topic: Arc<str>,
+    partition: u32,
+    bytes: Bytes,
+    waiters: Vec<Waiter>,
+    base_seq: i32,
+    created: Instant,
+}
+
+#[derive(Default)]
+struct Part {
+    open: Option<Open>,
+    ready: VecDeque<Sealed>,
+    in_flight: usize,
+    next_seq: i32,
+    /// An earlier batch failed and is queued again: later ones that the
+    /// broker refuses as out of order will be retried behind it.
+    retrying: bool,
+}
+
+struct Done {
+    sealed: Sealed,
+    result: Result<Option<u64>>,
+}
+
+struct Task {
+    client: Client,
+    config: ProducerConfig,
+    stamp: Option<(i64, i16)>,
+    rx: mpsc::UnboundedReceiver<Cmd>,
+    done: (mpsc::UnboundedSender<Done>, mpsc::UnboundedReceiver<Done>),
+    parts: HashMap<(Arc<str>, u32), Part>,
+    sticky: HashMap<Arc<str>, u32>,
+    /// Partition count of each topic seen.
+    counts: HashMap<Arc<str>, u32>,
+    flushers: Vec<oneshot::Sender<()>>,
+    backoff_until: Option<Instant>,
+    seed: u64,
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Task {
+    async fn run(mut self) {
+        let mut closing = false;
+        loop {
+            let wake = self.next_wake();
+            tokio::select! {
+                cmd = self.rx.recv(), if !closing => match cmd {
+                    Some(cmd) => {
+                        self.handle(cmd);
+                        // Take whatever else is queued before batching decisions.
+                        while let Ok(cmd) = self.rx.try_recv() {
+                            self.handle(cmd);
+                        }
+                    }
+                    None => {
+                        closing = true;
+                        self.seal_all();
+                    }
+                },
+                Some(done) = self.done.1.recv() => {
+                    self.complete(done);
+                    while let Ok(done) = self.done.1.try_recv() {
+                        self.complete(done);
+                    }
+                }
+                () = sleep_until(wake) => {}
+            }
+            self.seal_expired();
+            self.dispatch();
+            if self.idle() {
+                for f in self.flushers.drain(..) {
+                    let _ = f.send(());
+                }
+                if closing {
+                    return;
+                }
+            }
+        }
+    }
+
+    fn next_wake(&self) -> Option<Instant> {
+        let linger = self
+            .parts
+            .values()
+            .filter_map(|p| p.open.as_ref().map(|o| o.deadline))
+            .min();
+        match (linger, self.backoff_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn idle(&self) -> bool {
+        self.parts
+            .values()
+            .all(|p| p.open.is_none() && p.ready.is_empty() && p.in_flight == 0)
+    }
+
+    fn random(&mut self, n: u32) -> u32 {
+        // xorshift: stickiness only needs spread, not quality.
+        self.seed ^= self.seed << 13;
+        self.seed ^= self.seed >> 7;
+        self.seed ^= self.seed << 17;
+        (self.seed % u64::from(n.max(1))) as u32
+    }
+
+    fn handle(&mut self, cmd: Cmd) {
+        match cmd {
+            Cmd::Flush(reply) => {
+                self.seal_all();
+                self.flushers.push(reply);
+            }
+            Cmd::Record {
+                record,
+                partition,
+                partitions,
+                permit,
+                reply,
+            } => {
+                let topic: Arc<str> = Arc::from(record.topic.as_str());
+                self.counts.insert(topic.clone(), partitions);
+                let partition = match partition {
+                    Some(p) => p,
+                    None => match self.sticky.get(&topic) {
+                        Some(p) if *p < partitions => *p,
+                        _ => {
+                            let p = self.random(partitions);
+                            self.sticky.insert(topic.clone(), p);
+                            p
+                        }
+                    },
+                };
+                self.append(
+                    topic,
+                    partition,
+                    record,
+                    Waiter {
+                        reply,
+                        _permit: permit,
+                    },
+                );
+            }
+        }
+    }
+
+    fn append(&mut self, topic: Arc<str>, partition: u32, record: Record, waiter: Waiter) {
+        let headers: Vec<(&[u8], Option<&[u8]>)> = record
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_bytes(), Some(&v[..])))
+            .collect();
+        let new = NewRecord {
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+            timestamp: record.timestamp.unwrap_or_else(now_ms),
+        };
+        let key = (topic.clone(), partition);
+        let batch_size = self.config.batch_size;
+        let full = self
+            .parts
+            .get(&key)
+            .and_then(|p| p.open.as_ref())
+            .is_some_and(|o| {
+                o.builder.record_count() > 0
+                    && o.builder.size_bytes() + o.builder.record_size_bytes(&new) > batch_size
+            });
+        if full {
+            self.seal(&key);
+        }
+        let stamp = self.stamp;
+        let linger = self.config.linger;
+        let part = self.parts.entry(key.clone()).or_default();
+        let open = part.open.get_or_insert_with(|| {
+            let stamp = stamp.map_or(ProducerStamp::NONE, |(id, epoch)| ProducerStamp {
+                producer_id: id,
+                producer_epoch: epoch,
+                base_sequence: part.next_seq,
+            });
+            Open {
+                builder: BatchBuilder::with_capacity(stamp, batch_size.min(1 << 20)),
+                base_seq: part.next_seq,
+                waiters: Vec::new(),
+                deadline: Instant::now() + linger,
+            }
+        });
+        match open.builder.push(&new) {
+            Ok(()) => open.waiters.push(waiter),
+            Err(e) => {
+                let _ = waiter
+                    .reply
+                    .send(Err(Error::new(ErrorKind::RecordTooLarge, e.to_string())));
+            }
+        }
+        let full = open.builder.size_bytes() >= batch_size;
+        if full {
+            self.seal(&key);
+        }
+    }
+
+    fn seal(&mut self, key: &(Arc<str>, u32)) {
+        let partitions = self.counts.get(&key.0).copied().unwrap_or(1);
+        let Some(part) = self.parts.get_mut(key) else {
+            return;
+        };
+        let Some(open) = part.open.take() else { return };
+        let count = open.builder.record_count();
+        let Some(bytes) = open.builder.finish() else {
+            return;
+        };
+        part.next_seq =
+            ((i64::from(part.next_seq) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32;
+        part.ready.push_back(Sealed {
+            topic: key.0.clone(),
+            partition: key.1,
+            bytes: Bytes::from(bytes),
+            waiters: open.waiters,
+            base_seq: open.base_seq,
+            created: Instant::now(),
+        });
+        // Sticky partitioning moves on once its batch is complete.
+        if self.sticky.get(&key.0) == Some(&key.1) && partitions > 1 {
+            let mut next = self.random(partitions - 1);
+            if next >= key.1 {
+                next += 1;
+            }
+            self.sticky.insert(key.0.clone(), next);
+        }
+    }
+
+    fn seal_all(&mut self) {
+        let keys: Vec<_> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.open.is_some())
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.seal(&key);
+        }
+    }
+
+    fn seal_expired(&mut self) {
+        let now = Instant::now();
+        let keys: Vec<_> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.open.as_ref().is_some_and(|o| o.deadline <= now))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in keys {
+            self.seal(&key);
+        }
+    }
+
+    fn dispatch(&mut self) {
+        if let Some(until) = self.backoff_until {
+            if Instant::now() < until {
+                return;
+            }
+            self.backoff_until = None;
+        }
+        let max = self.config.max_in_flight;
+        let mut sections = Vec::new();
+        let mut bytes = 0;
+        for part in self.parts.values_mut() {
+            // While a retry is pending, resend in order from the front only.
+            let limit = if part.retrying { 1 } else { max };
+            while part.in_flight < limit && bytes < REQUEST_BYTES_MAX {
+                let Some(sealed) = part.ready.pop_front() else {
+                    break;
+                };
+                bytes += sealed.bytes.len();
+                part.in_flight += 1;
+                sections.push(sealed);
+            }
+        }
+        if sections.is_empty() {
+            return;
+        }
+        let client = self.client.clone();
+        let done = self.done.0.clone();
+        let acks = self.config.acks;
+        let timeout = self.config.request_timeout;
+        tokio::spawn(async move {
+            let results = produce(&client, acks, timeout, &sections).await;
+            for (sealed, result) in sections.into_iter().zip(results) {
+                let _ = done.send(Done { sealed, result });
+            }
+        });
+    }
+
+    fn complete(&mut self, done: Done) {
+        let Done { sealed, result } = done;
+        let key = (sealed.topic.clone(), sealed.partition);
+        let idempotent = self.stamp.is_some();
+        let Some(part) = self.parts.get_mut(&key) else {
+            return;
+        };
+        part.in_flight -= 1;
+        match result {
+            Ok(base) => {
+                part.retrying = false;
+                let topic = sealed.topic.to_string();
+                for (i, w) in sealed.waiters.into_iter().enumerate() {
+                    let offset = base.map(|b| b + i as u64);
+                    let _ = w.reply.send(Ok(RecordMetadata {
+                        topic: topic.clone(),
+                        partition: sealed.partition,
+                        offset,
+                    }));
+                }
+            }
+            Err(e) => {
+                let out_of_order_behind_retry =
+                    idempotent && part.retrying && e.kind() == ErrorKind::OutOfOrderSequence;
+                let in_time = sealed.created.elapsed() < self.config.delivery_timeout;
+                if (e.is_retriable() || out_of_order_behind_retry)
+                    && in_time
+                    && self.config.acks != Acks::None
+                {
+                    part.retrying = true;
+                    // Keep sequence order: the retried batch goes before later ones.
+                    let at = part
+                        .ready
+                        .iter()
+                        .position(|s| s.base_seq > sealed.base_seq)
+                        .unwrap_or(part.ready.len());
+                    part.ready.insert(at, sealed);
+                    self.backoff_until = Some(Instant::now() + self.config.retry_backoff);
+                } else {
+                    for w in sealed.waiters {
+                        let _ = w.reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(when: Option<Instant>) {
+    match when {
+        Some(when) => tokio::time::sleep_until(when.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// One produce request for `sections`; one result (base offset) per section.
+async fn produce(
+    client: &Client,
+    acks: Acks,
+    timeout: Duration,
+    sections: &[Sealed],
+) -> Vec<Result<Option<u64>>> {
+    let timeout_ms = timeout.as_millis().min(u128::from(u32::MAX)) as u32;
+    let mut chunks = Vec::with_capacity(1 + 2 * sections.len());
+    chunks.push(Bytes::copy_from_slice(&proto::produce_header(
+        acks.wire(),
+        timeout_ms,
+        sections.len(),
+    )));
+    for s in sections {
+        chunks.push(Bytes::from(proto::produce_section_header(
+            &s.topic,
+            s.partition,
+            s.bytes.len(),
+        )));
+        chunks.push(s.bytes.clone());
+    }
+    if acks == Acks::None {
+        let result = client
+            .send_only(ApiKey::Produce, chunks)
+            .await
+            .map(|()| None);
+        return sections.iter().map(|_| result.clone()).collect();
+    }
+    let reply = match client.call_raw(ApiKey::Produce, chunks).await {
+        Ok(reply) => reply,
+        Err(e) => return sections.iter().map(|_| Err(e.clone())).collect(),
+    };
+    let resp = match ProduceResponse::decode(ApiKey::Produce, &reply) {
+        Ok(resp) if resp.partitions.len() == sections.len() => resp,
+        Ok(_) => {
+            return sections
+                .iter()
+                .map(|_| {
+                    Err(Error::new(
+                        ErrorKind::Protocol,
+                        "produce response does not match the request",
+                    ))
+                })
+                .collect()
+        }
+        Err(e) => {
+            return sections
+                .iter()
+                .map(|_| Err(Error::new(ErrorKind::Protocol, e.to_string())))
+                .collect()
+        }
+    };
+    resp.partitions
+        .into_iter()
+        .map(
+            |p| match (ErrorCode::from_u16(p.error), p.base_offsets.first()) {
+                (ErrorCode::None, Some(base)) => Ok(Some(*base)),
+                (ErrorCode::None, None) => Err(Error::new(
+                    ErrorKind::Protocol,
+                    "produce response without an offset",
+                )),
+                (code, _) => Err(Error::from_code(code, p.message)),
+            },
+        )
+        .collect()
+}
