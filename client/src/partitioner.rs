@@ -36,7 +36,7 @@ pub fn murmur2(data: &[u8]) -> i32 {
 
 /// The partition of `key` among `partitions` (Kafka's `toPositive(murmur2) % n`).
 pub fn partition_for_key(key: &[u8], partitions: u32) -> u32 {
-    ((murmur2(key) as u32 & 0x7fff_ffff) % partitions.max(1)) as u32
+    (murmur2(key) as u32 & 0x7fff_ffff) % partitions.max(1)
 }
 
 #[cfg(test)]
