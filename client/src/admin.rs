@@ -2,7 +2,7 @@
 
 use ringlog_protocol::{
     ApiKey, CreateTopicRequest, DeleteTopicRequest, ListTopicsResponse, MetadataRequest,
-    MetadataResponse, TopicMetadata, TopicSummary,
+    MetadataResponse, Payload, TopicMetadata, TopicSummary,
 };
 
 use crate::{Client, Error, ErrorKind, Result};
@@ -66,7 +66,7 @@ impl Admin {
     pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicMetadata> {
         let mut meta: MetadataResponse = self
             .client
-            .call(ApiKey::CreateTopic, Some(&topic.request))
+            .call(ApiKey::CreateTopic, Some(topic.request.encode()))
             .await?;
         meta.topics
             .pop()
@@ -78,7 +78,10 @@ impl Admin {
         let req = DeleteTopicRequest {
             name: name.to_string(),
         };
-        let _: ListTopicsResponse = self.client.call(ApiKey::DeleteTopic, Some(&req)).await?;
+        let _: ListTopicsResponse = self
+            .client
+            .call(ApiKey::DeleteTopic, Some(req.encode()))
+            .await?;
         Ok(())
     }
 
@@ -93,7 +96,10 @@ impl Admin {
         let req = MetadataRequest {
             topics: Some(vec![name.to_string()]),
         };
-        let mut meta: MetadataResponse = self.client.call(ApiKey::Metadata, Some(&req)).await?;
+        let mut meta: MetadataResponse = self
+            .client
+            .call(ApiKey::Metadata, Some(req.encode()))
+            .await?;
         meta.topics
             .pop()
             .ok_or_else(|| Error::new(ErrorKind::UnknownTopic, format!("unknown topic {name:?}")))
@@ -102,7 +108,10 @@ impl Admin {
     /// Brokers and every topic.
     pub async fn metadata(&self) -> Result<MetadataResponse> {
         self.client
-            .call(ApiKey::Metadata, Some(&MetadataRequest { topics: None }))
+            .call(
+                ApiKey::Metadata,
+                Some(MetadataRequest { topics: None }.encode()),
+            )
             .await
     }
 }

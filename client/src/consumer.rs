@@ -219,7 +219,10 @@ impl Consumer {
                 spec,
             }],
         };
-        let resp: ListOffsetsResponse = self.client.call(ApiKey::ListOffsets, Some(&req)).await?;
+        let resp: ListOffsetsResponse = self
+            .client
+            .call(ApiKey::ListOffsets, Some(req.encode()))
+            .await?;
         let r = resp
             .partitions
             .first()
@@ -388,8 +391,10 @@ impl Consumer {
                 })
                 .collect(),
         };
-        let resp: CommitOffsetsResponse =
-            self.client.call(ApiKey::CommitOffsets, Some(&req)).await?;
+        let resp: CommitOffsetsResponse = self
+            .client
+            .call(ApiKey::CommitOffsets, Some(req.encode()))
+            .await?;
         for r in resp.results {
             let code = ErrorCode::from_u16(r.error);
             if code != ErrorCode::None {
@@ -414,7 +419,10 @@ impl Consumer {
                 })
                 .collect(),
         };
-        let resp: FetchOffsetsResponse = self.client.call(ApiKey::FetchOffsets, Some(&req)).await?;
+        let resp: FetchOffsetsResponse = self
+            .client
+            .call(ApiKey::FetchOffsets, Some(req.encode()))
+            .await?;
         resp.offsets
             .into_iter()
             .map(|o| match ErrorCode::from_u16(o.error) {

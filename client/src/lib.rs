@@ -108,11 +108,9 @@ impl Client {
     pub(crate) async fn call<T: Payload>(
         &self,
         api: ApiKey,
-        request: Option<&dyn ErasedPayload>,
+        request: Option<Vec<u8>>,
     ) -> Result<T> {
-        let payload = request
-            .map(|r| vec![Bytes::from(r.encode_erased())])
-            .unwrap_or_default();
+        let payload = request.map(|r| vec![Bytes::from(r)]).unwrap_or_default();
         let bytes = self.call_raw(api, payload).await?;
         T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
     }
@@ -120,16 +118,5 @@ impl Client {
     /// Sends a request that gets no response.
     pub(crate) async fn send_only(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<()> {
         self.connection().await?.send_only(api, payload).await
-    }
-}
-
-/// Object-safe view of a payload, so requests of any type share `call`.
-pub(crate) trait ErasedPayload {
-    fn encode_erased(&self) -> Vec<u8>;
-}
-
-impl<T: Payload> ErasedPayload for T {
-    fn encode_erased(&self) -> Vec<u8> {
-        self.encode()
     }
 }

@@ -15,3 +15,4 @@ pub mod metrics;
 pub mod partition;
 pub mod server;
 pub mod shard;
+pub mod testing;

@@ -3,6 +3,7 @@
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{bail, Context};
 use socket2::{Domain, Protocol, Socket, Type};
@@ -11,11 +12,38 @@ use tokio::sync::{watch, Barrier};
 use crate::config::Config;
 use crate::shard::{self, ShardSetup, Shared};
 
+/// How long start-up waits for a taken port to be released.
+const BIND_PATIENCE: Duration = Duration::from_secs(5);
+
+/// Binds `addr`, waiting up to [`BIND_PATIENCE`] while it is in use: a
+/// broker that just died keeps its listener until the kernel has torn down
+/// its io_uring instance, which happens after the process is reaped.
+fn bind_patiently(addr: SocketAddr) -> anyhow::Result<TcpListener> {
+    let started = std::time::Instant::now();
+    loop {
+        match TcpListener::bind(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::AddrInUse
+                    && started.elapsed() < BIND_PATIENCE =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            Err(e) => return Err(e).with_context(|| format!("cannot listen on {addr}")),
+        }
+    }
+}
+
 /// Binds one SO_REUSEPORT listener per shard on the same address: the
 /// kernel spreads new connections over the shards.
 fn bind_reuseport(addr: SocketAddr, count: usize) -> anyhow::Result<Vec<TcpListener>> {
+    // SO_REUSEPORT would let this broker silently share a port another
+    // process of the same user listens on: probe with a plain bind first, so
+    // a taken port is an error (it also resolves port 0 to a free port).
+    let probe = bind_patiently(addr)?;
+    let mut addr = probe.local_addr()?;
+    drop(probe);
     let mut listeners = Vec::with_capacity(count);
-    let mut addr = addr;
     for _ in 0..count {
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
         socket.set_reuse_address(true)?;

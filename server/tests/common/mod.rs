@@ -2,23 +2,24 @@
 //! client speaking the native protocol through `ringlog-protocol`.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::path::Path;
+use std::process::ExitStatus;
 use std::time::Duration;
 
 use ringlog_engine::batch::{BatchBuilder, BatchView, NewRecord, ProducerStamp};
 use ringlog_protocol::{self as proto, ApiKey, ErrorCode, Payload};
+use ringlog_server::testing::BrokerProcess;
 
-/// A broker process with its own data directory.
-pub struct Broker {
-    pub child: Child,
-    pub addr: SocketAddr,
-    pub metrics: Option<SocketAddr>,
-    pub data_dir: PathBuf,
-    pub shards: usize,
-    extra: Vec<String>,
+/// The broker binary of this package, as a child process.
+pub struct Broker(pub BrokerProcess);
+
+impl std::ops::Deref for Broker {
+    type Target = BrokerProcess;
+    fn deref(&self) -> &BrokerProcess {
+        &self.0
+    }
 }
 
 impl Broker {
@@ -28,80 +29,28 @@ impl Broker {
     }
 
     pub fn start_with(data_dir: &Path, shards: usize, extra: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog-server"))
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"])
-            .args(["--shards", &shards.to_string()])
-            .args(extra)
-            .env("RINGLOG_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start ringlog-server");
-        let stdout = child.stdout.take().unwrap();
-        let mut lines = BufReader::new(stdout).lines();
-        let mut addr = None;
-        let mut metrics = None;
-        for line in lines.by_ref() {
-            let line = line.expect("read broker stdout");
-            if let Some(a) = line.strip_prefix("ringlog-server listening on ") {
-                addr = Some(a.parse().unwrap());
-            } else if let Some(m) = line.strip_prefix("ringlog-server metrics on http://") {
-                metrics = Some(m.trim_end_matches("/metrics").parse().unwrap());
-            } else if line.starts_with("ringlog-server data in") {
-                break;
-            }
-        }
-        // Keep draining stdout so the broker never blocks on it.
-        std::thread::spawn(move || for _ in lines {});
-        Broker {
-            child,
-            addr: addr.expect("broker printed its address"),
-            metrics,
-            data_dir: data_dir.to_path_buf(),
-            shards,
-            extra: extra.iter().map(|s| s.to_string()).collect(),
-        }
+        let binary = Path::new(env!("CARGO_BIN_EXE_ringlog-server"));
+        Broker(BrokerProcess::start(binary, data_dir, shards, extra).expect("start ringlog-server"))
     }
 
     pub fn client(&self) -> Client {
         Client::connect(self.addr)
     }
 
-    /// SIGKILL: no chance to sync or close anything.
-    pub fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+    pub fn kill(self) {
+        self.0.kill()
     }
 
-    /// SIGTERM and wait for the exit status.
-    pub fn terminate(mut self) -> ExitStatus {
-        // SAFETY: kill(2) on our own child's pid, which has not been reaped.
-        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
-        self.child.wait().unwrap()
+    pub fn terminate(self) -> ExitStatus {
+        self.0.terminate().unwrap()
     }
 
     pub fn restart_after_kill(self) -> Broker {
-        let (dir, shards, extra) = (self.data_dir.clone(), self.shards, self.extra.clone());
-        self.kill();
-        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
-        Broker::start_with(&dir, shards, &extra)
+        Broker(self.0.restart_after_kill().unwrap())
     }
 
     pub fn metrics_text(&self) -> String {
-        let mut s = TcpStream::connect(self.metrics.unwrap()).unwrap();
-        s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
-            .unwrap();
-        let mut out = String::new();
-        s.read_to_string(&mut out).unwrap();
-        out
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.metrics_text().unwrap()
     }
 }
 

@@ -1,0 +1,223 @@
+//! The `ringlog` CLI end to end against the real broker binary.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use ringlog_server::testing::{server_binary, BrokerProcess};
+
+fn ringlog(broker: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
+        .args(["--broker", broker])
+        .args(args)
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "ringlog failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+/// One line on stderr, starting `ringlog:`, a non-zero exit, no panic.
+fn one_line_error(out: &Output) -> String {
+    assert!(!out.status.success());
+    let err = String::from_utf8(out.stderr.clone()).unwrap();
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.starts_with("ringlog: "), "{err}");
+    assert!(
+        !err.contains("panicked") && !err.contains("backtrace"),
+        "{err}"
+    );
+    err
+}
+
+#[test]
+fn seq_through_produce_and_consume_comes_back_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BrokerProcess::start(&server_binary(), dir.path(), 2, &[]).unwrap();
+    let addr = b.addr.to_string();
+    let created = ok(&ringlog(
+        &addr,
+        &[
+            "topic",
+            "create",
+            "t",
+            "--partitions",
+            "1",
+            "--fsync",
+            "never",
+        ],
+        None,
+    ));
+    assert!(created.contains("created topic t"), "{created}");
+    let lines: String = (1..=100_000).map(|i| format!("{i}\n")).collect();
+    ok(&ringlog(&addr, &["produce", "t"], Some(lines.as_bytes())));
+    let out = ok(&ringlog(
+        &addr,
+        &[
+            "consume",
+            "t",
+            "--from",
+            "beginning",
+            "--max-messages",
+            "100000",
+        ],
+        None,
+    ));
+    assert!(out == lines, "consumed lines differ from produced ones");
+
+    // Keys, partitions, offsets and headers through the format template.
+    ok(&ringlog(
+        &addr,
+        &["topic", "create", "kv", "--partitions", "3"],
+        None,
+    ));
+    ok(&ringlog(
+        &addr,
+        &["produce", "kv", "--key-separator", ":", "--partition", "2"],
+        Some(b"a:1\nb:2\nplain\n"),
+    ));
+    let out = ok(&ringlog(
+        &addr,
+        &[
+            "consume",
+            "kv",
+            "--partition",
+            "2",
+            "--from",
+            "0",
+            "--max-messages",
+            "3",
+            "--format",
+            "%t %p %o [%k] %s|",
+        ],
+        None,
+    ));
+    assert_eq!(out, "kv 2 0 [a] 1|kv 2 1 [b] 2|kv 2 2 [] plain|");
+    let out = ok(&ringlog(
+        &addr,
+        &[
+            "consume",
+            "kv",
+            "--from",
+            "@0",
+            "--max-messages",
+            "1",
+            "--format",
+            "%s",
+        ],
+        None,
+    ));
+    assert_eq!(out, "1");
+
+    // A group resumes where it committed.
+    let first = ok(&ringlog(
+        &addr,
+        &[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--from",
+            "beginning",
+            "--max-messages",
+            "3",
+        ],
+        None,
+    ));
+    assert_eq!(first, "1\n2\n3\n");
+    let next = ok(&ringlog(
+        &addr,
+        &[
+            "consume",
+            "t",
+            "--group",
+            "g",
+            "--from",
+            "beginning",
+            "--max-messages",
+            "2",
+        ],
+        None,
+    ));
+    assert_eq!(next, "4\n5\n");
+
+    let list = ok(&ringlog(&addr, &["topic", "list"], None));
+    assert!(
+        list.contains("t\t1\n") && list.contains("kv\t3\n"),
+        "{list}"
+    );
+    let describe = ok(&ringlog(&addr, &["topic", "describe", "kv"], None));
+    assert!(
+        describe.contains("2\t0\t") && describe.contains("\t3\n"),
+        "{describe}"
+    );
+    let info = ok(&ringlog(&addr, &["cluster", "info"], None));
+    assert!(info.contains(&format!("broker 0 at {addr}")), "{info}");
+    assert!(info.contains("2 topics, 4 partitions"), "{info}");
+    ok(&ringlog(&addr, &["topic", "delete", "kv"], None));
+    assert!(!ok(&ringlog(&addr, &["topic", "list"], None)).contains("kv"));
+}
+
+#[test]
+fn errors_are_one_clear_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = BrokerProcess::start(&server_binary(), dir.path(), 1, &[]).unwrap();
+    let addr = b.addr.to_string();
+
+    let err = one_line_error(&ringlog("127.0.0.1:1", &["topic", "list"], None));
+    assert!(err.contains("connecting to 127.0.0.1:1"), "{err}");
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["consume", "nope", "--max-messages", "1"],
+        None,
+    ));
+    assert!(err.contains("unknown topic"), "{err}");
+    let err = one_line_error(&ringlog(&addr, &["produce", "nope"], Some(b"x\n")));
+    assert!(err.contains("unknown topic"), "{err}");
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["topic", "create", "x", "--partitions", "many"],
+        None,
+    ));
+    assert!(err.contains("--partitions"), "{err}");
+    let err = one_line_error(&ringlog(&addr, &["topic", "create", "bad/name"], None));
+    assert!(err.contains("topic name"), "{err}");
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["consume", "x", "--from", "yesterday"],
+        None,
+    ));
+    assert!(err.contains("--from yesterday"), "{err}");
+    ok(&ringlog(&addr, &["topic", "create", "t"], None));
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["produce", "t", "--acks", "all"],
+        Some(b"x\n"),
+    ));
+    assert!(err.contains("replication"), "{err}");
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["produce", "t", "--acks", "2"],
+        Some(b"x\n"),
+    ));
+    assert!(err.contains("acks"), "{err}");
+    let err = one_line_error(&ringlog(&addr, &["topic", "create", "t"], None));
+    assert!(err.contains("already exists"), "{err}");
+}

@@ -1,0 +1,482 @@
+//! The client library against the real broker binary.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use ringlog_client::partitioner::partition_for_key;
+use ringlog_client::{
+    Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, ErrorKind, NewTopic, OffsetReset,
+    Producer, ProducerConfig, Record, SeekTo,
+};
+use ringlog_server::testing::{server_binary, BrokerProcess};
+
+fn broker(dir: &std::path::Path) -> BrokerProcess {
+    BrokerProcess::start(&server_binary(), dir, 2, &[]).expect("start the broker")
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Polls until `n` records came (a 60 s liveness bound, not a speed claim).
+async fn consume_n(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
+    let mut out = Vec::new();
+    for _ in 0..600 {
+        out.extend(consumer.poll(Duration::from_millis(100)).await.unwrap());
+        if out.len() >= n {
+            break;
+        }
+    }
+    out
+}
+
+#[test]
+fn keyed_records_round_trip_across_partitions() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    runtime().block_on(async {
+        let client = Client::connect(&b.addr.to_string()).await.unwrap();
+        let admin = Admin::new(client.clone());
+        admin
+            .create_topic(NewTopic::new("keyed", 8).fsync("never"))
+            .await
+            .unwrap();
+        let producer = Producer::new(client.clone(), ProducerConfig::default())
+            .await
+            .unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..3000u32 {
+            let key = format!("user-{}", i % 97);
+            let record = Record::new("keyed", format!("{key}:{i}"))
+                .key(key.clone())
+                .header("seq", i.to_string());
+            deliveries.push((key, producer.send(record).await.unwrap()));
+        }
+        producer.flush().await.unwrap();
+        for (key, d) in deliveries {
+            let meta = d.await.unwrap();
+            assert_eq!(
+                meta.partition,
+                partition_for_key(key.as_bytes(), 8),
+                "{key}"
+            );
+            assert!(meta.offset.is_some());
+        }
+
+        let config = ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client, config);
+        assert_eq!(consumer.assign_topic("keyed").await.unwrap().len(), 8);
+        let records = consume_n(&mut consumer, 3000).await;
+        assert_eq!(records.len(), 3000);
+        let mut last_seq: BTreeMap<String, u32> = BTreeMap::new();
+        let mut offsets = BTreeSet::new();
+        for r in &records {
+            let key = String::from_utf8(r.key.clone().unwrap().to_vec()).unwrap();
+            assert_eq!(r.partition, partition_for_key(key.as_bytes(), 8));
+            let value = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+            let seq: u32 = value.rsplit(':').next().unwrap().parse().unwrap();
+            assert_eq!(r.headers[0].1.as_deref(), Some(seq.to_string().as_bytes()));
+            // Per key (hence per partition) in the order produced.
+            if let Some(prev) = last_seq.insert(key, seq) {
+                assert!(seq > prev);
+            }
+            assert!(
+                offsets.insert((r.partition, r.offset)),
+                "a record came twice"
+            );
+        }
+        // Nothing more arrives.
+        assert!(consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty());
+    });
+}
+
+#[test]
+fn seek_by_timestamp_offset_and_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    runtime().block_on(async {
+        let client = Client::connect(&b.addr.to_string()).await.unwrap();
+        Admin::new(client.clone())
+            .create_topic(NewTopic::new("timed", 1))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            batch_size: 1024,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config).await.unwrap();
+        for i in 0..200i64 {
+            let _ = producer
+                .send(Record::new("timed", format!("v{i}")).timestamp(1_000_000 + i * 10))
+                .await
+                .unwrap();
+        }
+        producer.flush().await.unwrap();
+        let mut consumer = Consumer::new(client, ConsumerConfig::default());
+        consumer.assign(&[("timed", 0)]).await.unwrap();
+        assert_eq!(
+            consumer.position("timed", 0),
+            Some(200),
+            "latest by default"
+        );
+
+        consumer
+            .seek("timed", 0, SeekTo::Timestamp(1_000_505))
+            .await
+            .unwrap();
+        let first = consume_n(&mut consumer, 1).await.remove(0);
+        assert_eq!((first.offset, first.timestamp), (51, 1_000_510));
+
+        consumer.seek("timed", 0, SeekTo::Offset(7)).await.unwrap();
+        assert_eq!(
+            consume_n(&mut consumer, 1).await[0].value.as_deref(),
+            Some(&b"v7"[..])
+        );
+        consumer.seek("timed", 0, SeekTo::Beginning).await.unwrap();
+        assert_eq!(consume_n(&mut consumer, 1).await[0].offset, 0);
+        consumer
+            .seek("timed", 0, SeekTo::Timestamp(9_000_000))
+            .await
+            .unwrap();
+        assert_eq!(consumer.position("timed", 0), Some(200));
+        // Past the end: the broker says out of range and the consumer resets.
+        consumer
+            .seek("timed", 0, SeekTo::Offset(10_000))
+            .await
+            .unwrap();
+        assert!(consumer
+            .poll(Duration::from_millis(300))
+            .await
+            .unwrap()
+            .is_empty());
+    });
+}
+
+#[test]
+fn committed_offsets_survive_a_broker_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let addr = b.addr.to_string();
+    let rt = runtime();
+    rt.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        Admin::new(client.clone())
+            .create_topic(NewTopic::new("progress", 3))
+            .await
+            .unwrap();
+        let config = ConsumerConfig {
+            group: Some("app".into()),
+            ..ConsumerConfig::default()
+        };
+        let consumer = Consumer::new(client, config);
+        consumer
+            .commit_offsets(&[("progress", 0, 5), ("progress", 2, 9)])
+            .await
+            .unwrap();
+        let err = consumer
+            .commit_offsets(&[("missing", 0, 1)])
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::UnknownTopic);
+    });
+    let b = b.restart_after_kill().unwrap();
+    rt.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        let config = ConsumerConfig {
+            group: Some("app".into()),
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client, config);
+        let got = consumer
+            .committed(&[("progress", 0), ("progress", 1), ("progress", 2)])
+            .await
+            .unwrap();
+        assert_eq!(got, vec![Some(5), None, Some(9)]);
+        // A group's consumer starts where it committed.
+        consumer.assign(&[("progress", 2)]).await.unwrap();
+        assert_eq!(consumer.position("progress", 2), Some(9));
+    });
+    drop(b);
+}
+
+#[test]
+fn retries_across_a_broker_crash_store_each_record_once() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let addr = b.addr.to_string();
+    let rt = runtime();
+    let acked = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let producing = rt.block_on(async {
+        let client = Client::connect(&addr).await.unwrap();
+        Admin::new(client.clone())
+            .create_topic(NewTopic::new("exactly", 8).fsync("always"))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            batch_size: 4096,
+            linger: Duration::from_millis(2),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client, config).await.unwrap();
+        let (acked, stop) = (acked.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut waits = Vec::new();
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let record = Record::new("exactly", format!("{i:08}")).key(format!("k{}", i % 13));
+                let delivery = producer.send(record).await.unwrap();
+                let acked = acked.clone();
+                waits.push(tokio::spawn(async move {
+                    let result = delivery.await;
+                    acked.fetch_add(1, Ordering::Relaxed);
+                    result
+                }));
+                i += 1;
+                if i % 200 == 0 {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+            producer.flush().await.unwrap();
+            let mut results = Vec::new();
+            for w in waits {
+                results.push(w.await.unwrap());
+            }
+            results
+        })
+    });
+    let wait_for = |n: usize| {
+        for _ in 0..6000 {
+            if acked.load(Ordering::Relaxed) >= n {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("fewer than {n} records were acknowledged");
+    };
+    // Crash the broker mid-stream, bring it back on the same port: the
+    // producer retries whatever was not acknowledged, some of which the
+    // broker had stored already.
+    let mut b = b;
+    for _ in 0..3 {
+        wait_for(acked.load(Ordering::Relaxed) + 3000);
+        b = b.restart_after_kill().unwrap();
+    }
+    wait_for(acked.load(Ordering::Relaxed) + 3000);
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        let results = producing.await.unwrap();
+        let failed: Vec<_> = results.iter().filter_map(|r| r.as_ref().err()).collect();
+        assert!(failed.is_empty(), "deliveries failed: {:?}", failed.first());
+        let total = results.len();
+
+        let client = Client::connect(&addr).await.unwrap();
+        let config = ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client, config);
+        consumer.assign_topic("exactly").await.unwrap();
+        let records = consume_n(&mut consumer, total).await;
+        let mut seen = BTreeSet::new();
+        for r in &records {
+            assert!(
+                seen.insert(r.value.clone().unwrap()),
+                "stored twice: {:?}",
+                r.value
+            );
+        }
+        assert_eq!(seen.len(), total, "every record stored");
+        assert!(
+            consumer
+                .poll(Duration::from_millis(300))
+                .await
+                .unwrap()
+                .is_empty(),
+            "no duplicates after"
+        );
+    });
+    drop(b);
+}
+
+/// A TCP proxy to the broker that, once, forwards a produce request but
+/// swallows its response and cuts the connection: the broker stored the
+/// batch, the producer never heard, as when a broker dies after a write.
+fn lossy_proxy(broker: std::net::SocketAddr, swallow_response: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{Shutdown, TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let fired = Arc::new(AtomicBool::new(false));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(broker).unwrap();
+            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
+            let (mut s_in, mut c_out) = (server, client);
+            let fired = fired.clone();
+            std::thread::spawn(move || {
+                let mut seen = 0;
+                loop {
+                    let mut head = [0u8; 16];
+                    if s_in.read_exact(&mut head).is_err() {
+                        break;
+                    }
+                    let len =
+                        u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize - 12;
+                    let mut body = vec![0u8; len];
+                    if s_in.read_exact(&mut body).is_err() {
+                        break;
+                    }
+                    let produce = u16::from_be_bytes([head[12], head[13]]) == 1;
+                    seen += usize::from(produce);
+                    if produce && seen == swallow_response && !fired.swap(true, Ordering::SeqCst) {
+                        let _ = c_out.shutdown(Shutdown::Both);
+                        let _ = s_in.shutdown(Shutdown::Both);
+                        break;
+                    }
+                    if c_out
+                        .write_all(&head)
+                        .and_then(|()| c_out.write_all(&body))
+                        .is_err()
+                    {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_lost_acknowledgement_is_retried_without_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    let proxy = lossy_proxy(b.addr, 5);
+    runtime().block_on(async {
+        let client = Client::connect(&proxy.to_string()).await.unwrap();
+        Admin::new(client.clone())
+            .create_topic(NewTopic::new("once", 2))
+            .await
+            .unwrap();
+        let config = ProducerConfig {
+            batch_size: 512,
+            max_in_flight: 1,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config).await.unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..400 {
+            deliveries.push(
+                producer
+                    .send(Record::new("once", format!("{i:05}")).partition(i % 2))
+                    .await
+                    .unwrap(),
+            );
+        }
+        producer.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
+        let config = ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client, config);
+        consumer.assign_topic("once").await.unwrap();
+        let records = consume_n(&mut consumer, 400).await;
+        let values: BTreeSet<_> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+        assert_eq!(
+            (records.len(), values.len()),
+            (400, 400),
+            "each record stored exactly once"
+        );
+        assert!(consumer
+            .poll(Duration::from_millis(200))
+            .await
+            .unwrap()
+            .is_empty());
+    });
+}
+
+#[test]
+fn errors_have_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path());
+    runtime().block_on(async {
+        let err = Client::connect("127.0.0.1:1").await.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::BrokerUnreachable);
+        assert!(err.is_retriable());
+        let client = Client::connect(&b.addr.to_string()).await.unwrap();
+        let admin = Admin::new(client.clone());
+        assert_eq!(
+            admin.describe_topic("nope").await.unwrap_err().kind(),
+            ErrorKind::UnknownTopic
+        );
+        admin.create_topic(NewTopic::new("t", 2)).await.unwrap();
+        assert_eq!(
+            admin
+                .create_topic(NewTopic::new("t", 2))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::TopicExists
+        );
+        assert_eq!(
+            admin
+                .create_topic(NewTopic::new("bad name", 2))
+                .await
+                .unwrap_err()
+                .kind(),
+            ErrorKind::InvalidConfig
+        );
+        let producer = Producer::new(client.clone(), ProducerConfig::default())
+            .await
+            .unwrap();
+        let err = producer.send(Record::new("nope", "v")).await.err().unwrap();
+        assert_eq!(err.kind(), ErrorKind::UnknownTopic);
+        let err = producer
+            .send(Record::new("t", "v").partition(5))
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(err.kind(), ErrorKind::UnknownPartition);
+        let all = ProducerConfig {
+            acks: ringlog_client::Acks::All,
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), all).await.unwrap();
+        let err = producer
+            .send(Record::new("t", "v"))
+            .await
+            .unwrap()
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::InvalidAcks);
+        let list = admin.list_topics().await.unwrap();
+        assert!(list.iter().any(|t| t.name == "t"));
+        admin.delete_topic("t").await.unwrap();
+        assert_eq!(
+            admin.delete_topic("t").await.unwrap_err().kind(),
+            ErrorKind::UnknownTopic
+        );
+    });
+}
