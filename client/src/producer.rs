@@ -179,6 +179,7 @@ pub struct RecordMetadata {
 }
 
 /// Resolves when the record is acknowledged (or failed for good).
+#[must_use = "a record's delivery can fail; await it to know"]
 pub struct Delivery {
     rx: oneshot::Receiver<Result<RecordMetadata>>,
 }

@@ -116,13 +116,15 @@ fn seek_by_timestamp_offset_and_ends() {
             ..ProducerConfig::default()
         };
         let producer = Producer::new(client.clone(), config).await.unwrap();
+        let mut deliveries = Vec::new();
         for i in 0..200i64 {
-            let _ = producer
-                .send(Record::new("timed", format!("v{i}")).timestamp(1_000_000 + i * 10))
-                .await
-                .unwrap();
+            let record = Record::new("timed", format!("v{i}")).timestamp(1_000_000 + i * 10);
+            deliveries.push(producer.send(record).await.unwrap());
         }
         producer.flush().await.unwrap();
+        for d in deliveries {
+            d.await.unwrap();
+        }
         let mut consumer = Consumer::new(client, ConsumerConfig::default());
         consumer.assign(&[("timed", 0)]).await.unwrap();
         assert_eq!(
@@ -221,7 +223,7 @@ fn retries_across_a_broker_crash_store_each_record_once() {
     let rt = runtime();
     let acked = Arc::new(AtomicUsize::new(0));
     let stop = Arc::new(AtomicBool::new(false));
-    let producing = rt.block_on(async {
+    let producer = rt.block_on(async {
         let client = Client::connect(&addr).await.unwrap();
         Admin::new(client.clone())
             .create_topic(NewTopic::new("exactly", 8).fsync("always"))
@@ -232,9 +234,11 @@ fn retries_across_a_broker_crash_store_each_record_once() {
             linger: Duration::from_millis(2),
             ..ProducerConfig::default()
         };
-        let producer = Producer::new(client, config).await.unwrap();
+        Producer::new(client, config).await.unwrap()
+    });
+    let producing = {
         let (acked, stop) = (acked.clone(), stop.clone());
-        tokio::spawn(async move {
+        rt.spawn(async move {
             let mut waits = Vec::new();
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
@@ -258,7 +262,7 @@ fn retries_across_a_broker_crash_store_each_record_once() {
             }
             results
         })
-    });
+    };
     let wait_for = |n: usize| {
         for _ in 0..6000 {
             if acked.load(Ordering::Relaxed) >= n {
