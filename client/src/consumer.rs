@@ -101,6 +101,31 @@ struct InFlight {
 }
 
 /// Reads records from assigned partitions.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let bin = ringlog_server::testing::server_binary();
+/// # let broker = ringlog_server::testing::BrokerProcess::start(&bin, dir.path(), 1, &[]).unwrap();
+/// # let addr = broker.addr.to_string();
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use std::time::Duration;
+/// use ringlog_client::{Admin, Client, Consumer, ConsumerConfig, NewTopic, Producer, ProducerConfig, Record, SeekTo};
+///
+/// let client = Client::connect(&addr).await?;
+/// Admin::new(client.clone()).create_topic(NewTopic::new("events", 1)).await?;
+/// let producer = Producer::new(client.clone(), ProducerConfig::default()).await?;
+/// producer.send(Record::new("events", "first")).await?.await?;
+///
+/// let config = ConsumerConfig { group: Some("reporting".into()), ..ConsumerConfig::default() };
+/// let mut consumer = Consumer::new(client, config);
+/// consumer.assign(&[("events", 0)]).await?;
+/// consumer.seek("events", 0, SeekTo::Beginning).await?;
+/// let records = consumer.poll(Duration::from_secs(5)).await?;
+/// assert_eq!(records[0].value.as_deref(), Some(&b"first"[..]));
+/// consumer.commit().await?; // the group resumes at offset 1
+/// assert_eq!(consumer.committed(&[("events", 0)]).await?, vec![Some(1)]);
+/// # Ok::<(), ringlog_client::Error>(()) }).unwrap();
+/// ```
 pub struct Consumer {
     client: Client,
     config: ConsumerConfig,

@@ -201,6 +201,26 @@ const RECORD_MAX: usize = (8 << 20) - 1024;
 const REQUEST_BYTES_MAX: usize = 4 << 20;
 
 /// Sends records to the broker. Cheap to share behind an `Arc`.
+///
+/// ```
+/// # let dir = tempfile::tempdir().unwrap();
+/// # let bin = ringlog_server::testing::server_binary();
+/// # let broker = ringlog_server::testing::BrokerProcess::start(&bin, dir.path(), 1, &[]).unwrap();
+/// # let addr = broker.addr.to_string();
+/// # tokio::runtime::Runtime::new().unwrap().block_on(async {
+/// use ringlog_client::partitioner::partition_for_key;
+/// use ringlog_client::{Admin, Client, NewTopic, Producer, ProducerConfig, Record};
+///
+/// let client = Client::connect(&addr).await?;
+/// Admin::new(client.clone()).create_topic(NewTopic::new("orders", 3)).await?;
+/// let producer = Producer::new(client, ProducerConfig::default()).await?;
+/// let delivery = producer.send(Record::new("orders", "2 apples").key("customer-7")).await?;
+/// let stored = delivery.await?;
+/// // Same partition as Kafka's Java client would pick for this key.
+/// assert_eq!(stored.partition, partition_for_key(b"customer-7", 3));
+/// assert_eq!(stored.offset, Some(0));
+/// # Ok::<(), ringlog_client::Error>(()) }).unwrap();
+/// ```
 pub struct Producer {
     client: Client,
     config: ProducerConfig,

@@ -21,8 +21,9 @@ pub struct BrokerProcess {
     args: Vec<String>,
 }
 
-/// The `ringlog-server` binary next to the running test or bench
-/// executable (`target/<profile>/`), built first if it is missing;
+/// The `ringlog-server` binary of this build: next to the running test or
+/// bench executable (`target/<profile>/`), or in the workspace's
+/// `target/debug` (doc tests run from elsewhere); built first if missing.
 /// `RINGLOG_SERVER_BIN` overrides.
 pub fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("RINGLOG_SERVER_BIN") {
@@ -34,18 +35,31 @@ pub fn server_binary() -> PathBuf {
         .parent()
         .and_then(Path::parent)
         .unwrap_or(Path::new("."));
-    let candidate = profile_dir.join("ringlog-server");
-    if !candidate.exists() {
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut build = Command::new(cargo);
-        build.args(["build", "-p", "ringlog-server", "--bin", "ringlog-server"]);
-        if release {
-            build.arg("--release");
-        }
-        let _ = build.status();
+    let release = profile_dir.file_name().is_some_and(|n| n == "release");
+    let mut candidates = vec![profile_dir.join("ringlog-server")];
+    if let Some(target) = std::env::var_os("CARGO_TARGET_DIR") {
+        candidates.push(PathBuf::from(target).join("debug/ringlog-server"));
     }
-    candidate
+    if let Some(manifest) = std::env::var_os("CARGO_MANIFEST_DIR") {
+        let manifest = PathBuf::from(manifest);
+        candidates.push(manifest.join("../target/debug/ringlog-server"));
+        candidates.push(manifest.join("target/debug/ringlog-server"));
+    }
+    if let Some(found) = candidates.iter().find(|c| c.exists()) {
+        return found.clone();
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut build = Command::new(cargo);
+    build.args(["build", "-p", "ringlog-server", "--bin", "ringlog-server"]);
+    if release {
+        build.arg("--release");
+    }
+    let _ = build.status();
+    candidates
+        .iter()
+        .find(|c| c.exists())
+        .unwrap_or(&candidates[0])
+        .clone()
 }
 
 /// A port in 20000..32000 that is free now, varied by process and attempt.
