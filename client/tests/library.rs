@@ -34,6 +34,12 @@ async fn consume_n(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
     out
 }
 
+/// Nothing more arrives: no record was stored twice or left behind.
+async fn assert_drained(consumer: &mut Consumer) {
+    let more = consumer.poll(Duration::from_millis(300)).await.unwrap();
+    assert!(more.is_empty(), "unexpected records: {more:?}");
+}
+
 #[test]
 fn keyed_records_round_trip_across_partitions() {
     let dir = tempfile::tempdir().unwrap();
@@ -93,11 +99,7 @@ fn keyed_records_round_trip_across_partitions() {
             );
         }
         // Nothing more arrives.
-        assert!(consumer
-            .poll(Duration::from_millis(200))
-            .await
-            .unwrap()
-            .is_empty());
+        assert_drained(&mut consumer).await;
     });
 }
 
@@ -157,11 +159,7 @@ fn seek_by_timestamp_offset_and_ends() {
             .seek("timed", 0, SeekTo::Offset(10_000))
             .await
             .unwrap();
-        assert!(consumer
-            .poll(Duration::from_millis(300))
-            .await
-            .unwrap()
-            .is_empty());
+        assert_drained(&mut consumer).await;
     });
 }
 
@@ -305,14 +303,7 @@ fn retries_across_a_broker_crash_store_each_record_once() {
             );
         }
         assert_eq!(seen.len(), total, "every record stored");
-        assert!(
-            consumer
-                .poll(Duration::from_millis(300))
-                .await
-                .unwrap()
-                .is_empty(),
-            "no duplicates after"
-        );
+        assert_drained(&mut consumer).await;
     });
     drop(b);
 }
@@ -413,11 +404,7 @@ fn a_lost_acknowledgement_is_retried_without_duplicates() {
             (400, 400),
             "each record stored exactly once"
         );
-        assert!(consumer
-            .poll(Duration::from_millis(200))
-            .await
-            .unwrap()
-            .is_empty());
+        assert_drained(&mut consumer).await;
     });
 }
 

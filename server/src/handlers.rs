@@ -349,14 +349,7 @@ pub async fn metadata(
     req: MetadataRequest,
 ) -> Result<MetadataResponse, Failure> {
     let topics: Vec<Arc<Topic>> = match req.topics {
-        None => shard
-            .shared
-            .catalog
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .all()
-            .cloned()
-            .collect(),
+        None => shard.shared.topics(),
         Some(names) => names
             .iter()
             .map(|n| {

@@ -185,6 +185,14 @@ pub struct PartitionHandle {
 }
 
 impl PartitionHandle {
+    /// Syncs and closes the log (deleting its files if `delete`) and waits
+    /// for it.
+    pub async fn close(&self, delete: bool) {
+        let (reply, done) = oneshot::channel();
+        self.send(PartCmd::Close { delete, reply }).await;
+        let _ = done.await;
+    }
+
     /// Queues a command (waiting while the partition's queue is full).
     pub async fn send(&self, cmd: PartCmd) {
         if let Err(mpsc::error::SendError(cmd)) = self.tx.send(cmd).await {

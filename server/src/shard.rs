@@ -122,6 +122,12 @@ impl Shared {
         })
     }
 
+    /// Every topic, by name.
+    pub fn topics(&self) -> Vec<Arc<Topic>> {
+        let catalog = self.catalog.read().unwrap_or_else(|e| e.into_inner());
+        catalog.all().cloned().collect()
+    }
+
     /// A topic by name.
     pub fn topic(&self, name: &str) -> Option<Arc<Topic>> {
         self.catalog
@@ -242,15 +248,7 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
             }
         });
     }
-    let topics: Vec<Arc<Topic>> = shard
-        .shared
-        .catalog
-        .read()
-        .unwrap_or_else(|e| e.into_inner())
-        .all()
-        .cloned()
-        .collect();
-    for topic in topics {
+    for topic in shard.shared.topics() {
         if let Err(e) = shard.open_topic(topic.clone(), true).await {
             let _ = ready.send(Err(e.clone()));
             anyhow::bail!(e);
@@ -429,14 +427,7 @@ impl Shard {
                 .borrow_mut()
                 .remove(&(topic.name.clone(), p));
             if let Some(handle) = handle {
-                let (reply, done) = oneshot::channel();
-                handle
-                    .send(PartCmd::Close {
-                        delete: true,
-                        reply,
-                    })
-                    .await;
-                let _ = done.await;
+                handle.close(true).await;
             }
         }
     }
@@ -472,14 +463,7 @@ impl Shard {
             .map(|(_, h)| h)
             .collect();
         for handle in handles {
-            let (reply, done) = oneshot::channel();
-            handle
-                .send(PartCmd::Close {
-                    delete: false,
-                    reply,
-                })
-                .await;
-            let _ = done.await;
+            handle.close(false).await;
         }
     }
 }

@@ -345,7 +345,16 @@ fn acks_all_is_refused_until_replication_exists() {
     );
     let list = c.call(ApiKey::ListTopics, &[]);
     assert_eq!(list.error, ErrorCode::None);
-    assert_eq!(c.read_all("a", 0, 0).len(), 1);
+    // Nothing says when an acks=0 batch is stored: wait for it (bounded).
+    let mut stored = 0;
+    for _ in 0..500 {
+        stored = c.read_all("a", 0, 0).len();
+        if stored == 1 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stored, 1);
 }
 
 #[test]
