@@ -26,7 +26,7 @@ type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Reply>>>>>;
 
 /// A connection to the broker.
 pub(crate) struct Connection {
-    tx: mpsc::Sender<Vec<Bytes>>,
+    tx: mpsc::UnboundedSender<Vec<Bytes>>,
     pending: Pending,
     next_id: AtomicU64,
     closed: Arc<AtomicBool>,
@@ -54,7 +54,9 @@ impl Connection {
             })?;
         let _ = stream.set_nodelay(true);
         let (read, write) = stream.into_split();
-        let (tx, rx) = mpsc::channel::<Vec<Bytes>>(1024);
+        // Unbounded: callers bound what they have outstanding (the producer
+        // by its buffer memory), and a synchronous send keeps request order.
+        let (tx, rx) = mpsc::unbounded_channel::<Vec<Bytes>>();
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         tokio::spawn(write_loop(write, rx, closed.clone()));
@@ -81,50 +83,65 @@ impl Connection {
         (id, chunks)
     }
 
-    async fn write(&self, chunks: Vec<Bytes>) -> Result<()> {
+    fn write(&self, chunks: Vec<Bytes>) -> Result<()> {
         self.tx
             .send(chunks)
-            .await
             .map_err(|_| Error::new(ErrorKind::ConnectionLost, "connection to the broker closed"))
     }
 
-    /// Sends a request and waits for its response.
-    pub async fn call(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<Reply> {
+    /// Queues a request now (requests go out in the order of these calls)
+    /// and returns the future of its response.
+    pub fn start_call(
+        &self,
+        api: ApiKey,
+        payload: Vec<Bytes>,
+    ) -> impl std::future::Future<Output = Result<Reply>> {
         let (id, chunks) = self.frame(api, payload);
         let (reply, rx) = oneshot::channel();
         self.pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(id, reply);
-        if self.is_closed() {
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&id);
-            return Err(Error::new(
-                ErrorKind::ConnectionLost,
-                "connection to the broker closed",
-            ));
-        }
-        self.write(chunks).await?;
-        rx.await.unwrap_or_else(|_| {
+        let queued = if self.is_closed() {
             Err(Error::new(
                 ErrorKind::ConnectionLost,
                 "connection to the broker closed",
             ))
-        })
+        } else {
+            self.write(chunks)
+        };
+        if queued.is_err() {
+            self.pending
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&id);
+        }
+        async move {
+            queued?;
+            rx.await.unwrap_or_else(|_| {
+                Err(Error::new(
+                    ErrorKind::ConnectionLost,
+                    "connection to the broker closed",
+                ))
+            })
+        }
     }
 
-    /// Sends a request that gets no response (produce with acks=0).
-    pub async fn send_only(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<()> {
+    /// Sends a request and waits for its response.
+    pub async fn call(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<Reply> {
+        self.start_call(api, payload).await
+    }
+
+    /// Queues a request that gets no response (produce with acks=0).
+    pub fn send_only(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<()> {
         let (_, chunks) = self.frame(api, payload);
-        self.write(chunks).await
+        self.write(chunks)
     }
 }
 
 async fn write_loop(
     write: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Vec<Bytes>>,
+    mut rx: mpsc::UnboundedReceiver<Vec<Bytes>>,
     closed: Arc<AtomicBool>,
 ) {
     let mut out = BufWriter::with_capacity(64 * 1024, write);

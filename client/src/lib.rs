@@ -80,7 +80,8 @@ impl Client {
         &self.inner.addr
     }
 
-    async fn connection(&self) -> Result<Arc<conn::Connection>> {
+    /// The live connection, connecting again if it broke.
+    pub(crate) async fn connection(&self) -> Result<Arc<conn::Connection>> {
         let mut slot = self.inner.conn.lock().await;
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
@@ -94,14 +95,7 @@ impl Client {
 
     /// Sends a request; a request-level error becomes `Err`.
     pub(crate) async fn call_raw(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<Bytes> {
-        let reply = self.connection().await?.call(api, payload).await?;
-        if reply.error != ErrorCode::None {
-            return Err(Error::from_code(
-                reply.error,
-                String::from_utf8_lossy(&reply.payload),
-            ));
-        }
-        Ok(reply.payload)
+        reply_payload(self.connection().await?.call(api, payload).await?)
     }
 
     /// Sends an rkyv request and decodes an rkyv response.
@@ -114,9 +108,15 @@ impl Client {
         let bytes = self.call_raw(api, payload).await?;
         T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
     }
+}
 
-    /// Sends a request that gets no response.
-    pub(crate) async fn send_only(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<()> {
-        self.connection().await?.send_only(api, payload).await
+/// A reply's payload, or its request-level error.
+pub(crate) fn reply_payload(reply: conn::Reply) -> Result<Bytes> {
+    if reply.error != ErrorCode::None {
+        return Err(Error::from_code(
+            reply.error,
+            String::from_utf8_lossy(&reply.payload),
+        ));
     }
+    Ok(reply.payload)
 }

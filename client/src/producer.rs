@@ -453,7 +453,7 @@ impl Task {
                 () = sleep_until(wake) => {}
             }
             self.seal_expired();
-            self.dispatch();
+            self.dispatch().await;
             if self.idle() {
                 for f in self.flushers.drain(..) {
                     let _ = f.send(());
@@ -640,7 +640,7 @@ impl Task {
         }
     }
 
-    fn dispatch(&mut self) {
+    async fn dispatch(&mut self) {
         if let Some(until) = self.backoff_until {
             if Instant::now() < until {
                 return;
@@ -665,12 +665,20 @@ impl Task {
         if sections.is_empty() {
             return;
         }
-        let client = self.client.clone();
         let done = self.done.0.clone();
-        let acks = self.config.acks;
-        let timeout = self.config.request_timeout;
+        // Queue the request on the connection before anything else can:
+        // requests (hence batches of a partition) go out in sequence order.
+        let sent = match self.client.connection().await {
+            Ok(conn) => produce(
+                &conn,
+                self.config.acks,
+                self.config.request_timeout,
+                &sections,
+            ),
+            Err(e) => Sent::Failed(e),
+        };
         tokio::spawn(async move {
-            let results = produce(&client, acks, timeout, &sections).await;
+            let results = sent.outcomes(sections.len()).await;
             for (sealed, result) in sections.into_iter().zip(results) {
                 let _ = done.send(Done { sealed, result });
             }
@@ -732,13 +740,64 @@ async fn sleep_until(when: Option<Instant>) {
     }
 }
 
-/// One produce request for `sections`; one result (base offset) per section.
-async fn produce(
-    client: &Client,
+/// A produce request on its way.
+enum Sent<F> {
+    /// Waiting for the response.
+    Waiting(F),
+    /// acks=0: nothing will come back.
+    Unacknowledged,
+    /// Could not be sent.
+    Failed(Error),
+}
+
+impl<F: std::future::Future<Output = Result<crate::conn::Reply>>> Sent<F> {
+    /// One result (base offset) per section.
+    async fn outcomes(self, sections: usize) -> Vec<Result<Option<u64>>> {
+        let reply = match self {
+            Sent::Unacknowledged => return vec![Ok(None); sections],
+            Sent::Failed(e) => return vec![Err(e); sections],
+            Sent::Waiting(f) => f.await.and_then(crate::reply_payload),
+        };
+        let reply = match reply {
+            Ok(reply) => reply,
+            Err(e) => return vec![Err(e); sections],
+        };
+        let resp = match ProduceResponse::decode(ApiKey::Produce, &reply) {
+            Ok(resp) if resp.partitions.len() == sections => resp,
+            Ok(_) => {
+                return vec![
+                    Err(Error::new(
+                        ErrorKind::Protocol,
+                        "produce response does not match the request"
+                    ));
+                    sections
+                ]
+            }
+            Err(e) => return vec![Err(Error::new(ErrorKind::Protocol, e.to_string())); sections],
+        };
+        resp.partitions
+            .into_iter()
+            .map(
+                |p| match (ErrorCode::from_u16(p.error), p.base_offsets.first()) {
+                    (ErrorCode::None, Some(base)) => Ok(Some(*base)),
+                    (ErrorCode::None, None) => Err(Error::new(
+                        ErrorKind::Protocol,
+                        "produce response without an offset",
+                    )),
+                    (code, _) => Err(Error::from_code(code, p.message)),
+                },
+            )
+            .collect()
+    }
+}
+
+/// Queues one produce request for `sections` on `conn`, now.
+fn produce(
+    conn: &crate::conn::Connection,
     acks: Acks,
     timeout: Duration,
     sections: &[Sealed],
-) -> Vec<Result<Option<u64>>> {
+) -> Sent<impl std::future::Future<Output = Result<crate::conn::Reply>>> {
     let timeout_ms = timeout.as_millis().min(u128::from(u32::MAX)) as u32;
     let mut chunks = Vec::with_capacity(1 + 2 * sections.len());
     chunks.push(Bytes::copy_from_slice(&proto::produce_header(
@@ -755,47 +814,10 @@ async fn produce(
         chunks.push(s.bytes.clone());
     }
     if acks == Acks::None {
-        let result = client
-            .send_only(ApiKey::Produce, chunks)
-            .await
-            .map(|()| None);
-        return sections.iter().map(|_| result.clone()).collect();
+        return match conn.send_only(ApiKey::Produce, chunks) {
+            Ok(()) => Sent::Unacknowledged,
+            Err(e) => Sent::Failed(e),
+        };
     }
-    let reply = match client.call_raw(ApiKey::Produce, chunks).await {
-        Ok(reply) => reply,
-        Err(e) => return sections.iter().map(|_| Err(e.clone())).collect(),
-    };
-    let resp = match ProduceResponse::decode(ApiKey::Produce, &reply) {
-        Ok(resp) if resp.partitions.len() == sections.len() => resp,
-        Ok(_) => {
-            return sections
-                .iter()
-                .map(|_| {
-                    Err(Error::new(
-                        ErrorKind::Protocol,
-                        "produce response does not match the request",
-                    ))
-                })
-                .collect()
-        }
-        Err(e) => {
-            return sections
-                .iter()
-                .map(|_| Err(Error::new(ErrorKind::Protocol, e.to_string())))
-                .collect()
-        }
-    };
-    resp.partitions
-        .into_iter()
-        .map(
-            |p| match (ErrorCode::from_u16(p.error), p.base_offsets.first()) {
-                (ErrorCode::None, Some(base)) => Ok(Some(*base)),
-                (ErrorCode::None, None) => Err(Error::new(
-                    ErrorKind::Protocol,
-                    "produce response without an offset",
-                )),
-                (code, _) => Err(Error::from_code(code, p.message)),
-            },
-        )
-        .collect()
+    Sent::Waiting(conn.start_call(ApiKey::Produce, chunks))
 }

@@ -8,8 +8,10 @@ use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
 use ringlog_protocol::{
-    self as proto, ApiKey, DecodeError, ErrorCode, Payload, Request, HEADER_LEN,
+    self as proto, ApiKey, DecodeError, ErrorCode, Payload, ProduceRequest, Request, HEADER_LEN,
 };
+
+use crate::partition::Failure;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio_uring::buf::BoundedBuf;
 use tokio_uring::net::TcpStream;
@@ -131,11 +133,25 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         let Ok(permit) = inflight.clone().acquire_many_owned(size as u32).await else {
             break;
         };
+        let started = Instant::now();
+        let api_name = frame.api.as_ref().map_or("unknown", |a| a.name());
+        // Produce sections are queued at their partitions here, in read
+        // order; only the wait for their outcomes runs aside.
+        let work = match frame.api {
+            Ok(ApiKey::Produce) => Work::Produce(start_produce(&shard, frame).await),
+            _ => Work::Other(frame),
+        };
         let (shard, tx) = (shard.clone(), tx.clone());
         tokio_uring::spawn(async move {
-            let started = Instant::now();
-            let api_name = frame.api.as_ref().map_or("unknown", |a| a.name());
-            let response = handle(&shard, frame).await;
+            let response = match work {
+                Work::Other(frame) => handle(&shard, frame).await,
+                Work::Produce(Err(response)) => Some(response),
+                Work::Produce(Ok((api_key, request_id, pending))) => {
+                    handlers::produce_finish(&shard, pending)
+                        .await
+                        .map(|resp| payload_response(api_key, request_id, &resp))
+                }
+            };
             shard
                 .shared
                 .metrics
@@ -241,6 +257,37 @@ pub fn payload_response(api_key: u16, request_id: u64, payload: &impl Payload) -
     vec![Bytes::copy_from_slice(&header), Bytes::from(body)]
 }
 
+/// A request as the read loop hands it on.
+enum Work {
+    /// A produce already queued at its partitions, or its error response.
+    Produce(Result<(u16, u64, handlers::PendingProduce), Response>),
+    /// Anything else, run whole aside.
+    Other(Frame),
+}
+
+/// Decodes a produce and queues its sections at their partitions.
+async fn start_produce(
+    shard: &Rc<Shard>,
+    frame: Frame,
+) -> Result<(u16, u64, handlers::PendingProduce), Response> {
+    let Frame {
+        api_key,
+        request_id,
+        payload,
+        ..
+    } = frame;
+    let fail =
+        |code: ErrorCode, message: &str| error_response(shard, api_key, request_id, code, message);
+    let req = match ProduceRequest::decode(&payload) {
+        Ok(req) => req,
+        Err(e) => return Err(fail(e.code(), &e.to_string())),
+    };
+    match handlers::produce_start(shard, req, payload).await {
+        Ok(pending) => Ok((api_key, request_id, pending)),
+        Err(f) => Err(fail(f.code, &f.message)),
+    }
+}
+
 /// Decodes and runs one request; `None` when no response is due (acks=0).
 async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
     let Frame {
@@ -261,13 +308,8 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Err(e) => return reply_error(e.code(), &e.to_string()),
     };
     let result = match request {
-        Request::Produce(req) => {
-            return match handlers::produce(shard, req, payload).await {
-                Ok(None) => None,
-                Ok(Some(resp)) => Some(payload_response(api_key, request_id, &resp)),
-                Err(f) => reply_error(f.code, &f.message),
-            }
-        }
+        // Produce goes through start_produce in the read loop.
+        Request::Produce(_) => Err(Failure::new(ErrorCode::Unknown, "produce out of order")),
         Request::Fetch(req) => {
             return Some(match handlers::fetch(shard, req).await {
                 Ok(body) => {

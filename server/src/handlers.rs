@@ -61,11 +61,16 @@ fn split_batches(mut section: BytesMut, max: usize) -> Vec<BytesMut> {
 /// Produce: every section goes to its partition's shard as a slice of the
 /// frame; answers once each partition stored (and synced, per its policy)
 /// its batches. `Ok(None)` for acks=0.
-pub async fn produce(
+///
+/// Split in two: [`produce_start`] hands every section to its partition and
+/// runs in the connection's read loop, so requests to a partition are
+/// applied in the order they arrived (an idempotent producer pipelines and
+/// counts on it); [`produce_finish`] waits for the outcomes.
+pub async fn produce_start(
     shard: &Rc<Shard>,
     req: ProduceRequest,
     mut payload: BytesMut,
-) -> Result<Option<ProduceResponse>, Failure> {
+) -> Result<PendingProduce, Failure> {
     match req.acks {
         0 | 1 => {}
         -1 => {
@@ -112,8 +117,22 @@ pub async fn produce(
         }
         waits.push((section.topic, section.partition, rx));
     }
-    let mut partitions = Vec::with_capacity(waits.len());
-    for (topic, partition, rx) in waits {
+    Ok(PendingProduce {
+        acks: req.acks,
+        waits,
+    })
+}
+
+/// A produce whose sections are queued at their partitions.
+pub struct PendingProduce {
+    acks: i16,
+    waits: Vec<(String, u32, oneshot::Receiver<ProduceOutcome>)>,
+}
+
+/// Waits for every section's outcome; `None` for acks=0.
+pub async fn produce_finish(shard: &Shard, pending: PendingProduce) -> Option<ProduceResponse> {
+    let mut partitions = Vec::with_capacity(pending.waits.len());
+    for (topic, partition, rx) in pending.waits {
         let outcome = rx.await.unwrap_or_else(|_| ProduceOutcome {
             base_offsets: Vec::new(),
             failure: Some(Failure::new(
@@ -135,7 +154,7 @@ pub async fn produce(
             base_offsets: outcome.base_offsets,
         });
     }
-    Ok((req.acks != 0).then_some(ProduceResponse { partitions }))
+    (pending.acks != 0).then_some(ProduceResponse { partitions })
 }
 
 /// Fetch: reads every partition (on its shard); if fewer than `min_bytes`

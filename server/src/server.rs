@@ -68,6 +68,7 @@ pub struct Broker {
     pub metrics: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
+    shard_count: usize,
 }
 
 impl Broker {
@@ -118,6 +119,7 @@ impl Broker {
             metrics: None,
             shutdown,
             threads,
+            shard_count: n,
         };
         for _ in 0..n {
             match ready_rx.recv() {
@@ -156,6 +158,11 @@ impl Broker {
         for thread in self.threads.drain(..) {
             let _ = thread.join();
         }
+    }
+
+    /// Shard threads started.
+    pub fn shards(&self) -> usize {
+        self.shard_count
     }
 
     /// True once every shard thread has exited.

@@ -1,0 +1,420 @@
+//! Runs producers and consumers against a broker and gathers the figures.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use hdrhistogram::Histogram;
+use ringlog_client::{
+    Acks, Admin, Client, Consumer, ConsumerConfig, ErrorKind, NewTopic, OffsetReset, Producer,
+    ProducerConfig, Record,
+};
+use serde::Serialize;
+
+use crate::message;
+use crate::stats::{histogram, Latency, Throughput, Verifier};
+
+/// What to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Producers only.
+    Produce,
+    /// Consumers only, reading what is in the topic.
+    Consume,
+    /// Producers and consumers at once; latency from send to receipt.
+    E2e,
+}
+
+/// Every parameter of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Params {
+    /// Mode.
+    pub mode: Mode,
+    /// Broker address.
+    pub broker: String,
+    /// Topic.
+    pub topic: String,
+    /// Partitions of the topic created.
+    pub partitions: u32,
+    /// Producer count.
+    pub producers: u32,
+    /// Consumer count.
+    pub consumers: u32,
+    /// Bytes per message value.
+    pub message_size: usize,
+    /// Producer batch size.
+    pub batch_size: usize,
+    /// Producer linger.
+    pub linger_ms: u64,
+    /// 0, 1 or all.
+    pub acks: String,
+    /// fsync policy of the topic created.
+    pub fsync: String,
+    /// Total messages (None: run for `duration_secs`).
+    pub messages: Option<u64>,
+    /// Seconds to produce (after warm-up) when `messages` is None.
+    pub duration_secs: Option<f64>,
+    /// Open-loop rate, all producers together.
+    pub rate: Option<f64>,
+    /// Seconds excluded from the figures at the start.
+    pub warmup_secs: f64,
+    /// Shards of the embedded broker, if any.
+    pub embedded_shards: Option<usize>,
+}
+
+/// The figures of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    /// Parameters.
+    pub params: Params,
+    /// Per producer, measured after warm-up.
+    pub producers: Vec<Throughput>,
+    /// All producers.
+    pub produce: Option<Throughput>,
+    /// Acknowledgement latency: from the intended send time (open loop) or
+    /// the send call (closed loop) to the acknowledgement.
+    pub ack_latency: Option<Latency>,
+    /// Per consumer.
+    pub consumers: Vec<Throughput>,
+    /// All consumers.
+    pub consume: Option<Throughput>,
+    /// Send to receipt (e2e): from the time in the message to its arrival.
+    pub e2e_latency: Option<Latency>,
+    /// Acknowledged (produce/e2e) or consumed (consume) messages per second, second by second.
+    pub timeline: Vec<(f64, u64)>,
+    /// Messages every consumer checked.
+    pub verified: u64,
+    /// What verification found wrong (the first few).
+    pub errors: Vec<String>,
+    /// Count of errors.
+    pub error_count: u64,
+}
+
+struct Shared {
+    params: Params,
+    started: Instant,
+    warm_until: Instant,
+    /// Producers stop sending (duration mode).
+    stop: AtomicBool,
+    /// Producers have all finished: `sent` is final.
+    produced: AtomicBool,
+    acked: AtomicU64,
+    consumed: AtomicU64,
+    sent: Mutex<Vec<u64>>,
+}
+
+/// Runs the benchmark against `params.broker`; `progress` is called about
+/// once a second with (seconds, acked, consumed).
+pub async fn run(
+    params: Params,
+    progress: impl Fn(f64, u64, u64) + Send + 'static,
+) -> anyhow::Result<Report> {
+    let client = Client::connect(&params.broker)
+        .await
+        .context("connecting to the broker")?;
+    let admin = Admin::new(client.clone());
+    if params.mode != Mode::Consume {
+        let topic = NewTopic::new(&params.topic, params.partitions).fsync(&params.fsync);
+        match admin.create_topic(topic).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::TopicExists => bail!(
+                "topic {:?} exists: choose another --topic or delete it (ringlog topic delete {})",
+                params.topic,
+                params.topic
+            ),
+            Err(e) => return Err(e).context("creating the topic"),
+        }
+    }
+    let meta = admin
+        .describe_topic(&params.topic)
+        .await
+        .context("describing the topic")?;
+    let partitions = meta.config.partitions;
+    // In consume mode the target is what the topic holds now.
+    let stored: u64 = meta
+        .partitions
+        .iter()
+        .map(|p| p.log_end - p.log_start)
+        .sum();
+
+    let now = Instant::now();
+    let shared = Arc::new(Shared {
+        params: params.clone(),
+        started: now,
+        warm_until: now + Duration::from_secs_f64(params.warmup_secs),
+        stop: AtomicBool::new(false),
+        produced: AtomicBool::new(params.mode == Mode::Consume),
+        acked: AtomicU64::new(0),
+        consumed: AtomicU64::new(0),
+        sent: Mutex::new(vec![0; params.producers as usize]),
+    });
+
+    let ticker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut timeline = Vec::new();
+            let (mut last_acked, mut last_consumed) = (0, 0);
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let t = shared.started.elapsed().as_secs_f64();
+                let (acked, consumed) = (
+                    shared.acked.load(Ordering::Relaxed),
+                    shared.consumed.load(Ordering::Relaxed),
+                );
+                let delta = if shared.params.mode == Mode::Consume {
+                    consumed - last_consumed
+                } else {
+                    acked - last_acked
+                };
+                timeline.push((t, delta));
+                (last_acked, last_consumed) = (acked, consumed);
+                progress(t, acked, consumed);
+                if shared.stop.load(Ordering::Relaxed) && shared.produced.load(Ordering::Relaxed) {
+                    return timeline;
+                }
+            }
+        })
+    };
+
+    let mut producer_tasks = Vec::new();
+    if params.mode != Mode::Consume {
+        for p in 0..params.producers {
+            let client = Client::connect(&params.broker).await?;
+            producer_tasks.push(tokio::spawn(produce(shared.clone(), client, p, partitions)));
+        }
+    }
+    let mut consumer_tasks = Vec::new();
+    if params.mode != Mode::Produce {
+        for _ in 0..params.consumers {
+            let client = Client::connect(&params.broker).await?;
+            consumer_tasks.push(tokio::spawn(consume(shared.clone(), client, stored)));
+        }
+    }
+    if params.mode != Mode::Consume {
+        if let (None, Some(secs)) = (params.messages, params.duration_secs) {
+            tokio::time::sleep(Duration::from_secs_f64(params.warmup_secs + secs)).await;
+            shared.stop.store(true, Ordering::Relaxed);
+        }
+    }
+
+    let mut ack_hist = histogram();
+    let mut producers = Vec::new();
+    for t in producer_tasks {
+        let (h, tp) = t.await??;
+        ack_hist.add(&h).ok();
+        producers.push(tp);
+    }
+    shared.produced.store(true, Ordering::Relaxed);
+    shared.stop.store(true, Ordering::Relaxed);
+    let sent = shared
+        .sent
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
+
+    let mut e2e_hist = histogram();
+    let mut consumers = Vec::new();
+    let (mut verified, mut errors, mut error_count) = (0, Vec::new(), 0);
+    for t in consumer_tasks {
+        let (h, tp, mut verifier) = t.await??;
+        if params.mode == Mode::E2e {
+            verifier.check_complete(&sent);
+        }
+        e2e_hist.add(&h).ok();
+        consumers.push(tp);
+        verified += verifier.received;
+        error_count += verifier.error_count;
+        errors.extend(verifier.errors);
+    }
+    let timeline = ticker.await?;
+
+    let sum = |list: &[Throughput]| {
+        let secs = list.iter().map(|t| t.seconds).fold(0.0, f64::max);
+        Throughput::of(
+            list.iter().map(|t| t.messages).sum(),
+            list.iter().map(|t| t.bytes).sum(),
+            secs,
+        )
+    };
+    Ok(Report {
+        produce: (!producers.is_empty()).then(|| sum(&producers)),
+        ack_latency: (!producers.is_empty()).then(|| Latency::of(&ack_hist)),
+        consume: (!consumers.is_empty()).then(|| sum(&consumers)),
+        e2e_latency: (params.mode == Mode::E2e).then(|| Latency::of(&e2e_hist)),
+        params,
+        producers,
+        consumers,
+        timeline,
+        verified,
+        errors,
+        error_count,
+    })
+}
+
+fn acks(text: &str) -> anyhow::Result<Acks> {
+    text.parse::<Acks>().map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// One producer: sends its share, open loop at its share of `rate` if set.
+async fn produce(
+    shared: Arc<Shared>,
+    client: Client,
+    index: u32,
+    partitions: u32,
+) -> anyhow::Result<(Histogram<u64>, Throughput)> {
+    let p = &shared.params;
+    let config = ProducerConfig {
+        batch_size: p.batch_size,
+        linger: Duration::from_millis(p.linger_ms),
+        acks: acks(&p.acks)?,
+        buffer_memory: (64 << 20).max(p.batch_size * 64),
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client, config).await?;
+    let share = p.messages.map(|n| {
+        n / u64::from(p.producers) + u64::from(u64::from(index) < n % u64::from(p.producers))
+    });
+    let interval = p
+        .rate
+        .map(|r| Duration::from_secs_f64(f64::from(p.producers) / r));
+    let (tx, mut rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Instant, bool, usize, ringlog_client::Delivery)>();
+    let acker = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let mut h = histogram();
+            let (mut msgs, mut bytes) = (0u64, 0u64);
+            let (mut first, mut last) = (None, None);
+            while let Some((intended, measured, size, delivery)) = rx.recv().await {
+                delivery.await?;
+                let now = Instant::now();
+                shared.acked.fetch_add(1, Ordering::Relaxed);
+                if measured {
+                    h.saturating_record(now.duration_since(intended).as_micros() as u64);
+                    msgs += 1;
+                    bytes += size as u64;
+                    first.get_or_insert(intended);
+                    last = Some(now);
+                }
+            }
+            let secs = match (first, last) {
+                (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+                _ => 0.0,
+            };
+            anyhow::Ok((h, Throughput::of(msgs, bytes, secs)))
+        })
+    };
+    let start = Instant::now();
+    let mut seq = 0u64;
+    loop {
+        if share.is_some_and(|n| seq >= n)
+            || (share.is_none() && shared.stop.load(Ordering::Relaxed))
+        {
+            break;
+        }
+        let intended = match interval {
+            Some(every) => {
+                let at = start + every.mul_f64(seq as f64);
+                if at > Instant::now() {
+                    tokio::time::sleep_until(at.into()).await;
+                }
+                at
+            }
+            None => Instant::now(),
+        };
+        // The message carries its intended send time, so lateness counts.
+        let lateness = Instant::now().saturating_duration_since(intended);
+        let sent_ns = message::wall_ns().saturating_sub(lateness.as_nanos() as u64);
+        let value = message::encode(index, seq, sent_ns, p.message_size);
+        let partition = ((seq + u64::from(index)) % u64::from(partitions)) as u32;
+        let delivery = producer
+            .send(Record::new(&p.topic, value).partition(partition))
+            .await?;
+        let measured = intended >= shared.warm_until;
+        if tx
+            .send((intended, measured, p.message_size, delivery))
+            .is_err()
+        {
+            break;
+        }
+        seq += 1;
+    }
+    producer.flush().await?;
+    drop(tx);
+    shared.sent.lock().unwrap_or_else(|e| e.into_inner())[index as usize] = seq;
+    acker.await?
+}
+
+/// One consumer: reads every partition from the beginning, checking every
+/// message, until it has all that was produced (or, in consume mode, all
+/// that was stored when the run began).
+async fn consume(
+    shared: Arc<Shared>,
+    client: Client,
+    stored: u64,
+) -> anyhow::Result<(Histogram<u64>, Throughput, Verifier)> {
+    let p = &shared.params;
+    let config = ConsumerConfig {
+        auto_offset_reset: OffsetReset::Earliest,
+        max_partition_fetch_bytes: 4 << 20,
+        max_poll_records: 10_000,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(client, config);
+    consumer.assign_topic(&p.topic).await?;
+    consumer.seek_all(ringlog_client::SeekTo::Beginning).await?;
+    let mut h = histogram();
+    let mut verifier = Verifier::default();
+    let (mut msgs, mut bytes) = (0u64, 0u64);
+    let (mut first, mut last) = (None, None);
+    loop {
+        let target = if p.mode == Mode::Consume {
+            Some(stored)
+        } else if shared.produced.load(Ordering::Relaxed) {
+            Some(
+                shared
+                    .sent
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .iter()
+                    .sum(),
+            )
+        } else {
+            None
+        };
+        if target.is_some_and(|t| verifier.received >= t) {
+            break;
+        }
+        let records = consumer.poll(Duration::from_millis(200)).await?;
+        let now = Instant::now();
+        let now_ns = message::wall_ns();
+        for r in &records {
+            let value = r.value.as_deref().unwrap_or_default();
+            let decoded = message::decode(value);
+            if let Ok(m) = &decoded {
+                if p.mode == Mode::E2e && now >= shared.warm_until {
+                    h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
+                }
+            }
+            verifier.record(r.partition, decoded);
+            if now >= shared.warm_until || p.mode == Mode::Consume {
+                msgs += 1;
+                bytes += value.len() as u64;
+                first.get_or_insert(now);
+                last = Some(now);
+            }
+        }
+        shared
+            .consumed
+            .fetch_add(records.len() as u64, Ordering::Relaxed);
+    }
+    let secs = match (first, last) {
+        (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+        _ => 0.0,
+    };
+    Ok((h, Throughput::of(msgs, bytes, secs), verifier))
+}
