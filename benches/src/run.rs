@@ -259,6 +259,27 @@ fn acks(text: &str) -> anyhow::Result<Acks> {
     text.parse::<Acks>().map_err(|e| anyhow::anyhow!("{e}"))
 }
 
+/// Ticks at `every`, each carrying its intended time. A thread of its own
+/// sleeps precisely (tokio's timers round to the millisecond, and in an
+/// open loop the generator's own lateness would be charged to the broker).
+fn pace(every: Duration, shared: Arc<Shared>) -> tokio::sync::mpsc::Receiver<Instant> {
+    let (tx, rx) = tokio::sync::mpsc::channel(100_000);
+    std::thread::spawn(move || {
+        let start = Instant::now();
+        for n in 0u64.. {
+            let at = start + every.mul_f64(n as f64);
+            let now = Instant::now();
+            if at > now {
+                std::thread::sleep(at - now);
+            }
+            if shared.stop.load(Ordering::Relaxed) || tx.blocking_send(at).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// One producer: sends its share, open loop at its share of `rate` if set.
 async fn produce(
     shared: Arc<Shared>,
@@ -308,7 +329,7 @@ async fn produce(
             anyhow::Ok((h, Throughput::of(msgs, bytes, secs)))
         })
     };
-    let start = Instant::now();
+    let mut pacer = interval.map(|every| pace(every, shared.clone()));
     let mut seq = 0u64;
     loop {
         if share.is_some_and(|n| seq >= n)
@@ -316,14 +337,11 @@ async fn produce(
         {
             break;
         }
-        let intended = match interval {
-            Some(every) => {
-                let at = start + every.mul_f64(seq as f64);
-                if at > Instant::now() {
-                    tokio::time::sleep_until(at.into()).await;
-                }
-                at
-            }
+        let intended = match &mut pacer {
+            Some(ticks) => match ticks.recv().await {
+                Some(at) => at,
+                None => break,
+            },
             None => Instant::now(),
         };
         // The message carries its intended send time, so lateness counts.

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# The reference run of benches/RESULTS.md: this machine's disk and loopback
+# limits (fio, iperf3), then ringlog-bench against them, all in one go.
+#
+#   bash benches/run-reference.sh [DIR]    # DIR: data and fio files (default: target/bench-data)
+#
+# Needs fio and iperf3 (apt-get install -y fio iperf3). Figures (JSON) and
+# plots (SVG) land in benches/results/; a summary table is printed at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dir=${1:-target/bench-data}
+out=benches/results
+mkdir -p "$dir" "$out"
+dir=$(cd "$dir" && pwd)
+for tool in fio iperf3; do
+  command -v $tool >/dev/null || { echo "$tool is required: apt-get install -y fio iperf3" >&2; exit 1; }
+done
+
+echo "== machine"
+{ nproc; grep -m1 "model name" /proc/cpuinfo; free -g | sed -n 2p; uname -r; df -h "$dir" | tail -1; } | tee "$out/machine.txt"
+
+echo "== fio: sequential 64 KiB direct writes, io_uring, iodepth 8 (the disk limit)"
+fio --name=seqwrite --filename="$dir/fio-seq.dat" --size=4G --rw=write --bs=64k \
+    --ioengine=io_uring --direct=1 --iodepth=8 --runtime=20 --time_based \
+    --output-format=json > "$out/fio-seq.json"
+echo "== fio: 4 KiB writes, each followed by fdatasync (the sync latency)"
+fio --name=syncwrite --filename="$dir/fio-sync.dat" --size=256M --rw=write --bs=4k \
+    --ioengine=sync --fdatasync=1 --runtime=15 --time_based \
+    --output-format=json > "$out/fio-sync.json"
+rm -f "$dir/fio-seq.dat" "$dir/fio-sync.dat"
+
+echo "== iperf3: loopback TCP, one stream (the network limit)"
+iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
+sleep 1
+iperf3 -c 127.0.0.1 -p 5299 -t 10 -J > "$out/iperf3.json"
+wait || true
+
+echo "== build"
+cargo build --release -p ringlog-bench -p ringlog-server
+bench=target/release/ringlog-bench
+common=(--message-size 1024 --batch-size 65536 --acks 1 --partitions 4)
+
+run() { # name, then ringlog-bench arguments
+  local name=$1; shift
+  echo "== $name: ringlog-bench $*"
+  "$bench" "$@" --json "$out/$name.json" --plot "$out/$name.svg" | grep -v '^t='
+}
+
+for shards in 1 2; do
+  run "produce-never-${shards}shard" produce --embedded --shards $shards "${common[@]}" --fsync never --duration 15 --warmup 3
+  run "produce-always-${shards}shard" produce --embedded --shards $shards "${common[@]}" --fsync always --duration 15 --warmup 3
+done
+
+echo "== consume from disk: a broker of its own, produce, drop the page cache, consume"
+rm -rf "$dir/broker"
+target/release/ringlog-server --data-dir "$dir/broker" --listen 127.0.0.1:29292 --metrics-listen off --shards 2 > "$out/broker.log" 2>&1 &
+broker=$!
+sleep 1
+run "consume-produce" produce --broker 127.0.0.1:29292 --topic disk "${common[@]}" --fsync never --messages 3000000
+sync
+if echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then echo "page cache dropped"; else echo "cannot drop the page cache here: the consume reads from memory"; fi
+run "consume-disk" consume --broker 127.0.0.1:29292 --topic disk --consumers 1
+kill -TERM $broker; wait $broker || true
+rm -rf "$dir/broker"
+
+peak=$(python3 -c "import json; print(int(json.load(open('$out/produce-never-2shard.json'))['produce']['messages_per_sec']))")
+run "e2e-10k-never" e2e --embedded --shards 2 "${common[@]}" --fsync never --rate 10000 --duration 20 --warmup 3
+run "e2e-10k-always" e2e --embedded --shards 2 "${common[@]}" --fsync always --rate 10000 --duration 20 --warmup 3
+run "e2e-half-peak-never" e2e --embedded --shards 2 "${common[@]}" --fsync never --rate $((peak / 2)) --duration 20 --warmup 3
+
+python3 - "$out" <<'PY'
+import json, sys
+out = sys.argv[1]
+j = lambda name: json.load(open(f"{out}/{name}.json"))
+disk = json.load(open(f"{out}/fio-seq.json"))["jobs"][0]["write"]["bw_bytes"] / 1e6
+sync = json.load(open(f"{out}/fio-sync.json"))["jobs"][0]["sync"]["lat_ns"]["percentile"]
+net = json.load(open(f"{out}/iperf3.json"))["end"]["sum_received"]["bits_per_second"] / 8e6
+limit = min(disk, net)
+print(f"\ndisk (fio 64k direct qd8): {disk:.0f} MB/s; loopback (iperf3): {net:.0f} MB/s; "
+      f"fio 4k fdatasync p99: {sync['99.000000']/1e6:.3f} ms")
+print("\n| run | MB/s | msgs/s | ratio | latency p50 / p99 / p99.9 / max (ms) |")
+print("|---|---:|---:|---:|---|")
+for name in ["produce-never-1shard", "produce-never-2shard", "produce-always-1shard", "produce-always-2shard"]:
+    r = j(name); t = r["produce"]; l = r["ack_latency"]
+    print(f"| {name} | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | {t['mb_per_sec']/limit:.0%} of min(disk, loopback) | ack {l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['p999_ms']:.2f} / {l['max_ms']:.2f} |")
+r = j("consume-disk"); t = r["consume"]
+print(f"| consume-disk | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | {t['mb_per_sec']/net:.0%} of loopback | verified {r['verified']}, errors {r['error_count']} |")
+for name in ["e2e-10k-never", "e2e-10k-always", "e2e-half-peak-never"]:
+    r = j(name); l = r["e2e_latency"]; t = r["consume"]
+    print(f"| {name} | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | rate {r['params']['rate']:.0f} | e2e {l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['p999_ms']:.2f} / {l['max_ms']:.2f} (p99.99 {l['p9999_ms']:.2f}) |")
+PY
