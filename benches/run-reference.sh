@@ -42,6 +42,8 @@ common=(--message-size 1024 --batch-size 65536 --acks 1 --partitions 4)
 
 run() { # name, then ringlog-bench arguments
   local name=$1; shift
+  # Let the previous run's dirty pages reach the disk first.
+  sync
   echo "== $name: ringlog-bench $*"
   "$bench" "$@" --json "$out/$name.json" --plot "$out/$name.svg" | grep -v '^t='
 }
@@ -64,8 +66,12 @@ kill -TERM $broker; wait $broker || true
 rm -rf "$dir/broker"
 
 peak=$(python3 -c "import json; print(int(json.load(open('$out/produce-never-2shard.json'))['produce']['messages_per_sec']))")
-run "e2e-10k-never" e2e --embedded --shards 2 "${common[@]}" --fsync never --rate 10000 --duration 20 --warmup 3
-run "e2e-10k-always" e2e --embedded --shards 2 "${common[@]}" --fsync always --rate 10000 --duration 20 --warmup 3
+# Latency runs: no linger (at 10,000 msgs/s over 4 partitions a 1 ms linger
+# would be most of the latency), one shard and two.
+for shards in 1 2; do
+  run "e2e-10k-never-${shards}shard" e2e --embedded --shards $shards "${common[@]}" --linger-ms 0 --fsync never --rate 10000 --duration 20 --warmup 3
+  run "e2e-10k-always-${shards}shard" e2e --embedded --shards $shards "${common[@]}" --linger-ms 0 --fsync always --rate 10000 --duration 20 --warmup 3
+done
 run "e2e-half-peak-never" e2e --embedded --shards 2 "${common[@]}" --fsync never --rate $((peak / 2)) --duration 20 --warmup 3
 
 python3 - "$out" <<'PY'
@@ -85,7 +91,7 @@ for name in ["produce-never-1shard", "produce-never-2shard", "produce-always-1sh
     print(f"| {name} | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | {t['mb_per_sec']/limit:.0%} of min(disk, loopback) | ack {l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['p999_ms']:.2f} / {l['max_ms']:.2f} |")
 r = j("consume-disk"); t = r["consume"]
 print(f"| consume-disk | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | {t['mb_per_sec']/net:.0%} of loopback | verified {r['verified']}, errors {r['error_count']} |")
-for name in ["e2e-10k-never", "e2e-10k-always", "e2e-half-peak-never"]:
+for name in ["e2e-10k-never-1shard", "e2e-10k-never-2shard", "e2e-10k-always-1shard", "e2e-10k-always-2shard", "e2e-half-peak-never"]:
     r = j(name); l = r["e2e_latency"]; t = r["consume"]
     print(f"| {name} | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | rate {r['params']['rate']:.0f} | e2e {l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['p999_ms']:.2f} / {l['max_ms']:.2f} (p99.99 {l['p9999_ms']:.2f}) |")
 PY
