@@ -114,4 +114,24 @@ impl Admin {
             )
             .await
     }
+
+    /// Every consumer group the broker coordinates, sorted.
+    pub async fn list_groups(&self) -> Result<Vec<String>> {
+        let resp: ringlog_protocol::ListGroupsResponse =
+            self.client.call(ApiKey::ListGroups, None).await?;
+        Ok(resp.groups)
+    }
+
+    /// A group's generation, members, assignments and committed offsets.
+    pub async fn describe_group(
+        &self,
+        group: &str,
+    ) -> Result<ringlog_protocol::DescribeGroupResponse> {
+        let req = ringlog_protocol::DescribeGroupRequest {
+            group: group.to_string(),
+        };
+        self.client
+            .call(ApiKey::DescribeGroup, Some(req.encode()))
+            .await
+    }
 }

@@ -7,10 +7,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ringlog_engine::batch::BatchView;
+use std::collections::BTreeSet;
+
 use ringlog_protocol::{
     self as proto, ApiKey, CommitOffset, CommitOffsetsRequest, CommitOffsetsResponse, ErrorCode,
-    FetchOffsetsRequest, FetchOffsetsResponse, FetchPartition, FetchRequest, ListOffsetsPartition,
-    ListOffsetsRequest, ListOffsetsResponse, Payload, TopicPartition,
+    FetchOffsetsRequest, FetchOffsetsResponse, FetchPartition, FetchRequest, GroupHeartbeatRequest,
+    GroupHeartbeatResponse, ListOffsetsPartition, ListOffsetsRequest, ListOffsetsResponse, Payload,
+    TopicPartition,
 };
 use tokio::sync::oneshot;
 
@@ -56,6 +59,15 @@ pub struct ConsumerConfig {
     pub fetch_max_bytes: u32,
     /// Most records one `poll` returns.
     pub max_poll_records: usize,
+    /// Subscribed consumers: silence after which the group evicts this one.
+    pub session_timeout: Duration,
+    /// Subscribed consumers: `range`, `roundrobin` or `sticky`.
+    pub assignor: String,
+    /// Subscribed consumers: commit positions every `auto_commit_interval`
+    /// and before giving partitions up.
+    pub auto_commit: bool,
+    /// How often auto-commit commits.
+    pub auto_commit_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -68,6 +80,10 @@ impl Default for ConsumerConfig {
             max_partition_fetch_bytes: 1 << 20,
             fetch_max_bytes: 50 << 20,
             max_poll_records: 500,
+            session_timeout: Duration::from_secs(10),
+            assignor: "range".into(),
+            auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
         }
     }
 }
@@ -135,7 +151,31 @@ pub struct Consumer {
     fetch_positions: BTreeMap<Tp, u64>,
     buffer: VecDeque<ConsumerRecord>,
     fetch: Option<InFlight>,
-    generation: u64,
+    /// Bumped by seeks and reassignments: older fetches' data is dropped.
+    fetch_epoch: u64,
+    /// Group membership, once subscribed.
+    sub: Option<Subscription>,
+    /// Partitions gained and lost, oldest first, until taken.
+    events: VecDeque<RebalanceEvent>,
+}
+
+/// A change of a subscribed consumer's partitions.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RebalanceEvent {
+    /// These partitions were given to this consumer (it starts at their
+    /// committed offsets, or per `auto_offset_reset`).
+    Assigned(Vec<(String, u32)>),
+    /// These were taken away (after their positions were committed, with
+    /// auto-commit on).
+    Revoked(Vec<(String, u32)>),
+}
+
+struct Subscription {
+    topics: Vec<String>,
+    member_id: String,
+    generation: i32,
+    next_heartbeat: Instant,
+    next_commit: Instant,
 }
 
 impl Consumer {
@@ -148,7 +188,9 @@ impl Consumer {
             fetch_positions: BTreeMap::new(),
             buffer: VecDeque::new(),
             fetch: None,
-            generation: 0,
+            fetch_epoch: 0,
+            sub: None,
+            events: VecDeque::new(),
         }
     }
 
@@ -222,7 +264,7 @@ impl Consumer {
         // Whatever is in flight was asked at the old position. Other
         // partitions lose nothing: fetch positions only advance when data
         // is buffered.
-        self.generation += 1;
+        self.fetch_epoch += 1;
         self.fetch = None;
         Ok(())
     }
@@ -298,7 +340,7 @@ impl Consumer {
         });
         self.fetch = Some(InFlight {
             rx,
-            generation: self.generation,
+            generation: self.fetch_epoch,
         });
     }
 
@@ -308,6 +350,7 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = Instant::now() + timeout;
         loop {
+            self.group_duties().await?;
             if !self.buffer.is_empty() {
                 let n = self.buffer.len().min(self.config.max_poll_records.max(1));
                 let out: Vec<ConsumerRecord> = self.buffer.drain(..n).collect();
@@ -318,29 +361,248 @@ impl Consumer {
                 self.ensure_fetch();
                 return Ok(out);
             }
+            // Wake for the next heartbeat too, if that comes first.
+            let wake = self
+                .sub
+                .as_ref()
+                .map_or(deadline, |s| deadline.min(s.next_heartbeat));
             if self.fetch_positions.is_empty() {
-                tokio::time::sleep_until(deadline.into()).await;
-                return Ok(Vec::new());
+                tokio::time::sleep_until(wake.into()).await;
+                if Instant::now() >= deadline {
+                    return Ok(Vec::new());
+                }
+                continue;
             }
             self.ensure_fetch();
             let Some(inflight) = self.fetch.as_mut() else {
                 continue;
             };
-            let result = match tokio::time::timeout_at(deadline.into(), &mut inflight.rx).await {
+            let result = match tokio::time::timeout_at(wake.into(), &mut inflight.rx).await {
                 // The fetch stays in flight for the next poll.
-                Err(_) => return Ok(Vec::new()),
+                Err(_) if Instant::now() >= deadline => return Ok(Vec::new()),
+                Err(_) => continue,
                 Ok(result) => result.unwrap_or_else(|_| {
                     Err(Error::new(ErrorKind::ConnectionLost, "fetch abandoned"))
                 }),
             };
             let generation = inflight.generation;
             self.fetch = None;
-            if generation != self.generation {
+            if generation != self.fetch_epoch {
                 continue;
             }
             self.take_fetched(result?).await?;
             self.ensure_fetch();
         }
+    }
+
+    /// Joins `group` (from [`ConsumerConfig::group`]) for these topics: the
+    /// group's members share their partitions, and `poll` keeps the
+    /// membership alive and applies rebalances (see [`Consumer::rebalance_events`]).
+    pub async fn subscribe(&mut self, topics: &[&str]) -> Result<()> {
+        self.group()?;
+        if topics.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "subscribe to at least one topic",
+            ));
+        }
+        let now = Instant::now();
+        let owned: Vec<Tp> = self.positions.keys().cloned().collect();
+        self.drop_partitions(&owned);
+        self.sub = Some(Subscription {
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            member_id: String::new(),
+            generation: -1,
+            next_heartbeat: now,
+            next_commit: now + self.config.auto_commit_interval,
+        });
+        self.heartbeat(false).await
+    }
+
+    /// Partitions gained and lost since the last call, oldest first.
+    pub fn rebalance_events(&mut self) -> Vec<RebalanceEvent> {
+        self.events.drain(..).collect()
+    }
+
+    /// The member id and generation, once the group answered.
+    pub fn membership(&self) -> Option<(String, i32)> {
+        self.sub
+            .as_ref()
+            .filter(|s| !s.member_id.is_empty())
+            .map(|s| (s.member_id.clone(), s.generation))
+    }
+
+    /// Commits (with auto-commit on) and leaves the group, so the others
+    /// take its partitions at once instead of after the session timeout.
+    pub async fn close(mut self) -> Result<()> {
+        if self.sub.is_some() {
+            if self.config.auto_commit {
+                self.commit().await?;
+            }
+            self.heartbeat(true).await?;
+        }
+        Ok(())
+    }
+
+    /// Heartbeats and auto-commits when they are due.
+    async fn group_duties(&mut self) -> Result<()> {
+        let Some(sub) = &self.sub else { return Ok(()) };
+        let now = Instant::now();
+        let (heartbeat_due, commit_due) = (now >= sub.next_heartbeat, now >= sub.next_commit);
+        if heartbeat_due {
+            self.heartbeat(false).await?;
+        }
+        if commit_due && self.config.auto_commit {
+            if let Some(sub) = self.sub.as_mut() {
+                sub.next_commit = now + self.config.auto_commit_interval;
+            }
+            match self.commit().await {
+                Ok(()) => {}
+                // A rebalance moved on: the next heartbeat catches up.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::IllegalGeneration | ErrorKind::UnknownMember
+                    ) =>
+                {
+                    if let Some(sub) = self.sub.as_mut() {
+                        sub.next_heartbeat = now;
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    fn drop_partitions(&mut self, tps: &[Tp]) {
+        for tp in tps {
+            self.positions.remove(tp);
+            self.fetch_positions.remove(tp);
+        }
+        self.buffer
+            .retain(|r| !tps.iter().any(|(t, p)| *t == r.topic && *p == r.partition));
+        self.fetch_epoch += 1;
+        self.fetch = None;
+    }
+
+    async fn heartbeat(&mut self, leave: bool) -> Result<()> {
+        let group = self.group()?.to_string();
+        let Some(sub) = self.sub.as_ref() else {
+            return Ok(());
+        };
+        let req = GroupHeartbeatRequest {
+            group,
+            member_id: sub.member_id.clone(),
+            topics: sub.topics.clone(),
+            assignor: self.config.assignor.clone(),
+            session_timeout_ms: self
+                .config
+                .session_timeout
+                .as_millis()
+                .min(u128::from(u32::MAX)) as u32,
+            owned: self
+                .positions
+                .keys()
+                .map(|(t, p)| TopicPartition {
+                    topic: t.to_string(),
+                    partition: *p,
+                })
+                .collect(),
+            leave,
+        };
+        let resp: GroupHeartbeatResponse = match self
+            .client
+            .call(ApiKey::GroupHeartbeat, Some(req.encode()))
+            .await
+        {
+            Ok(resp) => resp,
+            Err(e) if e.kind() == ErrorKind::UnknownMember => {
+                // Evicted (or the broker restarted): let go of everything
+                // and join again at once.
+                let owned: Vec<Tp> = self.positions.keys().cloned().collect();
+                self.revoke(owned, false).await;
+                if let Some(sub) = self.sub.as_mut() {
+                    sub.member_id.clear();
+                    sub.generation = -1;
+                    sub.next_heartbeat = Instant::now();
+                }
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        if leave {
+            let owned: Vec<Tp> = self.positions.keys().cloned().collect();
+            self.drop_partitions(&owned);
+            self.sub = None;
+            return Ok(());
+        }
+        if let Some(sub) = self.sub.as_mut() {
+            sub.member_id = resp.member_id;
+            sub.generation = resp.generation;
+            sub.next_heartbeat = Instant::now()
+                + Duration::from_millis(u64::from(resp.heartbeat_interval_ms.max(10)));
+        }
+        let new: BTreeSet<Tp> = resp
+            .assignment
+            .into_iter()
+            .map(|tp| (Arc::from(tp.topic.as_str()), tp.partition))
+            .collect();
+        let revoked: Vec<Tp> = self
+            .positions
+            .keys()
+            .filter(|tp| !new.contains(*tp))
+            .cloned()
+            .collect();
+        let gained: Vec<Tp> = new
+            .iter()
+            .filter(|tp| !self.positions.contains_key(*tp))
+            .cloned()
+            .collect();
+        if !revoked.is_empty() {
+            let commit = self.config.auto_commit;
+            self.revoke(revoked, commit).await;
+            // Tell the coordinator soon that they are free.
+            if let Some(sub) = self.sub.as_mut() {
+                sub.next_heartbeat = Instant::now();
+            }
+        }
+        if !gained.is_empty() {
+            let tps: Vec<(&str, u32)> = gained.iter().map(|(t, p)| (&**t, *p)).collect();
+            let committed = self.committed(&tps).await?;
+            let reset = match self.config.auto_offset_reset {
+                OffsetReset::Earliest => SeekTo::Beginning,
+                OffsetReset::Latest => SeekTo::End,
+            };
+            for ((t, p), c) in gained.iter().zip(committed) {
+                self.seek(t, *p, c.map_or(reset, SeekTo::Offset)).await?;
+            }
+            self.events.push_back(RebalanceEvent::Assigned(
+                gained.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Lets partitions go, committing their positions first if asked.
+    async fn revoke(&mut self, revoked: Vec<Tp>, commit: bool) {
+        if commit {
+            let offsets: Vec<(String, u32, u64)> = revoked
+                .iter()
+                .filter_map(|tp| self.positions.get(tp).map(|o| (tp.0.to_string(), tp.1, *o)))
+                .collect();
+            let refs: Vec<(&str, u32, u64)> = offsets
+                .iter()
+                .map(|(t, p, o)| (t.as_str(), *p, *o))
+                .collect();
+            // Best effort: a failed commit means the next owner re-reads
+            // from the previous commit (at-least-once).
+            let _ = self.commit_offsets(&refs).await;
+        }
+        self.drop_partitions(&revoked);
+        self.events.push_back(RebalanceEvent::Revoked(
+            revoked.iter().map(|(t, p)| (t.to_string(), *p)).collect(),
+        ));
     }
 
     async fn take_fetched(&mut self, payload: Bytes) -> Result<()> {
@@ -405,8 +667,11 @@ impl Consumer {
 
     /// Commits these offsets (each the next offset to consume) for the group.
     pub async fn commit_offsets(&self, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        let (member_id, generation) = self.membership().unwrap_or((String::new(), -1));
         let req = CommitOffsetsRequest {
             group: self.group()?.to_string(),
+            member_id,
+            generation,
             offsets: offsets
                 .iter()
                 .map(|(t, p, o)| CommitOffset {

@@ -42,6 +42,10 @@ pub enum ErrorKind {
     Protocol,
     /// The caller passed something invalid.
     InvalidArgument,
+    /// The consumer group no longer knows this member (evicted, or left).
+    UnknownMember,
+    /// A rebalance moved the group to a newer generation.
+    IllegalGeneration,
     /// The producer or consumer was closed.
     Closed,
     /// Anything else; the message says what.
@@ -104,6 +108,8 @@ impl Error {
             ErrorCode::ShuttingDown => ErrorKind::ShuttingDown,
             ErrorCode::UnsupportedApi | ErrorCode::MalformedRequest => ErrorKind::Protocol,
             ErrorCode::InvalidRequest => ErrorKind::InvalidArgument,
+            ErrorCode::UnknownMember => ErrorKind::UnknownMember,
+            ErrorCode::IllegalGeneration => ErrorKind::IllegalGeneration,
             ErrorCode::None | ErrorCode::Unknown => ErrorKind::Other,
         };
         let message = message.into();

@@ -38,7 +38,7 @@ use bytes::Bytes;
 use ringlog_protocol::{ApiKey, ErrorCode, Payload};
 
 pub use admin::{Admin, NewTopic};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo};
+pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceEvent, SeekTo};
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{Acks, Delivery, Producer, ProducerConfig, Record, RecordMetadata};
 pub use ringlog_protocol::{

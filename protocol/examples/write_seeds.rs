@@ -67,6 +67,8 @@ fn main() -> std::io::Result<()> {
             ApiKey::CommitOffsets,
             CommitOffsetsRequest {
                 group: "g".into(),
+                member_id: String::new(),
+                generation: -1,
                 offsets: vec![CommitOffset {
                     topic: "t".into(),
                     partition: 1,
@@ -84,6 +86,24 @@ fn main() -> std::io::Result<()> {
             .encode(),
         ),
         (ApiKey::InitProducerId, Vec::new()),
+        (
+            ApiKey::GroupHeartbeat,
+            GroupHeartbeatRequest {
+                group: "g".into(),
+                member_id: String::new(),
+                topics: vec!["t".into()],
+                assignor: "range".into(),
+                session_timeout_ms: 10_000,
+                owned: vec![tp()],
+                leave: false,
+            }
+            .encode(),
+        ),
+        (ApiKey::ListGroups, Vec::new()),
+        (
+            ApiKey::DescribeGroup,
+            DescribeGroupRequest { group: "g".into() }.encode(),
+        ),
     ];
     for (api, payload) in payloads {
         let mut frame = request_header(api, 7, payload.len()).to_vec();

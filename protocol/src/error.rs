@@ -45,11 +45,17 @@ pub enum ErrorCode {
     ShuttingDown = 18,
     /// The request is well formed but asks for something invalid.
     InvalidRequest = 19,
+    /// The group has no member of that id (never joined, left, or evicted
+    /// after its session timed out): join again with an empty id.
+    UnknownMember = 20,
+    /// The generation is not the group's current one: a rebalance happened;
+    /// heartbeat to learn the new assignment, then commit again.
+    IllegalGeneration = 21,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 20] = [
+    pub const ALL: [ErrorCode; 22] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::UnsupportedApi,
@@ -70,6 +76,8 @@ impl ErrorCode {
         ErrorCode::InvalidAcks,
         ErrorCode::ShuttingDown,
         ErrorCode::InvalidRequest,
+        ErrorCode::UnknownMember,
+        ErrorCode::IllegalGeneration,
     ];
 
     /// The code for a wire value; values this build does not know read as
@@ -85,7 +93,10 @@ impl ErrorCode {
     pub fn is_retriable(self) -> bool {
         matches!(
             self,
-            ErrorCode::NotLeader | ErrorCode::Timeout | ErrorCode::ShuttingDown
+            ErrorCode::NotLeader
+                | ErrorCode::Timeout
+                | ErrorCode::ShuttingDown
+                | ErrorCode::IllegalGeneration
         )
     }
 
@@ -112,6 +123,8 @@ impl ErrorCode {
             ErrorCode::InvalidAcks => "invalid_acks",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::UnknownMember => "unknown_member",
+            ErrorCode::IllegalGeneration => "illegal_generation",
         }
     }
 }

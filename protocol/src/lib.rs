@@ -139,11 +139,17 @@ pub enum ApiKey {
     FetchOffsets = 9,
     /// Obtain a producer id for idempotent produce.
     InitProducerId = 10,
+    /// Join, stay in, or leave a consumer group; receive an assignment.
+    GroupHeartbeat = 11,
+    /// Names of the consumer groups.
+    ListGroups = 12,
+    /// Members, assignments and offsets of a group.
+    DescribeGroup = 13,
 }
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 10] = [
+    pub const ALL: [ApiKey; 13] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -154,6 +160,9 @@ impl ApiKey {
         ApiKey::CommitOffsets,
         ApiKey::FetchOffsets,
         ApiKey::InitProducerId,
+        ApiKey::GroupHeartbeat,
+        ApiKey::ListGroups,
+        ApiKey::DescribeGroup,
     ];
 
     /// The API for a wire key, if there is one.
@@ -174,6 +183,9 @@ impl ApiKey {
             ApiKey::CommitOffsets => "commit_offsets",
             ApiKey::FetchOffsets => "fetch_offsets",
             ApiKey::InitProducerId => "init_producer_id",
+            ApiKey::GroupHeartbeat => "group_heartbeat",
+            ApiKey::ListGroups => "list_groups",
+            ApiKey::DescribeGroup => "describe_group",
         }
     }
 }
@@ -559,6 +571,12 @@ pub enum Request {
     FetchOffsets(FetchOffsetsRequest),
     /// See [`ApiKey::InitProducerId`].
     InitProducerId,
+    /// See [`ApiKey::GroupHeartbeat`].
+    GroupHeartbeat(GroupHeartbeatRequest),
+    /// See [`ApiKey::ListGroups`].
+    ListGroups,
+    /// See [`ApiKey::DescribeGroup`].
+    DescribeGroup(DescribeGroupRequest),
 }
 
 /// Decodes the payload of a request for `api`: the broker's one decoder.
@@ -587,6 +605,12 @@ pub fn decode_request(api: ApiKey, payload: &[u8]) -> Result<Request, DecodeErro
             empty(api, payload)?;
             Request::InitProducerId
         }
+        ApiKey::GroupHeartbeat => Request::GroupHeartbeat(Payload::decode(api, payload)?),
+        ApiKey::ListGroups => {
+            empty(api, payload)?;
+            Request::ListGroups
+        }
+        ApiKey::DescribeGroup => Request::DescribeGroup(Payload::decode(api, payload)?),
     })
 }
 
@@ -687,7 +711,7 @@ mod tests {
 
     proptest! {
         #[test]
-        fn decoders_never_panic(api in 0u16..12, payload in proptest::collection::vec(any::<u8>(), 0..256)) {
+        fn decoders_never_panic(api in 0u16..15, payload in proptest::collection::vec(any::<u8>(), 0..256)) {
             if let Some(api) = ApiKey::from_u16(api) {
                 let _ = decode_request(api, &payload);
             }

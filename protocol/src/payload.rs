@@ -52,6 +52,11 @@ rkyv_payload!(
     FetchOffsetsResponse,
     InitProducerIdResponse,
     ProduceResponse,
+    GroupHeartbeatRequest,
+    GroupHeartbeatResponse,
+    ListGroupsResponse,
+    DescribeGroupRequest,
+    DescribeGroupResponse,
 );
 
 /// One partition to fetch from.
@@ -248,6 +253,11 @@ pub struct CommitOffset {
 pub struct CommitOffsetsRequest {
     /// Group name.
     pub group: String,
+    /// The committing member, for a subscribed consumer; empty otherwise.
+    pub member_id: String,
+    /// The group generation the member holds, or -1 for a standalone
+    /// consumer (no membership check). A stale generation is refused.
+    pub generation: i32,
     /// Offsets to store.
     pub offsets: Vec<CommitOffset>,
 }
@@ -339,4 +349,79 @@ pub struct ProducePartitionResult {
 pub struct ProduceResponse {
     /// One result per partition section, in request order.
     pub partitions: Vec<ProducePartitionResult>,
+}
+
+/// A consumer group member's heartbeat: joins (empty `member_id`), keeps
+/// the membership alive, reports what the member owns, and receives its
+/// assignment. The broker computes assignments with the named assignor.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupHeartbeatRequest {
+    /// Group name.
+    pub group: String,
+    /// Member id from an earlier response; empty to join.
+    pub member_id: String,
+    /// Topics the member subscribes to.
+    pub topics: Vec<String>,
+    /// `range`, `roundrobin` or `sticky`.
+    pub assignor: String,
+    /// Silence after which the broker evicts the member.
+    pub session_timeout_ms: u32,
+    /// Partitions the member holds now (it has let go of anything else).
+    pub owned: Vec<TopicPartition>,
+    /// Leave the group.
+    pub leave: bool,
+}
+
+/// The member's identity, the group generation and what it may consume.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupHeartbeatResponse {
+    /// The member id to use from now on.
+    pub member_id: String,
+    /// Group generation; commits must carry it.
+    pub generation: i32,
+    /// Partitions the member may consume. A partition moving from another
+    /// member is given only once that member no longer reports owning it.
+    pub assignment: Vec<TopicPartition>,
+    /// When to heartbeat next (sooner while partitions are still moving).
+    pub heartbeat_interval_ms: u32,
+}
+
+/// Groups known to the broker.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ListGroupsResponse {
+    /// Group names, sorted.
+    pub groups: Vec<String>,
+}
+
+/// Describe group request.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DescribeGroupRequest {
+    /// Group name.
+    pub group: String,
+}
+
+/// A member as the coordinator sees it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    /// Member id.
+    pub member_id: String,
+    /// Subscribed topics.
+    pub topics: Vec<String>,
+    /// What it was last given.
+    pub assignment: Vec<TopicPartition>,
+}
+
+/// A group's members, assignments and committed offsets.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DescribeGroupResponse {
+    /// Group name.
+    pub group: String,
+    /// Current generation (0 if it has no members).
+    pub generation: i32,
+    /// Assignor in use.
+    pub assignor: String,
+    /// Members, by id.
+    pub members: Vec<GroupMember>,
+    /// Every committed offset of the group.
+    pub offsets: Vec<CommitOffset>,
 }

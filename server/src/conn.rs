@@ -349,6 +349,15 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Request::InitProducerId => {
             handlers::init_producer_id(shard).map(|r| payload_response(api_key, request_id, &r))
         }
+        Request::GroupHeartbeat(req) => handlers::group_heartbeat(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::ListGroups => handlers::list_groups(shard)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
+        Request::DescribeGroup(req) => handlers::describe_group(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
     };
     Some(result.unwrap_or_else(|f| error_response(shard, api_key, request_id, f.code, &f.message)))
 }

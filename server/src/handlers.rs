@@ -513,6 +513,8 @@ pub async fn commit_offsets(
                 p,
                 PartCmd::Commit {
                     group: req.group,
+                    member_id: req.member_id,
+                    generation: req.generation,
                     offsets: valid,
                     reply,
                 },
@@ -571,4 +573,76 @@ pub fn init_producer_id(shard: &Shard) -> Result<InitProducerIdResponse, Failure
         producer_id: shard.shared.next_producer_id()?,
         producer_epoch: 0,
     })
+}
+
+/// Group heartbeat: answered by the group's coordinator (the task of its
+/// offsets partition), given every topic's partition count.
+pub async fn group_heartbeat(
+    shard: &Rc<Shard>,
+    req: ringlog_protocol::GroupHeartbeatRequest,
+) -> Result<ringlog_protocol::GroupHeartbeatResponse, Failure> {
+    if req.group.is_empty() || req.group.len() > u16::MAX as usize {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            "group name must be 1 to 65535 bytes",
+        ));
+    }
+    let partitions = shard
+        .shared
+        .topics()
+        .iter()
+        .map(|t| (t.name.clone(), t.config.partitions))
+        .collect();
+    let p = catalog::offsets_partition(&req.group);
+    let (reply, rx) = oneshot::channel();
+    shard
+        .route(
+            catalog::OFFSETS_TOPIC,
+            p,
+            PartCmd::GroupHeartbeat {
+                req,
+                partitions,
+                reply,
+            },
+        )
+        .await;
+    rx.await
+        .unwrap_or_else(|_| Err(Failure::new(ErrorCode::ShuttingDown, "stopped")))
+}
+
+/// Every group of every coordinator, sorted.
+pub async fn list_groups(
+    shard: &Rc<Shard>,
+) -> Result<ringlog_protocol::ListGroupsResponse, Failure> {
+    let mut groups = Vec::new();
+    for p in 0..catalog::OFFSETS_PARTITIONS {
+        let (reply, rx) = oneshot::channel();
+        shard
+            .route(catalog::OFFSETS_TOPIC, p, PartCmd::ListGroups { reply })
+            .await;
+        groups.extend(rx.await.unwrap_or_default());
+    }
+    groups.sort();
+    Ok(ringlog_protocol::ListGroupsResponse { groups })
+}
+
+/// A group's members, assignments and committed offsets.
+pub async fn describe_group(
+    shard: &Rc<Shard>,
+    req: ringlog_protocol::DescribeGroupRequest,
+) -> Result<ringlog_protocol::DescribeGroupResponse, Failure> {
+    let p = catalog::offsets_partition(&req.group);
+    let (reply, rx) = oneshot::channel();
+    shard
+        .route(
+            catalog::OFFSETS_TOPIC,
+            p,
+            PartCmd::DescribeGroup {
+                group: req.group,
+                reply,
+            },
+        )
+        .await;
+    rx.await
+        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "stopped"))
 }

@@ -7,9 +7,11 @@
 //! the very buffer it arrived in. `server/README.md` follows a produce and a
 //! fetch through the shards and counts the copies of the record bytes.
 
+pub mod assignor;
 pub mod catalog;
 pub mod config;
 pub mod conn;
+pub mod group;
 pub mod handlers;
 pub mod metrics;
 pub mod partition;

@@ -64,6 +64,10 @@ pub enum PartCmd {
     Commit {
         /// Group name.
         group: String,
+        /// Committing member (empty for a standalone consumer).
+        member_id: String,
+        /// Its generation, or -1 for a standalone consumer.
+        generation: i32,
         /// The offsets.
         offsets: Vec<CommitOffset>,
         /// Success or why not.
@@ -77,6 +81,27 @@ pub enum PartCmd {
         partitions: Vec<TopicPartition>,
         /// One offset (-1 for none) per partition.
         reply: oneshot::Sender<Vec<i64>>,
+    },
+    /// A consumer group heartbeat (offsets partitions only).
+    GroupHeartbeat {
+        /// The request.
+        req: ringlog_protocol::GroupHeartbeatRequest,
+        /// Partition count of every topic.
+        partitions: std::collections::BTreeMap<String, u32>,
+        /// The member's assignment, or why not.
+        reply: oneshot::Sender<Result<ringlog_protocol::GroupHeartbeatResponse, Failure>>,
+    },
+    /// Names of this partition's groups.
+    ListGroups {
+        /// The names.
+        reply: oneshot::Sender<Vec<String>>,
+    },
+    /// A group's state and committed offsets.
+    DescribeGroup {
+        /// Group name.
+        group: String,
+        /// The description (generation 0 and no members if unknown).
+        reply: oneshot::Sender<ringlog_protocol::DescribeGroupResponse>,
     },
     /// Delete segments past retention.
     Retention,
@@ -152,6 +177,10 @@ impl PartCmd {
             PartCmd::Commit { reply, .. } => {
                 let _ = reply.send(Err(failure));
             }
+            PartCmd::GroupHeartbeat { reply, .. } => {
+                let _ = reply.send(Err(failure));
+            }
+            PartCmd::ListGroups { .. } | PartCmd::DescribeGroup { .. } => {}
             // Dropping the reply tells the asker there is no answer.
             PartCmd::Wait { .. }
             | PartCmd::Offsets { .. }
@@ -204,6 +233,8 @@ impl PartitionHandle {
     }
 }
 
+/// How often a coordinator looks for members whose session ran out.
+const GROUP_TICK: Duration = Duration::from_millis(100);
 /// Commands a partition's queue holds before senders wait.
 const QUEUE_DEPTH: usize = 1024;
 /// Batches per producer remembered for duplicate detection (Kafka's 5).
@@ -230,6 +261,7 @@ pub async fn open(
         end: Rc::new(watch::channel(log.latest()).0),
         producers: HashMap::new(),
         committed: None,
+        groups: crate::group::Groups::default(),
         metrics,
         log: Some(log),
     };
@@ -269,6 +301,8 @@ struct State {
     producers: HashMap<i64, ProducerState>,
     /// Committed offsets, for partitions of the offsets topic.
     committed: Option<HashMap<CommitKey, u64>>,
+    /// Consumer groups coordinated here (offsets partitions only).
+    groups: crate::group::Groups,
     metrics: Arc<Metrics>,
     /// Taken on close.
     log: Option<Log>,
@@ -289,7 +323,20 @@ fn last_seq(h: &BatchHeader) -> i32 {
 
 impl State {
     async fn run(mut self, mut rx: mpsc::Receiver<PartCmd>) {
-        while let Some(cmd) = rx.recv().await {
+        // Offsets partitions coordinate groups: evict silent members.
+        let mut tick = tokio::time::interval(GROUP_TICK);
+        let coordinator = self.committed.is_some();
+        loop {
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                _ = tick.tick(), if coordinator => {
+                    for evicted in self.groups.expire(std::time::Instant::now()) {
+                        tracing::info!(member = %evicted, "session timed out: member evicted");
+                    }
+                    continue;
+                }
+            };
+            let Some(cmd) = cmd else { break };
             let Some(log) = self.log.as_mut() else {
                 cmd.fail(Failure::new(
                     ErrorCode::UnknownTopic,
@@ -354,11 +401,52 @@ impl State {
                 }
                 PartCmd::Commit {
                     group,
+                    member_id,
+                    generation,
                     offsets,
                     reply,
                 } => {
-                    let result = self.commit(group, offsets).await;
+                    let result = match self.groups.check_commit(&group, &member_id, generation) {
+                        Ok(()) => self.commit(group, offsets).await,
+                        Err(f) => Err(f),
+                    };
                     let _ = reply.send(result);
+                }
+                PartCmd::GroupHeartbeat {
+                    req,
+                    partitions,
+                    reply,
+                } => {
+                    let now = std::time::Instant::now();
+                    let _ = reply.send(self.groups.heartbeat(req, &partitions, now));
+                }
+                PartCmd::ListGroups { reply } => {
+                    let _ = reply.send(self.groups.names());
+                }
+                PartCmd::DescribeGroup { group, reply } => {
+                    let (generation, assignor, members) =
+                        self.groups
+                            .describe(&group)
+                            .unwrap_or((0, String::new(), Vec::new()));
+                    let mut offsets: Vec<CommitOffset> = self
+                        .committed
+                        .iter()
+                        .flatten()
+                        .filter(|((g, _, _), _)| *g == group)
+                        .map(|((_, topic, partition), offset)| CommitOffset {
+                            topic: topic.clone(),
+                            partition: *partition,
+                            offset: *offset,
+                        })
+                        .collect();
+                    offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+                    let _ = reply.send(ringlog_protocol::DescribeGroupResponse {
+                        group,
+                        generation,
+                        assignor,
+                        members,
+                        offsets,
+                    });
                 }
                 PartCmd::Committed {
                     group,

@@ -260,6 +260,8 @@ fn committed_offsets_survive_a_crash() {
     c.create_topic("c", 3, "never");
     let commit = proto::CommitOffsetsRequest {
         group: "readers".into(),
+        member_id: String::new(),
+        generation: -1,
         offsets: vec![
             proto::CommitOffset {
                 topic: "c".into(),
@@ -285,6 +287,8 @@ fn committed_offsets_survive_a_crash() {
     assert_eq!(codes, vec![0, 0, ErrorCode::UnknownTopic as u16]);
     let newer = proto::CommitOffsetsRequest {
         group: "readers".into(),
+        member_id: String::new(),
+        generation: -1,
         offsets: vec![proto::CommitOffset {
             topic: "c".into(),
             partition: 0,
@@ -394,4 +398,84 @@ fn retention_runs_on_a_timer() {
     assert_eq!(c.list_offset("short", 0, proto::LATEST), 20);
     let kept = c.read_all("short", 0, start as u64);
     assert_eq!(kept.first().map(|(o, _)| *o as i64), Some(start));
+}
+
+#[test]
+fn group_members_with_a_stale_generation_cannot_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 2);
+    let mut c = broker.client();
+    c.create_topic("g", 4, "never");
+    let join = |c: &mut common::Client, member: &str| -> proto::GroupHeartbeatResponse {
+        let req = proto::GroupHeartbeatRequest {
+            group: "grp".into(),
+            member_id: member.into(),
+            topics: vec!["g".into()],
+            assignor: "roundrobin".into(),
+            session_timeout_ms: 30_000,
+            owned: Vec::new(),
+            leave: false,
+        };
+        c.call(ApiKey::GroupHeartbeat, &req.encode())
+            .ok(ApiKey::GroupHeartbeat)
+    };
+    let a = join(&mut c, "");
+    assert_eq!(a.assignment.len(), 4);
+    let b = join(&mut c, "");
+    assert!(b.generation > a.generation);
+    let commit = |c: &mut common::Client, member: &str, generation: i32| {
+        let req = proto::CommitOffsetsRequest {
+            group: "grp".into(),
+            member_id: member.into(),
+            generation,
+            offsets: vec![proto::CommitOffset {
+                topic: "g".into(),
+                partition: 0,
+                offset: 3,
+            }],
+        };
+        let resp: proto::CommitOffsetsResponse = c
+            .call(ApiKey::CommitOffsets, &req.encode())
+            .ok(ApiKey::CommitOffsets);
+        ErrorCode::from_u16(resp.results[0].error)
+    };
+    assert_eq!(
+        commit(&mut c, &a.member_id, a.generation),
+        ErrorCode::IllegalGeneration
+    );
+    assert_eq!(
+        commit(&mut c, "stranger", b.generation),
+        ErrorCode::UnknownMember
+    );
+    assert_eq!(commit(&mut c, &a.member_id, b.generation), ErrorCode::None);
+    let unknown = proto::GroupHeartbeatRequest {
+        group: "grp".into(),
+        member_id: "ghost".into(),
+        topics: vec!["g".into()],
+        assignor: "range".into(),
+        session_timeout_ms: 30_000,
+        owned: Vec::new(),
+        leave: false,
+    };
+    assert_eq!(
+        c.call(ApiKey::GroupHeartbeat, &unknown.encode()).error,
+        ErrorCode::UnknownMember
+    );
+    let groups: proto::ListGroupsResponse = c.call(ApiKey::ListGroups, &[]).ok(ApiKey::ListGroups);
+    assert_eq!(groups.groups, vec!["grp".to_string()]);
+    let desc = proto::DescribeGroupRequest {
+        group: "grp".into(),
+    };
+    let desc: proto::DescribeGroupResponse = c
+        .call(ApiKey::DescribeGroup, &desc.encode())
+        .ok(ApiKey::DescribeGroup);
+    assert_eq!(desc.members.len(), 2);
+    assert_eq!(
+        desc.offsets,
+        vec![proto::CommitOffset {
+            topic: "g".into(),
+            partition: 0,
+            offset: 3
+        }]
+    );
 }

@@ -59,6 +59,13 @@ enum Command {
         /// Consumer group: start from its committed offsets, commit as records are printed.
         #[arg(long)]
         group: Option<String>,
+        /// With --group: silence (ms) after which the group gives this
+        /// consumer's partitions to the others.
+        #[arg(long, default_value_t = 10_000)]
+        session_timeout_ms: u64,
+        /// With --group: range, roundrobin or sticky.
+        #[arg(long, default_value = "range")]
+        assignor: String,
         /// Output template (kcat's tokens): %s value, %k key, %p partition,
         /// %o offset, %T timestamp, %h headers, %t topic, %% a percent sign,
         /// \n newline, \t tab.
@@ -69,6 +76,22 @@ enum Command {
     Cluster {
         #[command(subcommand)]
         command: ClusterCommand,
+    },
+    /// Consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: GroupCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum GroupCommand {
+    /// List groups.
+    List,
+    /// Members, assignments, committed offsets and lag of a group.
+    Describe {
+        /// Group.
+        name: String,
     },
 }
 
@@ -223,6 +246,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             from,
             max_messages,
             group,
+            session_timeout_ms,
+            assignor,
             format,
         } => {
             let args = ConsumeArgs {
@@ -231,10 +256,13 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 from,
                 max_messages,
                 group,
+                session_timeout_ms,
+                assignor,
                 format,
             };
             consume(client, args, &mut out).await?
         }
+        Command::Group { command } => group(&client, command, &mut out).await?,
     }
     out.flush()?;
     Ok(())
@@ -355,7 +383,73 @@ struct ConsumeArgs {
     from: Option<String>,
     max_messages: Option<u64>,
     group: Option<String>,
+    session_timeout_ms: u64,
+    assignor: String,
     format: String,
+}
+
+async fn group(
+    client: &Client,
+    command: GroupCommand,
+    out: &mut impl Write,
+) -> Result<(), Failure> {
+    let admin = Admin::new(client.clone());
+    match command {
+        GroupCommand::List => {
+            for g in admin.list_groups().await? {
+                writeln!(out, "{g}")?;
+            }
+        }
+        GroupCommand::Describe { name } => {
+            let g = admin.describe_group(&name).await?;
+            writeln!(
+                out,
+                "group {}  generation {}  assignor {}  members {}",
+                g.group,
+                g.generation,
+                g.assignor,
+                g.members.len()
+            )?;
+            for m in &g.members {
+                let parts: Vec<String> = m
+                    .assignment
+                    .iter()
+                    .map(|tp| format!("{}-{}", tp.topic, tp.partition))
+                    .collect();
+                writeln!(
+                    out,
+                    "member {}  topics {}  partitions {}",
+                    m.member_id,
+                    m.topics.join(","),
+                    parts.join(",")
+                )?;
+            }
+            writeln!(out, "topic\tpartition\tcommitted\tlog-end\tlag")?;
+            let mut ends: std::collections::HashMap<String, Vec<u64>> =
+                std::collections::HashMap::new();
+            for o in &g.offsets {
+                if !ends.contains_key(&o.topic) {
+                    let end = match admin.describe_topic(&o.topic).await {
+                        Ok(t) => t.partitions.iter().map(|p| p.log_end).collect(),
+                        Err(_) => Vec::new(),
+                    };
+                    ends.insert(o.topic.clone(), end);
+                }
+                let end = ends
+                    .get(&o.topic)
+                    .and_then(|e| e.get(o.partition as usize))
+                    .copied();
+                let lag = end.map_or("?".to_string(), |e| e.saturating_sub(o.offset).to_string());
+                let end = end.map_or("?".to_string(), |e| e.to_string());
+                writeln!(
+                    out,
+                    "{}\t{}\t{}\t{end}\t{lag}",
+                    o.topic, o.partition, o.offset
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_from(from: &str) -> Result<SeekTo, Failure> {
@@ -385,23 +479,37 @@ async fn consume(client: Client, args: ConsumeArgs, out: &mut impl Write) -> Res
     let config = ConsumerConfig {
         group: args.group.clone(),
         auto_offset_reset: reset,
+        session_timeout: Duration::from_millis(args.session_timeout_ms),
+        assignor: args.assignor.clone(),
+        // What was printed is committed below, exactly.
+        auto_commit: false,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
-    let partitions: Vec<u32> = match args.partition {
-        Some(p) => {
-            consumer.assign(&[(&args.topic, p)]).await?;
-            vec![p]
+    let subscribed = args.group.is_some() && args.partition.is_none();
+    if subscribed {
+        // The group shares the topic's partitions; --from is the reset policy.
+        if matches!(from, Some(SeekTo::Offset(_) | SeekTo::Timestamp(_))) {
+            return Err(invalid(
+                "with --group, --from takes beginning or end (or add --partition)".into(),
+            ));
         }
-        None => consumer.assign_topic(&args.topic).await?,
-    };
-    // Without a group, --from places every partition; with one, committed
-    // offsets win and beginning/end only fill in (an explicit offset or
-    // timestamp still wins).
-    let explicit = matches!(from, Some(SeekTo::Offset(_) | SeekTo::Timestamp(_)));
-    if let Some(to) = from.filter(|_| args.group.is_none() || explicit) {
-        for p in &partitions {
-            consumer.seek(&args.topic, *p, to).await?;
+        consumer.subscribe(&[&args.topic]).await?;
+    } else {
+        let partitions: Vec<u32> = match args.partition {
+            Some(p) => {
+                consumer.assign(&[(&args.topic, p)]).await?;
+                vec![p]
+            }
+            None => consumer.assign_topic(&args.topic).await?,
+        };
+        // Without a group, --from places every partition; with one (and
+        // --partition), the committed offset wins over beginning/end.
+        let explicit = matches!(from, Some(SeekTo::Offset(_) | SeekTo::Timestamp(_)));
+        if let Some(to) = from.filter(|_| args.group.is_none() || explicit) {
+            for p in &partitions {
+                consumer.seek(&args.topic, *p, to).await?;
+            }
         }
     }
     let mut printed = 0u64;
@@ -427,8 +535,22 @@ async fn consume(client: Client, args: ConsumeArgs, out: &mut impl Write) -> Res
                 .iter()
                 .map(|(p, o)| (args.topic.as_str(), *p, *o))
                 .collect();
-            consumer.commit_offsets(&offsets).await?;
+            match consumer.commit_offsets(&offsets).await {
+                Ok(()) => {}
+                // A rebalance is under way: those records may be read again
+                // by the next owner (at-least-once), nothing is lost.
+                Err(e)
+                    if subscribed
+                        && matches!(
+                            e.kind(),
+                            ErrorKind::IllegalGeneration | ErrorKind::UnknownMember
+                        ) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
+    }
+    if subscribed {
+        consumer.close().await?;
     }
     Ok(())
 }
