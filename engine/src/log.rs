@@ -522,8 +522,21 @@ impl Log {
             })
             .collect();
         let count = retention::expired(&stats, now_ms, self.config.retention);
+        self.delete_oldest(count, "retention").await
+    }
+
+    /// Deletes every segment whose records all lie below `offset` (never the
+    /// active one): how a compacted log drops what a snapshot superseded.
+    pub async fn delete_segments_below(&mut self, offset: u64) -> Result<RetentionReport, Error> {
+        let bases: Vec<u64> = self.segments.keys().copied().collect();
+        // A segment ends where the next begins; the last is the active one.
+        let count = bases.windows(2).take_while(|w| w[1] <= offset).count();
+        self.delete_oldest(count, "compaction").await
+    }
+
+    async fn delete_oldest(&mut self, count: usize, why: &str) -> Result<RetentionReport, Error> {
         let mut report = RetentionReport::default();
-        for _ in 0..count {
+        for _ in 0..count.min(self.segments.len().saturating_sub(1)) {
             let Some((_, seg)) = self.segments.pop_first() else {
                 break;
             };
@@ -531,13 +544,13 @@ impl Log {
             report.bytes_deleted += seg.size;
             seg.remove().await?;
         }
-        if count > 0 {
+        if !report.deleted_segments.is_empty() {
             io::sync_dir(&self.dir).at(&self.dir)?;
             tracing::info!(
                 dir = %self.dir.display(),
-                segments = count,
+                segments = report.deleted_segments.len(),
                 bytes = report.bytes_deleted,
-                "retention deleted segments"
+                "{why} deleted segments"
             );
         }
         report.log_start_offset = self.earliest();

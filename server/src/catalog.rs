@@ -128,13 +128,14 @@ impl Topic {
         Ok(Topic { name, config, log })
     }
 
-    /// The internal offsets topic: durable on every commit, never expired.
-    pub fn offsets() -> Topic {
+    /// The internal offsets topic: durable on every commit, never expired
+    /// by time (it is compacted instead).
+    pub fn offsets(segment_bytes: u64) -> Topic {
         let config = TopicConfig {
             partitions: OFFSETS_PARTITIONS,
             retention_ms: -1,
             retention_bytes: -1,
-            segment_bytes: 64 << 20,
+            segment_bytes,
             fsync: "always".into(),
         };
         Topic::new(OFFSETS_TOPIC.into(), config)
@@ -182,7 +183,7 @@ pub struct Catalog {
 impl Catalog {
     /// Loads every topic file under `data_dir/topics`, creating the internal
     /// offsets topic on first start.
-    pub fn load(data_dir: &Path) -> anyhow::Result<Catalog> {
+    pub fn load(data_dir: &Path, offsets_segment_bytes: u64) -> anyhow::Result<Catalog> {
         let dir = data_dir.join("topics");
         std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
         let mut topics = BTreeMap::new();
@@ -203,7 +204,10 @@ impl Catalog {
                 parse_topic(name, &text).with_context(|| format!("parsing {}", path.display()))?;
             topics.insert(name.to_string(), Arc::new(topic));
         }
-        topics.insert(OFFSETS_TOPIC.to_string(), Arc::new(Topic::offsets()));
+        topics.insert(
+            OFFSETS_TOPIC.to_string(),
+            Arc::new(Topic::offsets(offsets_segment_bytes)),
+        );
         Ok(Catalog { dir, topics })
     }
 
@@ -324,7 +328,7 @@ mod tests {
     #[test]
     fn topics_persist_and_reload() {
         let dir = tempfile::tempdir().unwrap();
-        let mut catalog = Catalog::load(dir.path()).unwrap();
+        let mut catalog = Catalog::load(dir.path(), 1 << 20).unwrap();
         let req = CreateTopicRequest {
             name: "orders".into(),
             partitions: 3,
@@ -338,7 +342,7 @@ mod tests {
             .create(Topic::from_request(&req, &defaults()).unwrap())
             .unwrap_err();
         assert_eq!(err.0, ErrorCode::TopicExists);
-        let again = Catalog::load(dir.path()).unwrap();
+        let again = Catalog::load(dir.path(), 1 << 20).unwrap();
         let t = again.get("orders").unwrap();
         assert_eq!(t.config.partitions, 3);
         assert_eq!(t.config.fsync, "interval:50");

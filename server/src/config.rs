@@ -63,6 +63,11 @@ pub struct Args {
     /// How often each shard applies retention, in ms [default: 60000].
     #[arg(long, env = "RINGLOG_RETENTION_CHECK_MS")]
     pub retention_check_ms: Option<u64>,
+    /// Segment size of the committed-offsets topic; it is compacted (a
+    /// snapshot of the latest commits, older segments deleted) once it
+    /// holds two segments' worth [default: 67108864].
+    #[arg(long, env = "RINGLOG_OFFSETS_SEGMENT_BYTES")]
+    pub offsets_segment_bytes: Option<u64>,
 }
 
 /// The same settings, as read from the TOML file.
@@ -82,6 +87,7 @@ struct FileConfig {
     default_retention_bytes: Option<i64>,
     default_segment_bytes: Option<u64>,
     retention_check_ms: Option<u64>,
+    offsets_segment_bytes: Option<u64>,
 }
 
 /// Defaults a new topic takes for what its creator left out.
@@ -120,6 +126,8 @@ pub struct Config {
     pub topic_defaults: TopicDefaults,
     /// Retention pass interval.
     pub retention_check_ms: u64,
+    /// Segment size of `__consumer_offsets`.
+    pub offsets_segment_bytes: u64,
 }
 
 impl Config {
@@ -195,6 +203,10 @@ impl Config {
                 .retention_check_ms
                 .or(file.retention_check_ms)
                 .unwrap_or(60_000),
+            offsets_segment_bytes: args
+                .offsets_segment_bytes
+                .or(file.offsets_segment_bytes)
+                .unwrap_or(64 << 20),
         };
         config.validate()?;
         Ok(config)
@@ -223,6 +235,9 @@ impl Config {
         }
         if self.topic_defaults.partitions == 0 {
             bail!("--default-partitions must be positive");
+        }
+        if self.offsets_segment_bytes < 1024 {
+            bail!("--offsets-segment-bytes must be at least 1024");
         }
         if self.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");

@@ -239,6 +239,8 @@ const GROUP_TICK: Duration = Duration::from_millis(100);
 const QUEUE_DEPTH: usize = 1024;
 /// Batches per producer remembered for duplicate detection (Kafka's 5).
 const PRODUCER_WINDOW: usize = 5;
+/// Bytes of commit records per batch (well under the 8 MiB batch limit).
+const COMMIT_BATCH_BYTES: usize = 1 << 20;
 /// Bytes a producer-state or offsets rebuild reads at a time.
 const REBUILD_READ_BYTES: usize = 1 << 20;
 
@@ -729,49 +731,97 @@ impl State {
     }
 
     async fn commit(&mut self, group: String, offsets: Vec<CommitOffset>) -> Result<(), Failure> {
-        let Some(log) = self.log.as_mut() else {
-            return Err(Failure::new(ErrorCode::UnknownTopic, "closed"));
-        };
         if self.committed.is_none() {
             return Err(Failure::new(
                 ErrorCode::InvalidRequest,
                 "not an offsets partition",
             ));
         }
-        let now = now_ms();
-        let mut builder = batch::BatchBuilder::default();
-        let encoded: Vec<(Vec<u8>, [u8; 8])> = offsets
+        let records: Vec<(Vec<u8>, u64)> = offsets
             .iter()
-            .map(|c| {
-                (
-                    commit_key(&group, &c.topic, c.partition),
-                    c.offset.to_be_bytes(),
-                )
-            })
+            .map(|c| (commit_key(&group, &c.topic, c.partition), c.offset))
             .collect();
-        for (key, value) in &encoded {
-            builder
-                .push(&batch::NewRecord {
-                    key: Some(key),
-                    value: Some(value),
-                    headers: &[],
-                    timestamp: now,
-                })
-                .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?;
-        }
-        let Some(bytes) = builder.finish() else {
-            return Ok(());
-        };
-        let appended = log.append(bytes, 0).await.map_err(|e| engine_failure(&e))?;
-        appended
-            .durable
-            .wait()
-            .await
-            .map_err(|e| engine_failure(&e))?;
+        self.append_commits(&records).await?;
         let map = self.committed.get_or_insert_with(HashMap::new);
         for c in offsets {
             map.insert((group.clone(), c.topic, c.partition), c.offset);
         }
+        self.compact_if_due().await
+    }
+
+    /// Appends commit records (key, offset) in batches and waits until
+    /// they are durable; returns the offset of the first.
+    async fn append_commits(&mut self, records: &[(Vec<u8>, u64)]) -> Result<Option<u64>, Failure> {
+        let Some(log) = self.log.as_mut() else {
+            return Err(Failure::new(ErrorCode::UnknownTopic, "closed"));
+        };
+        let now = now_ms();
+        let mut first = None;
+        let mut tickets = Vec::new();
+        let mut batches = Vec::new();
+        let mut builder = batch::BatchBuilder::default();
+        for (key, offset) in records {
+            let value = offset.to_be_bytes();
+            builder
+                .push(&batch::NewRecord {
+                    key: Some(key),
+                    value: Some(&value),
+                    headers: &[],
+                    timestamp: now,
+                })
+                .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?;
+            if builder.size_bytes() >= COMMIT_BATCH_BYTES {
+                batches.extend(std::mem::take(&mut builder).finish());
+            }
+        }
+        batches.extend(builder.finish());
+        for bytes in batches {
+            let appended = log.append(bytes, 0).await.map_err(|e| engine_failure(&e))?;
+            first.get_or_insert(appended.base_offset);
+            tickets.push(appended.durable);
+        }
+        for durable in tickets {
+            durable.wait().await.map_err(|e| engine_failure(&e))?;
+        }
+        Ok(first)
+    }
+
+    /// Keeps the offsets log from growing without bound: once it holds two
+    /// segments' worth, appends a snapshot of the latest commit of every
+    /// key and deletes the segments the snapshot supersedes. A crash before
+    /// the deletion leaves extra history, never a lost commit: the rebuild
+    /// reads in offset order and the snapshot restates the latest values.
+    async fn compact_if_due(&mut self) -> Result<(), Failure> {
+        let Some(log) = self.log.as_ref() else {
+            return Ok(());
+        };
+        if log.size_bytes() <= 2 * log.config().segment_bytes_max {
+            return Ok(());
+        }
+        let snapshot: Vec<(Vec<u8>, u64)> = self
+            .committed
+            .iter()
+            .flatten()
+            .map(|((g, t, p), o)| (commit_key(g, t, *p), *o))
+            .collect();
+        let Some(start) = self.append_commits(&snapshot).await? else {
+            return Ok(());
+        };
+        let Some(log) = self.log.as_mut() else {
+            return Ok(());
+        };
+        let report = log
+            .delete_segments_below(start)
+            .await
+            .map_err(|e| engine_failure(&e))?;
+        tracing::info!(
+            partition = self.labels.partition,
+            keys = snapshot.len(),
+            segments = report.deleted_segments.len(),
+            bytes = report.bytes_deleted,
+            "compacted committed offsets"
+        );
+        self.publish_offsets();
         Ok(())
     }
 }

@@ -81,7 +81,7 @@ impl Shared {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating data dir {}", dir.display()))?;
-        let catalog = Catalog::load(dir)?;
+        let catalog = Catalog::load(dir, config.offsets_segment_bytes)?;
         let id_path = dir.join("cluster-id");
         let cluster_id = match std::fs::read_to_string(&id_path) {
             Ok(id) => id.trim().to_string(),

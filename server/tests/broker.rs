@@ -479,3 +479,64 @@ fn group_members_with_a_stale_generation_cannot_commit() {
         }]
     );
 }
+
+#[test]
+fn the_offsets_topic_is_compacted_and_keeps_the_latest_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), 2, &["--offsets-segment-bytes", "4096"]);
+    let mut c = broker.client();
+    c.create_topic("busy", 8, "never");
+    // Far more commits than two 4 KiB segments hold, to the same 8 keys.
+    for round in 0..400u64 {
+        let req = proto::CommitOffsetsRequest {
+            group: "committer".into(),
+            member_id: String::new(),
+            generation: -1,
+            offsets: (0..8)
+                .map(|p| proto::CommitOffset {
+                    topic: "busy".into(),
+                    partition: p,
+                    offset: round * 10 + u64::from(p),
+                })
+                .collect(),
+        };
+        let resp: proto::CommitOffsetsResponse = c
+            .call(ApiKey::CommitOffsets, &req.encode())
+            .ok(ApiKey::CommitOffsets);
+        assert!(resp.results.iter().all(|r| r.error == 0));
+    }
+    let offsets_dirs: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            p.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("__consumer_offsets-")
+        })
+        .collect();
+    let bytes: u64 = offsets_dirs
+        .iter()
+        .flat_map(|d| std::fs::read_dir(d).unwrap())
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    // 400 commits of 8 keys are ~150 KiB of records; compaction keeps a few segments.
+    assert!(bytes < 40 * 1024, "offsets topic holds {bytes} bytes");
+    drop(c);
+    let broker = broker.restart_after_kill();
+    let mut c = broker.client();
+    let ask = proto::FetchOffsetsRequest {
+        group: "committer".into(),
+        partitions: (0..8)
+            .map(|p| proto::TopicPartition {
+                topic: "busy".into(),
+                partition: p,
+            })
+            .collect(),
+    };
+    let got: proto::FetchOffsetsResponse = c
+        .call(ApiKey::FetchOffsets, &ask.encode())
+        .ok(ApiKey::FetchOffsets);
+    let offsets: Vec<i64> = got.offsets.iter().map(|o| o.offset).collect();
+    assert_eq!(offsets, (0..8).map(|p| 3990 + p).collect::<Vec<i64>>());
+}
