@@ -597,7 +597,7 @@ impl Consumer {
                 .collect();
             // Best effort: a failed commit means the next owner re-reads
             // from the previous commit (at-least-once).
-            let _ = self.commit_offsets(&refs).await;
+            let _ = self.commit_once(&refs).await;
         }
         self.drop_partitions(&revoked);
         self.events.push_back(RebalanceEvent::Revoked(
@@ -666,7 +666,28 @@ impl Consumer {
     }
 
     /// Commits these offsets (each the next offset to consume) for the group.
-    pub async fn commit_offsets(&self, offsets: &[(&str, u32, u64)]) -> Result<()> {
+    /// A subscribed consumer that missed a rebalance heartbeats and commits
+    /// again what it still owns; `IllegalGeneration` then means those
+    /// partitions moved on.
+    pub async fn commit_offsets(&mut self, offsets: &[(&str, u32, u64)]) -> Result<()> {
+        match self.commit_once(offsets).await {
+            Err(e) if e.kind() == ErrorKind::IllegalGeneration && self.sub.is_some() => {
+                self.heartbeat(false).await?;
+                let still: Vec<(&str, u32, u64)> = offsets
+                    .iter()
+                    .filter(|(t, p, _)| self.positions.contains_key(&(Arc::from(*t), *p)))
+                    .copied()
+                    .collect();
+                if still.is_empty() {
+                    return Err(e);
+                }
+                self.commit_once(&still).await
+            }
+            other => other,
+        }
+    }
+
+    async fn commit_once(&self, offsets: &[(&str, u32, u64)]) -> Result<()> {
         let (member_id, generation) = self.membership().unwrap_or((String::new(), -1));
         let req = CommitOffsetsRequest {
             group: self.group()?.to_string(),

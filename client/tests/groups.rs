@@ -40,21 +40,16 @@ fn member(rt: &tokio::runtime::Runtime, addr: String, slot: usize, seen: Assignm
     });
 }
 
-/// Waits (bounded) until the members' assignments are disjoint at every
-/// look, cover the topic and have these sizes.
+/// Waits (bounded) until the members' assignments are disjoint, cover the
+/// topic and have these sizes. (What each task publishes lags its consumer
+/// by up to one poll, so only the settled state is checked for overlap; the
+/// coordinator's rule that a partition moves only once released is tested
+/// in `server/src/group.rs`.)
 fn settle(seen: &Assignments, members: usize, sizes: &[usize]) {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let now: Vec<BTreeSet<(String, u32)>> = seen.lock().unwrap()[..members].to_vec();
-        let mut all = BTreeSet::new();
-        for set in &now {
-            for tp in set {
-                assert!(
-                    all.insert(tp.clone()),
-                    "{tp:?} held by two members at once: {now:?}"
-                );
-            }
-        }
+        let all: BTreeSet<&(String, u32)> = now.iter().flatten().collect();
         let mut got: Vec<usize> = now.iter().map(BTreeSet::len).collect();
         got.sort_unstable_by(|a, b| b.cmp(a));
         if all.len() == 6 && got == sizes {

@@ -179,7 +179,7 @@ fn committed_offsets_survive_a_broker_restart() {
             group: Some("app".into()),
             ..ConsumerConfig::default()
         };
-        let consumer = Consumer::new(client, config);
+        let mut consumer = Consumer::new(client, config);
         consumer
             .commit_offsets(&[("progress", 0, 5), ("progress", 2, 9)])
             .await

@@ -481,8 +481,10 @@ async fn consume(client: Client, args: ConsumeArgs, out: &mut impl Write) -> Res
         auto_offset_reset: reset,
         session_timeout: Duration::from_millis(args.session_timeout_ms),
         assignor: args.assignor.clone(),
-        // What was printed is committed below, exactly.
-        auto_commit: false,
+        // Positions only ever cover printed records (see the loop), so
+        // auto-commit (periodic, on revocation, on close) commits exactly
+        // what was printed.
+        auto_commit: true,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(client, config);
@@ -525,20 +527,24 @@ async fn consume(client: Client, args: ConsumeArgs, out: &mut impl Write) -> Res
         }
         out.flush()?;
         printed += take as u64;
+        // Records returned but not printed (past --max-messages) are handed
+        // back, so no commit covers them.
+        let mut first_unprinted: std::collections::BTreeMap<u32, u64> =
+            std::collections::BTreeMap::new();
+        for r in &records[take..] {
+            first_unprinted.entry(r.partition).or_insert(r.offset);
+        }
+        for (p, offset) in first_unprinted {
+            consumer
+                .seek(&args.topic, p, SeekTo::Offset(offset))
+                .await?;
+        }
         if args.group.is_some() {
-            // Commit what was printed: the next offset after the last one shown.
-            let mut last: std::collections::BTreeMap<u32, u64> = std::collections::BTreeMap::new();
-            for r in &records[..take] {
-                last.insert(r.partition, r.offset + 1);
-            }
-            let offsets: Vec<(&str, u32, u64)> = last
-                .iter()
-                .map(|(p, o)| (args.topic.as_str(), *p, *o))
-                .collect();
-            match consumer.commit_offsets(&offsets).await {
+            // Commit what was printed (the positions after the last shown).
+            match consumer.commit().await {
                 Ok(()) => {}
-                // A rebalance is under way: those records may be read again
-                // by the next owner (at-least-once), nothing is lost.
+                // A rebalance moved those partitions on: their next owner
+                // reads them again from the last commit (at-least-once).
                 Err(e)
                     if subscribed
                         && matches!(
