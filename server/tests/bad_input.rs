@@ -79,12 +79,16 @@ fn malformed_requests_are_refused_and_store_nothing() {
             reply.message()
         );
         // Longer garbage may happen to validate as an archive (rkyv checks
-        // bounds and types, not intent): it must still get an answer.
+        // bounds and types, not intent): it must still get an answer (call()
+        // checks the request id) and change nothing; a harmless read such as
+        // DescribeGroup of a group named by the garbage answers empty.
         let reply = c.call(
             api,
             b"\xde\xad\xbe\xef garbage \x00\x01\x02\xff\xff\xff\x7f",
         );
-        assert_ne!(reply.error, ErrorCode::None, "{api:?}");
+        if reply.error == ErrorCode::None {
+            assert!(matches!(api, ApiKey::DescribeGroup), "{api:?} accepted garbage");
+        }
     }
     // A produce whose section claims more bytes than the frame holds.
     let mut lying = proto::encode_produce(1, 0, &[("t", 0, b"abc")]);
