@@ -87,7 +87,10 @@ fn malformed_requests_are_refused_and_store_nothing() {
             b"\xde\xad\xbe\xef garbage \x00\x01\x02\xff\xff\xff\x7f",
         );
         if reply.error == ErrorCode::None {
-            assert!(matches!(api, ApiKey::DescribeGroup), "{api:?} accepted garbage");
+            assert!(
+                matches!(api, ApiKey::DescribeGroup),
+                "{api:?} accepted garbage"
+            );
         }
     }
     // A produce whose section claims more bytes than the frame holds.
