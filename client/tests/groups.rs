@@ -13,6 +13,14 @@ use ringlog_client::{
 };
 use ringlog_server::testing::{server_binary, BrokerProcess};
 
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
 type Assignments = Arc<Mutex<Vec<BTreeSet<(String, u32)>>>>;
 
 /// A subscribed consumer polling in its own task, publishing its assignment.
@@ -65,11 +73,7 @@ fn members_split_partitions_and_rebalance_when_one_joins() {
     let dir = tempfile::tempdir().unwrap();
     let b = BrokerProcess::start(&server_binary(), dir.path(), 2, &[]).unwrap();
     let addr = b.addr.to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let client = Client::connect(&addr).await.unwrap();
         Admin::new(client)
@@ -131,11 +135,7 @@ fn a_killed_member_is_replaced_and_every_record_is_consumed() {
     let dir = tempfile::tempdir().unwrap();
     let b = BrokerProcess::start(&server_binary(), dir.path(), 2, &[]).unwrap();
     let addr = b.addr.to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     let produce = |from: usize, to: usize| {
         rt.block_on(async {
             let client = Client::connect(&addr).await.unwrap();
@@ -230,11 +230,7 @@ fn a_closed_member_hands_over_at_once_and_resumes_from_commits() {
     let dir = tempfile::tempdir().unwrap();
     let b = BrokerProcess::start(&server_binary(), dir.path(), 1, &[]).unwrap();
     let addr = b.addr.to_string();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = runtime();
     rt.block_on(async {
         let client = Client::connect(&addr).await.unwrap();
         Admin::new(client.clone())

@@ -301,28 +301,8 @@ fn committed_offsets_survive_a_crash() {
     drop(c);
     let broker = broker.restart_after_kill();
     let mut c = broker.client();
-    let ask = proto::FetchOffsetsRequest {
-        group: "readers".into(),
-        partitions: (0..3)
-            .map(|p| proto::TopicPartition {
-                topic: "c".into(),
-                partition: p,
-            })
-            .collect(),
-    };
-    let got: proto::FetchOffsetsResponse = c
-        .call(ApiKey::FetchOffsets, &ask.encode())
-        .ok(ApiKey::FetchOffsets);
-    let offsets: Vec<i64> = got.offsets.iter().map(|o| o.offset).collect();
-    assert_eq!(offsets, vec![12, -1, 7]);
-    let other = proto::FetchOffsetsRequest {
-        group: "others".into(),
-        ..ask
-    };
-    let got: proto::FetchOffsetsResponse = c
-        .call(ApiKey::FetchOffsets, &other.encode())
-        .ok(ApiKey::FetchOffsets);
-    assert!(got.offsets.iter().all(|o| o.offset == -1));
+    assert_eq!(c.committed("readers", "c", 3), vec![12, -1, 7]);
+    assert_eq!(c.committed("others", "c", 3), vec![-1, -1, -1]);
 }
 
 #[test]
@@ -525,18 +505,6 @@ fn the_offsets_topic_is_compacted_and_keeps_the_latest_commits() {
     drop(c);
     let broker = broker.restart_after_kill();
     let mut c = broker.client();
-    let ask = proto::FetchOffsetsRequest {
-        group: "committer".into(),
-        partitions: (0..8)
-            .map(|p| proto::TopicPartition {
-                topic: "busy".into(),
-                partition: p,
-            })
-            .collect(),
-    };
-    let got: proto::FetchOffsetsResponse = c
-        .call(ApiKey::FetchOffsets, &ask.encode())
-        .ok(ApiKey::FetchOffsets);
-    let offsets: Vec<i64> = got.offsets.iter().map(|o| o.offset).collect();
+    let offsets = c.committed("committer", "busy", 8);
     assert_eq!(offsets, (0..8).map(|p| 3990 + p).collect::<Vec<i64>>());
 }

@@ -195,6 +195,23 @@ impl Client {
         }
     }
 
+    /// The group's committed offsets of `topic`'s partitions `0..count` (-1: none).
+    pub fn committed(&mut self, group: &str, topic: &str, count: u32) -> Vec<i64> {
+        let ask = proto::FetchOffsetsRequest {
+            group: group.into(),
+            partitions: (0..count)
+                .map(|partition| proto::TopicPartition {
+                    topic: topic.into(),
+                    partition,
+                })
+                .collect(),
+        };
+        let got: proto::FetchOffsetsResponse = self
+            .call(ApiKey::FetchOffsets, &ask.encode())
+            .ok(ApiKey::FetchOffsets);
+        got.offsets.iter().map(|o| o.offset).collect()
+    }
+
     pub fn list_offset(&mut self, topic: &str, partition: u32, spec: i64) -> i64 {
         let req = proto::ListOffsetsRequest {
             partitions: vec![proto::ListOffsetsPartition {
