@@ -518,18 +518,28 @@ impl State {
     }
 
     /// Checks an idempotent producer's batch against what it sent before.
-    fn idempotence(&self, batch: &[u8], max: usize) -> Result<Idempotence, Failure> {
-        let Ok((header, _)) = batch::peek(batch, max) else {
-            // Malformed: the engine's validation reports it.
-            return Ok(Idempotence::Append);
+    /// A batch to append is validated whole by the engine's append, so its
+    /// CRC is checked here only when the verdict rests on its header alone
+    /// (a duplicate or a refusal): no header field is trusted before its CRC.
+    fn idempotence(
+        &self,
+        batch: &[u8],
+        header: Option<&BatchHeader>,
+        max: usize,
+    ) -> Result<Idempotence, Failure> {
+        let verdict = match header {
+            Some(h) if h.producer_id.get() >= 0 => self.sequence_verdict(h),
+            // Not idempotent, or malformed: the engine's validation reports it.
+            _ => return Ok(Idempotence::Append),
         };
-        if header.producer_id.get() < 0 {
-            return Ok(Idempotence::Append);
+        if matches!(verdict, Ok(Idempotence::Append)) {
+            return verdict;
         }
-        // Trust no header field of an idempotent batch before its CRC.
-        let view = BatchView::parse(batch, max)
-            .map_err(|e| engine_failure(&EngineError::InvalidBatch(e)))?;
-        let h = view.header();
+        BatchView::parse(batch, max).map_err(|e| engine_failure(&EngineError::InvalidBatch(e)))?;
+        verdict
+    }
+
+    fn sequence_verdict(&self, h: &BatchHeader) -> Result<Idempotence, Failure> {
         let (epoch, first) = (h.producer_epoch.get(), h.base_sequence.get());
         let Some(state) = self.producers.get(&h.producer_id.get()) else {
             // Unknown producer (new, or its state aged out with retention).
@@ -603,8 +613,9 @@ impl State {
             let Some(max) = self.log.as_ref().map(|l| l.config().batch_bytes_max) else {
                 break;
             };
+            let peeked = batch::peek(&batch, max);
             // A length past the data sent is a corrupt batch, not a big one.
-            if let Err(BatchError::TooLarge { size, .. }) = batch::peek(&batch, max) {
+            if let Err(BatchError::TooLarge { size, .. }) = peeked {
                 if size > batch.len() {
                     failure = Some(Failure::new(
                         ErrorCode::CorruptBatch,
@@ -613,7 +624,8 @@ impl State {
                     break;
                 }
             }
-            match self.idempotence(&batch, max) {
+            let header = peeked.ok().map(|(h, _)| *h);
+            match self.idempotence(&batch, header.as_ref(), max) {
                 Ok(Idempotence::Duplicate(offset)) => {
                     base_offsets.push(offset);
                     continue;
@@ -624,7 +636,6 @@ impl State {
                     break;
                 }
             }
-            let header = batch::peek(&batch, max).ok().map(|(h, _)| *h);
             let Some(log) = self.log.as_mut() else { break };
             match log.append(batch, 0).await {
                 Ok(appended) => {
