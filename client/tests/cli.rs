@@ -1,9 +1,11 @@
 //! The `ringlog` CLI end to end against the real broker binary.
 
+mod common;
+
+use common::broker;
+
 use std::io::Write;
 use std::process::{Command, Output, Stdio};
-
-use ringlog_server::testing::{server_binary, BrokerProcess};
 
 fn ringlog(broker: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ringlog"))
@@ -50,7 +52,7 @@ fn one_line_error(out: &Output) -> String {
 #[test]
 fn seq_through_produce_and_consume_comes_back_in_order() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(&server_binary(), dir.path(), 2, &[]).unwrap();
+    let b = broker(dir.path(), 2);
     let addr = b.addr.to_string();
     let created = ok(&ringlog(
         &addr,
@@ -178,7 +180,7 @@ fn seq_through_produce_and_consume_comes_back_in_order() {
 #[test]
 fn errors_are_one_clear_line() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(&server_binary(), dir.path(), 1, &[]).unwrap();
+    let b = broker(dir.path(), 1);
     let addr = b.addr.to_string();
 
     let err = one_line_error(&ringlog("127.0.0.1:1", &["topic", "list"], None));

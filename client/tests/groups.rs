@@ -1,6 +1,10 @@
 //! Consumer groups against the real broker: members split a topic's
 //! partitions, rebalance when one joins, and take over from one that dies.
 
+mod common;
+
+use common::{broker, runtime};
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
@@ -11,15 +15,6 @@ use ringlog_client::{
     Admin, Client, Consumer, ConsumerConfig, NewTopic, OffsetReset, Producer, ProducerConfig,
     RebalanceEvent, Record,
 };
-use ringlog_server::testing::{server_binary, BrokerProcess};
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 type Assignments = Arc<Mutex<Vec<BTreeSet<(String, u32)>>>>;
 
@@ -71,7 +66,7 @@ fn settle(seen: &Assignments, members: usize, sizes: &[usize]) {
 #[test]
 fn members_split_partitions_and_rebalance_when_one_joins() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(&server_binary(), dir.path(), 2, &[]).unwrap();
+    let b = broker(dir.path(), 2);
     let addr = b.addr.to_string();
     let rt = runtime();
     rt.block_on(async {
@@ -133,7 +128,7 @@ fn printer(addr: &str) -> Printer {
 #[test]
 fn a_killed_member_is_replaced_and_every_record_is_consumed() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(&server_binary(), dir.path(), 2, &[]).unwrap();
+    let b = broker(dir.path(), 2);
     let addr = b.addr.to_string();
     let rt = runtime();
     let produce = |from: usize, to: usize| {
@@ -228,7 +223,7 @@ fn a_killed_member_is_replaced_and_every_record_is_consumed() {
 #[test]
 fn a_closed_member_hands_over_at_once_and_resumes_from_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let b = BrokerProcess::start(&server_binary(), dir.path(), 1, &[]).unwrap();
+    let b = broker(dir.path(), 1);
     let addr = b.addr.to_string();
     let rt = runtime();
     rt.block_on(async {

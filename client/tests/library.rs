@@ -1,5 +1,9 @@
 //! The client library against the real broker binary.
 
+mod common;
+
+use common::{broker, runtime};
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -8,19 +12,6 @@ use ringlog_client::{
     Admin, Client, Consumer, ConsumerConfig, ConsumerRecord, ErrorKind, NewTopic, OffsetReset,
     Producer, ProducerConfig, Record, SeekTo,
 };
-use ringlog_server::testing::{server_binary, BrokerProcess};
-
-fn broker(dir: &std::path::Path) -> BrokerProcess {
-    BrokerProcess::start(&server_binary(), dir, 2, &[]).expect("start the broker")
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 /// Polls until `n` records came (a 60 s liveness bound, not a speed claim).
 async fn consume_n(consumer: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
@@ -43,7 +34,7 @@ async fn assert_drained(consumer: &mut Consumer) {
 #[test]
 fn keyed_records_round_trip_across_partitions() {
     let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
+    let b = broker(dir.path(), 2);
     runtime().block_on(async {
         let client = Client::connect(&b.addr.to_string()).await.unwrap();
         let admin = Admin::new(client.clone());
@@ -106,7 +97,7 @@ fn keyed_records_round_trip_across_partitions() {
 #[test]
 fn seek_by_timestamp_offset_and_ends() {
     let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
+    let b = broker(dir.path(), 2);
     runtime().block_on(async {
         let client = Client::connect(&b.addr.to_string()).await.unwrap();
         Admin::new(client.clone())
@@ -166,7 +157,7 @@ fn seek_by_timestamp_offset_and_ends() {
 #[test]
 fn committed_offsets_survive_a_broker_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
+    let b = broker(dir.path(), 2);
     let addr = b.addr.to_string();
     let rt = runtime();
     rt.block_on(async {
@@ -216,7 +207,7 @@ fn retries_across_a_broker_crash_store_each_record_once() {
     use std::sync::Arc;
 
     let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
+    let b = broker(dir.path(), 2);
     let addr = b.addr.to_string();
     let rt = runtime();
     let acked = Arc::new(AtomicUsize::new(0));
@@ -364,7 +355,7 @@ fn lossy_proxy(broker: std::net::SocketAddr, swallow_response: usize) -> std::ne
 #[test]
 fn a_lost_acknowledgement_is_retried_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
+    let b = broker(dir.path(), 2);
     let proxy = lossy_proxy(b.addr, 5);
     runtime().block_on(async {
         let client = Client::connect(&proxy.to_string()).await.unwrap();
@@ -411,7 +402,7 @@ fn a_lost_acknowledgement_is_retried_without_duplicates() {
 #[test]
 fn errors_have_kinds() {
     let dir = tempfile::tempdir().unwrap();
-    let b = broker(dir.path());
+    let b = broker(dir.path(), 2);
     runtime().block_on(async {
         let err = Client::connect("127.0.0.1:1").await.err().unwrap();
         assert_eq!(err.kind(), ErrorKind::BrokerUnreachable);
