@@ -43,35 +43,7 @@ enum Command {
         partition: Option<u32>,
     },
     /// Print records, one per line (the value, unless --format says otherwise).
-    Consume {
-        /// Topic.
-        topic: String,
-        /// Only this partition (default: all).
-        #[arg(long)]
-        partition: Option<u32>,
-        /// beginning, end, an OFFSET, or @TIMESTAMP (ms). With --group it
-        /// applies to partitions without a committed offset [default: end].
-        #[arg(long)]
-        from: Option<String>,
-        /// Exit after printing this many records.
-        #[arg(long)]
-        max_messages: Option<u64>,
-        /// Consumer group: start from its committed offsets, commit as records are printed.
-        #[arg(long)]
-        group: Option<String>,
-        /// With --group: silence (ms) after which the group gives this
-        /// consumer's partitions to the others.
-        #[arg(long, default_value_t = 10_000)]
-        session_timeout_ms: u64,
-        /// With --group: range, roundrobin or sticky.
-        #[arg(long, default_value = "range")]
-        assignor: String,
-        /// Output template (kcat's tokens): %s value, %k key, %p partition,
-        /// %o offset, %T timestamp, %h headers, %t topic, %% a percent sign,
-        /// \n newline, \t tab.
-        #[arg(long, default_value = "%s\\n")]
-        format: String,
-    },
+    Consume(ConsumeArgs),
     /// Cluster information.
     Cluster {
         #[command(subcommand)]
@@ -240,28 +212,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             acks,
             partition,
         } => produce(client, &topic, key_separator.as_deref(), &acks, partition).await?,
-        Command::Consume {
-            topic,
-            partition,
-            from,
-            max_messages,
-            group,
-            session_timeout_ms,
-            assignor,
-            format,
-        } => {
-            let args = ConsumeArgs {
-                topic,
-                partition,
-                from,
-                max_messages,
-                group,
-                session_timeout_ms,
-                assignor,
-                format,
-            };
-            consume(client, args, &mut out).await?
-        }
+        Command::Consume(args) => consume(client, args, &mut out).await?,
         Command::Group { command } => group(&client, command, &mut out).await?,
     }
     out.flush()?;
@@ -377,14 +328,35 @@ async fn produce(
     Ok(())
 }
 
+/// What `ringlog consume` takes.
+#[derive(Debug, clap::Args)]
 struct ConsumeArgs {
+    /// Topic.
     topic: String,
+    /// Only this partition (default: all).
+    #[arg(long)]
     partition: Option<u32>,
+    /// beginning, end, an OFFSET, or @TIMESTAMP (ms). With --group it
+    /// applies to partitions without a committed offset [default: end].
+    #[arg(long)]
     from: Option<String>,
+    /// Exit after printing this many records.
+    #[arg(long)]
     max_messages: Option<u64>,
+    /// Consumer group: start from its committed offsets, commit as records are printed.
+    #[arg(long)]
     group: Option<String>,
+    /// With --group: silence (ms) after which the group gives this
+    /// consumer's partitions to the others.
+    #[arg(long, default_value_t = 10_000)]
     session_timeout_ms: u64,
+    /// With --group: range, roundrobin or sticky.
+    #[arg(long, default_value = "range")]
     assignor: String,
+    /// Output template (kcat's tokens): %s value, %k key, %p partition,
+    /// %o offset, %T timestamp, %h headers, %t topic, %% a percent sign,
+    /// \n newline, \t tab.
+    #[arg(long, default_value = "%s\\n")]
     format: String,
 }
 
