@@ -121,9 +121,10 @@ impl Broker {
             threads,
             shard_count: n,
         };
+        let mut partitions = 0;
         for _ in 0..n {
             match ready_rx.recv() {
-                Ok(Ok(())) => {}
+                Ok(Ok(opened)) => partitions += opened,
                 Ok(Err(e)) => {
                     broker.stop();
                     bail!("start-up failed: {e}");
@@ -139,7 +140,7 @@ impl Broker {
             crate::metrics::serve(listener, shared.metrics.clone());
         }
         tracing::info!(
-            partitions = shard::opened_partitions(),
+            partitions,
             topics = shared
                 .catalog
                 .read()

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -189,8 +189,8 @@ pub struct ShardSetup {
     /// Shared by all shards: passed when every shard has drained its
     /// connections, so no cross-shard request is left when logs close.
     pub drained: Arc<Barrier>,
-    /// Told Ok when this shard's partitions are open, or why not.
-    pub ready: std::sync::mpsc::Sender<Result<(), String>>,
+    /// Told how many partitions this shard opened, or why it could not.
+    pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
 }
 
 /// Senders from one shard to each other shard (None at its own index).
@@ -254,7 +254,8 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
             anyhow::bail!(e);
         }
     }
-    let _ = ready.send(Ok(()));
+    let opened = shard.partitions.borrow().len();
+    let _ = ready.send(Ok(opened));
     tokio_uring::spawn(retention_timer(shard.clone()));
 
     let listener = tokio_uring::net::TcpListener::from_std(listener);
@@ -313,9 +314,6 @@ async fn retention_timer(shard: Rc<Shard>) {
         }
     }
 }
-
-/// Count of partitions opened per start, for the start-up report.
-static OPENED: AtomicI64 = AtomicI64::new(0);
 
 impl Shard {
     /// The shard owning a partition.
@@ -412,7 +410,6 @@ impl Shard {
             } else if at_start {
                 tracing::debug!(topic = %topic.name, partition = p, segments = report.segments, "partition recovered");
             }
-            OPENED.fetch_add(1, Ordering::Relaxed);
             self.partitions
                 .borrow_mut()
                 .insert((topic.name.clone(), p), handle);
@@ -466,9 +463,4 @@ impl Shard {
             handle.close(false).await;
         }
     }
-}
-
-/// Partitions opened since the process started (all shards).
-pub fn opened_partitions() -> i64 {
-    OPENED.load(Ordering::Relaxed)
 }
