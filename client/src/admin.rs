@@ -14,12 +14,22 @@ pub struct NewTopic {
 }
 
 impl NewTopic {
-    /// A topic with `partitions` partitions.
+    /// A topic with `partitions` partitions (the broker refuses 0).
     pub fn new(name: &str, partitions: u32) -> NewTopic {
         NewTopic {
             request: CreateTopicRequest {
                 name: name.to_string(),
-                partitions,
+                partitions: Some(partitions),
+                ..Default::default()
+            },
+        }
+    }
+
+    /// A topic with the broker's default partition count.
+    pub fn with_default_partitions(name: &str) -> NewTopic {
+        NewTopic {
+            request: CreateTopicRequest {
+                name: name.to_string(),
                 ..Default::default()
             },
         }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringlog_engine::batch::BatchView;
+use ringlog_format::batch::BatchView;
 use std::collections::BTreeSet;
 
 use ringlog_protocol::{

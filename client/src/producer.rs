@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringlog_engine::batch::{BatchBuilder, NewRecord, ProducerStamp};
+use ringlog_format::batch::{BatchBuilder, NewRecord, ProducerStamp};
 use ringlog_protocol::{
     self as proto, ApiKey, ErrorCode, InitProducerIdResponse, Payload, ProduceResponse,
 };

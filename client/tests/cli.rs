@@ -223,3 +223,54 @@ fn errors_are_one_clear_line() {
     let err = one_line_error(&ringlog(&addr, &["topic", "create", "t"], None));
     assert!(err.contains("already exists"), "{err}");
 }
+
+#[test]
+fn topic_create_takes_what_was_typed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path(), 1);
+    let addr = b.addr.to_string();
+
+    // 0 partitions is refused, never turned into the broker's default.
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["topic", "create", "zero", "--partitions", "0"],
+        None,
+    ));
+    assert!(err.contains("--partitions"), "{err}");
+    assert!(!ok(&ringlog(&addr, &["topic", "list"], None)).contains("zero"));
+
+    // No count: the broker's default (1 here), said in the singular.
+    let created = ok(&ringlog(&addr, &["topic", "create", "dflt"], None));
+    assert!(created.contains("with 1 partition "), "{created}");
+
+    // -1 is Kafka's "no limit", as `topic describe` prints it.
+    let created = ok(&ringlog(
+        &addr,
+        &[
+            "topic",
+            "create",
+            "forever",
+            "--partitions",
+            "2",
+            "--retention-ms",
+            "-1",
+            "--retention-bytes",
+            "-1",
+        ],
+        None,
+    ));
+    assert!(created.contains("with 2 partitions "), "{created}");
+    let described = ok(&ringlog(&addr, &["topic", "describe", "forever"], None));
+    assert!(described.contains("retention-ms -1"), "{described}");
+    assert!(described.contains("retention-bytes -1"), "{described}");
+
+    for flag in ["--retention-ms", "--retention-bytes"] {
+        let err = one_line_error(&ringlog(
+            &addr,
+            &["topic", "create", "below", flag, "-2"],
+            None,
+        ));
+        assert!(err.contains(flag) && err.contains("-2"), "{err}");
+    }
+    assert!(!ok(&ringlog(&addr, &["topic", "list"], None)).contains("below"));
+}

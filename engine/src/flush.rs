@@ -24,6 +24,7 @@
 //! partition is marked failed and refuses appends until a restart recovers
 //! it from disk.
 
+use crate::files::LazyFile;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeSet;
 use std::rc::Rc;
@@ -81,7 +82,7 @@ struct State {
     durable: Cell<u64>,
     in_flight: Cell<bool>,
     timer_armed: Cell<bool>,
-    file: RefCell<Rc<File>>,
+    file: RefCell<LazyFile>,
     done: Notify,
     syncs: Cell<u64>,
     failure: RefCell<Option<String>>,
@@ -102,7 +103,7 @@ pub struct Durable {
 }
 
 impl Flusher {
-    pub(crate) fn new(policy: FsyncPolicy, file: Rc<File>) -> Self {
+    pub(crate) fn new(policy: FsyncPolicy, file: LazyFile) -> Self {
         Self {
             state: Rc::new(State {
                 policy,
@@ -122,6 +123,8 @@ impl Flusher {
 
     /// Submits the write of `batch` at `position` of `file` and returns its
     /// ticket. The caller has reserved the position and waited for room.
+    /// The write holds its own descriptor, so the file may be closed to make
+    /// room meanwhile.
     pub(crate) fn submit<B: crate::BatchBuf>(
         &self,
         file: Rc<File>,
@@ -173,17 +176,17 @@ impl Flusher {
 
     /// Syncs `file` now, outside group commit: for a segment being sealed and
     /// for close. Every write so far is on it or on an already synced file.
-    pub(crate) async fn sync_file(&self, file: &File) -> Result<(), String> {
+    pub(crate) async fn sync_file(&self, file: &LazyFile) -> Result<(), String> {
         self.check()?;
         let target = self.state.written.get();
-        let res = file.sync_data().await;
+        let res = sync_data(file).await;
         self.state.syncs.set(self.state.syncs.get() + 1);
         settle(&self.state, target, res);
         self.check()
     }
 
     /// Points group commit at a new active segment file.
-    pub(crate) fn set_file(&self, file: Rc<File>) {
+    pub(crate) fn set_file(&self, file: LazyFile) {
         *self.state.file.borrow_mut() = file;
     }
 
@@ -206,6 +209,12 @@ impl Flusher {
 fn fail(state: &State, why: String) {
     state.failure.borrow_mut().get_or_insert(why);
     state.done.notify_waiters();
+}
+
+/// fdatasync through whichever descriptor the file has now: the sync covers
+/// the file's data whatever descriptor wrote it (see `files`).
+async fn sync_data(file: &LazyFile) -> std::io::Result<()> {
+    file.get().await?.sync_data().await
 }
 
 fn settle(state: &State, target: u64, res: std::io::Result<()>) {
@@ -257,7 +266,7 @@ fn start_sync(state: &Rc<State>) {
     tokio_uring::spawn(async move {
         let target = state.written.get();
         let file = state.file.borrow().clone();
-        let res = file.sync_data().await;
+        let res = sync_data(&file).await;
         state.syncs.set(state.syncs.get() + 1);
         state.in_flight.set(false);
         settle(&state, target, res);

@@ -1,7 +1,8 @@
 //! ringlog-engine: the storage engine.
 //!
 //! A partition is a directory of segments holding Kafka RecordBatch v2 bytes
-//! exactly as producers sent them. This crate owns that format ([`batch`]),
+//! exactly as producers sent them. The format itself ([`batch`]) lives in
+//! `ringlog-format`, which has no I/O; this crate owns its storage:
 //! the sparse indexes ([`index`]), the partition log ([`log`]), crash recovery
 //! ([`recovery`], [`checkpoint`]) and retention ([`retention`]). It knows
 //! nothing of sockets, shards or replication. Format, index, recovery and
@@ -11,9 +12,9 @@
 //!
 //! The on-disk format is described byte by byte in `engine/FORMAT.md`.
 
-pub mod batch;
 pub mod checkpoint;
 mod error;
+pub mod files;
 mod flush;
 pub mod index;
 mod io;
@@ -21,7 +22,9 @@ pub mod log;
 pub mod recovery;
 pub mod retention;
 mod segment;
-mod varint;
+
+/// The record format, re-exported: the engine stores exactly these batches.
+pub use ringlog_format::batch;
 
 pub use error::Error;
 

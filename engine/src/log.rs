@@ -339,11 +339,16 @@ impl Log {
         self.forget_written();
         self.maybe_roll(batch.len() as u64, offset_count, max_timestamp)
             .await?;
+        // The descriptor first: a failed reopen must not leave a reserved
+        // position that nothing is written to.
+        let file = {
+            let active = self.active();
+            active.file.get().await.at(&active.path("log"))?
+        };
         let base_offset = self.next_offset();
         stamp_for_append(&mut batch, base_offset as i64, leader_epoch)?;
         let active = self.active_mut();
         let position = active.reserve(batch.len() as u64, offset_count, max_timestamp);
-        let file = active.file.clone();
         let durable = self.flusher.submit(file, batch, position);
         self.pending.push_back(Pending {
             seq: durable.seq(),

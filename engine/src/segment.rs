@@ -10,12 +10,11 @@
 
 use crate::batch::{peek, BatchHeader, BatchView, HEADER_BYTES};
 use crate::error::{Error, IoContext};
+use crate::files::LazyFile;
 use crate::index::{OffsetEntry, SegmentIndex};
 use crate::io;
 use crate::recovery::{Feed, Scanner, Stop};
 use std::path::{Path, PathBuf};
-use std::rc::Rc;
-use tokio_uring::fs::File;
 use zerocopy::FromBytes;
 
 /// Bytes read per step while scanning a segment at recovery.
@@ -95,7 +94,7 @@ pub(crate) struct Segment {
     /// Bytes of whole batches; the file is never read past this.
     pub(crate) size: u64,
     pub(crate) index: SegmentIndex,
-    pub(crate) file: Rc<File>,
+    pub(crate) file: LazyFile,
     /// Max timestamp of the first batch: the segment's age for rolling.
     pub(crate) first_timestamp: Option<i64>,
     dir: PathBuf,
@@ -117,13 +116,13 @@ impl Segment {
         index_interval_bytes: u32,
     ) -> Result<Self, Error> {
         let path = dir.join(file_name(base_offset, "log"));
-        let file = io::open_rw(&path, true).await.at(&path)?;
+        let file = LazyFile::open(&path, true).await.at(&path)?;
         Ok(Self {
             base_offset,
             next_offset: base_offset,
             size: 0,
             index: SegmentIndex::new(index_interval_bytes),
-            file: Rc::new(file),
+            file,
             first_timestamp: None,
             dir: dir.to_path_buf(),
         })
@@ -253,7 +252,6 @@ impl Segment {
         file_len: u64,
         batch_bytes_max: usize,
     ) -> Result<Option<Stop>, Error> {
-        let path = self.log_path();
         let start = u64::from(restart.position);
         let mut scanner = Scanner::new(
             self.base_offset,
@@ -269,9 +267,7 @@ impl Segment {
         } else {
             let mut want = SCAN_CHUNK_BYTES;
             loop {
-                let chunk = io::read_at(&self.file, scanner.position(), want)
-                    .await
-                    .at(&path)?;
+                let chunk = self.read_at(scanner.position(), want).await?;
                 let eof = chunk.len() < want;
                 match scanner.feed(&chunk, &mut self.index) {
                     Feed::NeedMore {
@@ -315,9 +311,7 @@ impl Segment {
     }
 
     async fn header_at(&self, position: u64) -> Result<Option<BatchHeader>, Error> {
-        let bytes = io::read_at(&self.file, position, HEADER_BYTES)
-            .await
-            .at(&self.log_path())?;
+        let bytes = self.read_at(position, HEADER_BYTES).await?;
         Ok(BatchHeader::read_from_bytes(&bytes).ok())
     }
 
@@ -369,9 +363,7 @@ impl Segment {
             let at = (position - window_start) as usize;
             if window.len() < at + HEADER_BYTES {
                 let len = window_bytes.min((end - position) as usize);
-                window = io::read_at(&self.file, position, len)
-                    .await
-                    .at(&self.log_path())?;
+                window = self.read_at(position, len).await?;
                 window_start = position;
                 if window.len() < HEADER_BYTES {
                     return Err(self.corrupt(position, "segment ends inside a batch header".into()));
@@ -443,9 +435,15 @@ impl Segment {
             bytes.drain(..at);
             return Ok(bytes);
         }
-        io::read_at(&self.file, found.position, len)
-            .await
-            .at(&self.log_path())
+        self.read_at(found.position, len).await
+    }
+
+    /// Up to `len` bytes of the log file at `position`, reopening the file
+    /// if the shard's open-file budget closed it.
+    async fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, Error> {
+        let path = self.log_path();
+        let file = self.file.get().await.at(&path)?;
+        io::read_at(&file, position, len).await.at(&path)
     }
 
     /// The stored bytes of whole batches from the one holding `offset`, up to

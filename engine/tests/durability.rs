@@ -155,8 +155,7 @@ fn bad_batches_are_refused_and_append_nothing() {
         *bad_crc.last_mut().unwrap() ^= 1;
         let mut two = good.clone();
         two.extend_from_slice(&good);
-        let vectors =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/kafka-v2");
+        let vectors = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/kafka-v2");
         let mut cases = vec![bad_crc, good[..40].to_vec(), two, Vec::new()];
         for f in [
             "bad_magic.bin",

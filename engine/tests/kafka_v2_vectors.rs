@@ -1,6 +1,6 @@
 //! The engine against record batches built by an independent Kafka
 //! implementation (kafka-python's `DefaultRecordBatchBuilder`), kept in
-//! `../shared/testdata/kafka-v2/`: every valid batch decodes to exactly the
+//! `engine/tests/data/kafka-v2/` (see its README): every valid batch decodes to exactly the
 //! records its manifest lists, every invalid one is rejected.
 
 use ringlog_engine::batch::{BatchView, HEADER_BYTES};
@@ -11,8 +11,7 @@ use std::path::PathBuf;
 const MAX: usize = 64 << 20;
 
 fn vectors_dir() -> PathBuf {
-    // The workspace sits in `main/`, the shared folder beside it.
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/testdata/kafka-v2");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/kafka-v2");
     assert!(dir.is_dir(), "test vectors missing at {}", dir.display());
     dir
 }

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use ringlog_engine::batch::{peek, BatchView};
+use ringlog_format::batch::{peek, BatchView};
 
 fuzz_target!(|data: &[u8]| {
     let _ = peek(data, usize::MAX);

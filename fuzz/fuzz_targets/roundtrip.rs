@@ -4,7 +4,7 @@
 
 use arbitrary::Arbitrary;
 use libfuzzer_sys::fuzz_target;
-use ringlog_engine::batch::{BatchBuilder, BatchView, NewRecord, ProducerStamp};
+use ringlog_format::batch::{BatchBuilder, BatchView, NewRecord, ProducerStamp};
 
 #[derive(Debug, Arbitrary)]
 struct Input {

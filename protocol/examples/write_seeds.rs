@@ -52,7 +52,7 @@ fn main() -> std::io::Result<()> {
             ApiKey::CreateTopic,
             CreateTopicRequest {
                 name: "t".into(),
-                partitions: 3,
+                partitions: Some(3),
                 fsync: Some("never".into()),
                 ..Default::default()
             }

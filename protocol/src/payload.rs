@@ -202,8 +202,9 @@ pub struct MetadataResponse {
 pub struct CreateTopicRequest {
     /// Topic name: 1 to 249 of `[a-zA-Z0-9._-]`, not starting with `__`.
     pub name: String,
-    /// Partition count (1 to 10000).
-    pub partitions: u32,
+    /// Partition count (1 to 10000); `None` asks for the broker's default.
+    /// Never 0 for "default": a count the user typed is never changed.
+    pub partitions: Option<u32>,
     /// Time retention in ms, -1 for forever.
     pub retention_ms: Option<i64>,
     /// Size retention per partition, -1 for none.

@@ -69,11 +69,7 @@ impl Topic {
                 req.name
             )));
         }
-        let partitions = if req.partitions == 0 {
-            defaults.partitions
-        } else {
-            req.partitions
-        };
+        let partitions = req.partitions.unwrap_or(defaults.partitions);
         let fsync = match &req.fsync {
             Some(text) => text
                 .parse::<FsyncPolicy>()
@@ -331,7 +327,7 @@ mod tests {
         let mut catalog = Catalog::load(dir.path(), 1 << 20).unwrap();
         let req = CreateTopicRequest {
             name: "orders".into(),
-            partitions: 3,
+            partitions: Some(3),
             fsync: Some("interval:50".into()),
             ..Default::default()
         };
@@ -355,14 +351,14 @@ mod tests {
         for name in ["", "a/b", "..", "__mine", &"x".repeat(250)] {
             let req = CreateTopicRequest {
                 name: name.into(),
-                partitions: 1,
+                partitions: Some(1),
                 ..Default::default()
             };
             assert!(Topic::from_request(&req, &defaults()).is_err(), "{name:?}");
         }
         let req = CreateTopicRequest {
             name: "t".into(),
-            partitions: 1,
+            partitions: Some(1),
             retention_ms: Some(-5),
             ..Default::default()
         };

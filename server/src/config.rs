@@ -41,6 +41,11 @@ pub struct Args {
     /// Most client connections served at once [default: 4096].
     #[arg(long, env = "RINGLOG_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+    /// Most segment files held open at once, over all shards; others are
+    /// closed and reopened on use [default: half of what the descriptor
+    /// limit leaves after a reserve].
+    #[arg(long, env = "RINGLOG_MAX_OPEN_FILES")]
+    pub max_open_files: Option<usize>,
     /// Most request bytes a connection may have in flight before the broker
     /// stops reading from it [default: 67108864].
     #[arg(long, env = "RINGLOG_MAX_INFLIGHT_BYTES")]
@@ -52,10 +57,12 @@ pub struct Args {
     #[arg(long, env = "RINGLOG_DEFAULT_FSYNC")]
     pub default_fsync: Option<String>,
     /// Time retention of new topics in ms, -1 for forever [default: 604800000].
-    #[arg(long, env = "RINGLOG_DEFAULT_RETENTION_MS")]
+    #[arg(long, env = "RINGLOG_DEFAULT_RETENTION_MS", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
     pub default_retention_ms: Option<i64>,
     /// Size retention per partition of new topics, -1 for none [default: -1].
-    #[arg(long, env = "RINGLOG_DEFAULT_RETENTION_BYTES")]
+    #[arg(long, env = "RINGLOG_DEFAULT_RETENTION_BYTES", allow_negative_numbers = true,
+          value_parser = clap::value_parser!(i64).range(-1..))]
     pub default_retention_bytes: Option<i64>,
     /// Segment size of new topics in bytes [default: 1073741824].
     #[arg(long, env = "RINGLOG_DEFAULT_SEGMENT_BYTES")]
@@ -80,6 +87,7 @@ struct FileConfig {
     shards: Option<usize>,
     max_frame_bytes: Option<u32>,
     max_connections: Option<usize>,
+    max_open_files: Option<usize>,
     max_inflight_bytes: Option<u64>,
     default_partitions: Option<u32>,
     default_fsync: Option<String>,
@@ -120,6 +128,9 @@ pub struct Config {
     pub max_frame_bytes: u32,
     /// Connection limit.
     pub max_connections: usize,
+    /// Segment files open at once over all shards; `None`: from the
+    /// descriptor limit at start.
+    pub max_open_files: Option<usize>,
     /// Per-connection in-flight request bytes.
     pub max_inflight_bytes: u64,
     /// New-topic defaults.
@@ -176,6 +187,7 @@ impl Config {
                 .max_connections
                 .or(file.max_connections)
                 .unwrap_or(4096),
+            max_open_files: args.max_open_files.or(file.max_open_files),
             max_inflight_bytes: args
                 .max_inflight_bytes
                 .or(file.max_inflight_bytes)
@@ -235,6 +247,18 @@ impl Config {
         }
         if self.topic_defaults.partitions == 0 {
             bail!("--default-partitions must be positive");
+        }
+        // The flags are range-checked by clap; a config file's values are not.
+        for (flag, v) in [
+            ("default-retention-ms", self.topic_defaults.retention_ms),
+            (
+                "default-retention-bytes",
+                self.topic_defaults.retention_bytes,
+            ),
+        ] {
+            if v < -1 {
+                bail!("--{flag} {v} must be -1 (no limit) or at least 0");
+            }
         }
         if self.offsets_segment_bytes < 1024 {
             bail!("--offsets-segment-bytes must be at least 1024");

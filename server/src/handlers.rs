@@ -419,12 +419,28 @@ pub async fn create_topic(
             reply,
         })
         .await;
-    for result in opened {
-        match result {
-            Some(Ok(())) => {}
-            Some(Err(e)) => return Err(Failure::new(ErrorCode::StorageError, e)),
-            None => return Err(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
-        }
+    let failure = opened.into_iter().find_map(|result| match result {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(Failure::new(ErrorCode::StorageError, e)),
+        None => Some(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
+    });
+    if let Some(failure) = failure {
+        // All or nothing: a topic that could not be opened on every shard is
+        // taken out of the catalog and off the disk again.
+        let _ = shard
+            .shared
+            .catalog
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&topic.name);
+        shard
+            .broadcast(|reply| ShardMsg::Drop {
+                topic: topic.clone(),
+                reply,
+            })
+            .await;
+        tracing::warn!(topic = %topic.name, "topic creation failed and was undone: {}", failure.message);
+        return Err(failure);
     }
     tracing::info!(topic = %topic.name, partitions = topic.config.partitions, fsync = %topic.config.fsync, "topic created");
     metadata(

@@ -11,6 +11,7 @@ pub mod assignor;
 pub mod catalog;
 pub mod config;
 pub mod conn;
+pub mod fdlimit;
 pub mod group;
 pub mod handlers;
 pub mod metrics;

@@ -73,8 +73,27 @@ pub struct Broker {
 
 impl Broker {
     /// Recovers every partition and starts serving.
-    pub fn start(config: Config) -> anyhow::Result<Broker> {
+    pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         let n = config.shards;
+        let fds =
+            crate::fdlimit::raise_and_split(n, config.max_connections, config.max_open_files)?;
+        tracing::info!(
+            soft_before = fds.soft_before,
+            soft = fds.soft,
+            hard = fds.hard,
+            segment_files_per_shard = fds.files_per_shard,
+            connections = fds.connections,
+            "open-files limit"
+        );
+        if fds.connections < config.max_connections {
+            tracing::warn!(
+                configured = config.max_connections,
+                served = fds.connections,
+                "the open-files limit serves fewer connections than --max-connections"
+            );
+            config.max_connections = fds.connections;
+        }
+        config.max_open_files = Some(fds.files_per_shard * n);
         let listeners = bind_reuseport(config.listen, n)?;
         let listen = listeners[0].local_addr()?;
         let metrics_listener = match config.metrics_listen {

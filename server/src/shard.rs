@@ -216,6 +216,10 @@ pub fn queues(n: usize) -> (Vec<PeerSenders>, Vec<Vec<mpsc::Receiver<ShardMsg>>>
 /// Runs a shard on the current thread until shutdown completes.
 pub fn run(setup: ShardSetup) {
     let ready = setup.ready.clone();
+    let config = &setup.shared.config;
+    if let Some(files) = config.max_open_files {
+        ringlog_engine::files::set_open_files_max(files / config.shards);
+    }
     let result = tokio_uring::start(async move { run_async(setup).await });
     if let Err(e) = result {
         let _ = ready.send(Err(format!("{e:#}")));
@@ -425,6 +429,15 @@ impl Shard {
                 .remove(&(topic.name.clone(), p));
             if let Some(handle) = handle {
                 handle.close(true).await;
+            } else if self.owner(&topic.name, p) == self.id {
+                // A creation that failed part way left this one unopened,
+                // perhaps with a directory: nothing of it may stay on disk.
+                let dir = Topic::partition_dir(&self.shared.config.data_dir, &topic.name, p);
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(dir = %dir.display(), "removing a partition directory: {e}");
+                    }
+                }
             }
         }
     }

@@ -19,6 +19,7 @@ pub struct BrokerProcess {
     pub data_dir: PathBuf,
     binary: PathBuf,
     args: Vec<String>,
+    open_files_limit: Option<u64>,
 }
 
 /// The `ringlog-server` binary of this build: next to the running test or
@@ -91,10 +92,39 @@ impl BrokerProcess {
         shards: usize,
         extra: &[&str],
     ) -> std::io::Result<BrokerProcess> {
+        Self::start_limited(binary, data_dir, shards, extra, None)
+    }
+
+    /// Like [`BrokerProcess::start`], with the soft and hard open-files
+    /// limits of the broker (and of its restarts) lowered to `limit`, as
+    /// `ulimit -n` does.
+    pub fn start_with_open_files_limit(
+        binary: &Path,
+        data_dir: &Path,
+        shards: usize,
+        extra: &[&str],
+        limit: u64,
+    ) -> std::io::Result<BrokerProcess> {
+        Self::start_limited(binary, data_dir, shards, extra, Some(limit))
+    }
+
+    fn start_limited(
+        binary: &Path,
+        data_dir: &Path,
+        shards: usize,
+        extra: &[&str],
+        open_files_limit: Option<u64>,
+    ) -> std::io::Result<BrokerProcess> {
         let mut last = None;
         for attempt in 0..20 {
             let listen = format!("127.0.0.1:{}", quiet_port(attempt));
-            match Self::start_on(binary, data_dir, shards, &listen, extra) {
+            let args = Self::args(data_dir, shards, &listen, extra);
+            match Self::spawn(
+                binary.to_path_buf(),
+                data_dir.to_path_buf(),
+                args,
+                open_files_limit,
+            ) {
                 Ok(broker) => return Ok(broker),
                 Err(e) => last = Some(e),
             }
@@ -110,6 +140,11 @@ impl BrokerProcess {
         listen: &str,
         extra: &[&str],
     ) -> std::io::Result<BrokerProcess> {
+        let args = Self::args(data_dir, shards, listen, extra);
+        Self::spawn(binary.to_path_buf(), data_dir.to_path_buf(), args, None)
+    }
+
+    fn args(data_dir: &Path, shards: usize, listen: &str, extra: &[&str]) -> Vec<String> {
         let mut args: Vec<String> = vec![
             "--data-dir".into(),
             data_dir.display().to_string(),
@@ -121,15 +156,27 @@ impl BrokerProcess {
             shards.to_string(),
         ];
         args.extend(extra.iter().map(|s| s.to_string()));
-        Self::spawn(binary.to_path_buf(), data_dir.to_path_buf(), args)
+        args
     }
 
     fn spawn(
         binary: PathBuf,
         data_dir: PathBuf,
         args: Vec<String>,
+        open_files_limit: Option<u64>,
     ) -> std::io::Result<BrokerProcess> {
-        let mut child = Command::new(&binary)
+        let mut command = match open_files_limit {
+            // The shell lowers the limit and becomes the broker (same pid).
+            Some(limit) => {
+                let mut c = Command::new("sh");
+                c.arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(&binary);
+                c
+            }
+            None => Command::new(&binary),
+        };
+        let mut child = command
             .args(&args)
             .env(
                 "RINGLOG_LOG",
@@ -169,6 +216,7 @@ impl BrokerProcess {
             data_dir,
             binary,
             args,
+            open_files_limit,
         })
     }
 
@@ -201,20 +249,22 @@ impl BrokerProcess {
     /// Kills the broker and starts it again on the same data and port.
     pub fn restart_after_kill(self) -> std::io::Result<BrokerProcess> {
         let (binary, data_dir, args) = self.restart_args();
+        let limit = self.open_files_limit;
         self.kill();
-        Self::spawn(binary, data_dir, args)
+        Self::spawn(binary, data_dir, args, limit)
     }
 
     /// Stops the broker with SIGTERM and starts it again on the same data and port.
     pub fn restart_gracefully(self) -> std::io::Result<BrokerProcess> {
         let (binary, data_dir, args) = self.restart_args();
+        let limit = self.open_files_limit;
         let status = self.terminate()?;
         if !status.success() {
             return Err(std::io::Error::other(format!(
                 "ringlog-server exited with {status}"
             )));
         }
-        Self::spawn(binary, data_dir, args)
+        Self::spawn(binary, data_dir, args, limit)
     }
 
     /// The broker's `/metrics` text.

@@ -28,7 +28,7 @@ fn topics_are_created_listed_described_and_deleted() {
 
     let again = proto::CreateTopicRequest {
         name: "orders".into(),
-        partitions: 1,
+        partitions: Some(1),
         ..Default::default()
     };
     assert_eq!(
@@ -37,7 +37,7 @@ fn topics_are_created_listed_described_and_deleted() {
     );
     let bad = proto::CreateTopicRequest {
         name: "no/slash".into(),
-        partitions: 1,
+        partitions: Some(1),
         ..Default::default()
     };
     assert_eq!(
@@ -348,7 +348,7 @@ fn retention_runs_on_a_timer() {
     let mut c = broker.client();
     let req = proto::CreateTopicRequest {
         name: "short".into(),
-        partitions: 1,
+        partitions: Some(1),
         retention_ms: Some(60_000),
         segment_bytes: Some(1024),
         fsync: Some("never".into()),

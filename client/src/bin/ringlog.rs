@@ -73,14 +73,14 @@ enum TopicCommand {
     Create {
         /// Name: 1 to 249 of [a-zA-Z0-9._-].
         name: String,
-        /// Partitions.
-        #[arg(long, default_value_t = 1)]
-        partitions: u32,
+        /// Partitions, at least 1 [default: the broker's].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: Option<u32>,
         /// Time retention in ms (-1: forever) [default: the broker's].
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
         retention_ms: Option<i64>,
         /// Size retention per partition in bytes (-1: none) [default: the broker's].
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = clap::value_parser!(i64).range(-1..))]
         retention_bytes: Option<i64>,
         /// Segment size in bytes [default: the broker's].
         #[arg(long)]
@@ -234,7 +234,10 @@ async fn topic(
             segment_bytes,
             fsync,
         } => {
-            let mut t = NewTopic::new(&name, partitions);
+            let mut t = match partitions {
+                Some(n) => NewTopic::new(&name, n),
+                None => NewTopic::with_default_partitions(&name),
+            };
             if let Some(v) = retention_ms {
                 t = t.retention_ms(v);
             }
@@ -248,11 +251,12 @@ async fn topic(
                 t = t.fsync(&v);
             }
             let meta = admin.create_topic(t).await?;
+            let count = meta.partitions.len();
             writeln!(
                 out,
-                "created topic {} with {} partitions (fsync {})",
+                "created topic {} with {count} partition{} (fsync {})",
                 meta.name,
-                meta.partitions.len(),
+                if count == 1 { "" } else { "s" },
                 meta.config.fsync
             )?;
         }

@@ -127,7 +127,7 @@ impl Client {
     ) -> proto::MetadataResponse {
         let req = proto::CreateTopicRequest {
             name: name.into(),
-            partitions,
+            partitions: Some(partitions),
             fsync: Some(fsync.into()),
             ..Default::default()
         };
