@@ -40,7 +40,9 @@ use ringlog_protocol::{ApiKey, ErrorCode, Payload};
 pub use admin::{Admin, NewTopic};
 pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceEvent, SeekTo};
 pub use error::{Error, ErrorKind, Result};
-pub use producer::{Acks, Delivery, Producer, ProducerConfig, Record, RecordMetadata};
+pub use producer::{
+    Acks, Delivery, Producer, ProducerConfig, ProducerStats, Record, RecordMetadata,
+};
 pub use ringlog_protocol::{
     BrokerMetadata, MetadataResponse, PartitionMetadata, TopicConfig, TopicMetadata, TopicSummary,
 };

@@ -7,15 +7,16 @@
 //! which is the back-pressure: a producer faster than the broker waits in
 //! `send` instead of growing without bound.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringlog_format::batch::{BatchBuilder, NewRecord, ProducerStamp};
+use ringlog_format::batch::{restamp_producer, BatchBuilder, NewRecord, ProducerStamp};
 use ringlog_protocol::{
     self as proto, ApiKey, ErrorCode, InitProducerIdResponse, Payload, ProduceResponse,
 };
@@ -224,6 +225,7 @@ const REQUEST_BYTES_MAX: usize = 4 << 20;
 pub struct Producer {
     client: Client,
     config: ProducerConfig,
+    stats: Arc<Stats>,
     tx: mpsc::UnboundedSender<Cmd>,
     memory: Arc<Semaphore>,
     partition_counts: Mutex<HashMap<String, u32>>,
@@ -257,16 +259,18 @@ impl Producer {
             ));
         }
         let stamp = if idempotent {
-            let id: InitProducerIdResponse = client.call(ApiKey::InitProducerId, None).await?;
-            Some((id.producer_id, id.producer_epoch))
+            Some(init_producer_id(&client).await?)
         } else {
             None
         };
+        let stats = Arc::new(Stats::default());
         let (tx, rx) = mpsc::unbounded_channel();
         let task = Task {
             client: client.clone(),
             config: config.clone(),
             stamp,
+            reset_pending: false,
+            stats: stats.clone(),
             rx,
             done: mpsc::unbounded_channel(),
             parts: HashMap::new(),
@@ -281,6 +285,7 @@ impl Producer {
             client,
             memory: Arc::new(Semaphore::new(config.buffer_memory)),
             config,
+            stats,
             tx,
             partition_counts: Mutex::new(HashMap::new()),
         })
@@ -355,6 +360,16 @@ impl Producer {
         Ok(Delivery { rx })
     }
 
+    /// What the producer has had to do to deliver: retries and sequence
+    /// resets (a new producer id after the broker's sequence state and the
+    /// producer's parted ways).
+    pub fn stats(&self) -> ProducerStats {
+        ProducerStats {
+            retries: self.stats.retries.load(Ordering::Relaxed),
+            sequence_resets: self.stats.sequence_resets.load(Ordering::Relaxed),
+        }
+    }
+
     /// Sends every buffered record now and waits until each one is
     /// acknowledged or has failed.
     pub async fn flush(&self) -> Result<()> {
@@ -372,9 +387,32 @@ struct Waiter {
     _permit: OwnedSemaphorePermit,
 }
 
+/// Counters of a producer's recoveries, for [`Producer::stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    /// Batches sent again after a retriable error.
+    pub retries: u64,
+    /// Times the producer took a new producer id and numbered its unsent
+    /// batches from 0 again, because a batch failed for good (leaving a gap
+    /// in its sequence) or the broker refused one as out of order with no
+    /// earlier batch outstanding (KIP-360's case).
+    pub sequence_resets: u64,
+}
+
+#[derive(Default)]
+struct Stats {
+    retries: AtomicU64,
+    sequence_resets: AtomicU64,
+}
+
+/// A new producer id (and epoch) from the broker.
+async fn init_producer_id(client: &Client) -> Result<(i64, i16)> {
+    let id: InitProducerIdResponse = client.call(ApiKey::InitProducerId, None).await?;
+    Ok((id.producer_id, id.producer_epoch))
+}
+
 struct Open {
     builder: BatchBuilder,
-    base_seq: i32,
     waiters: Vec<Waiter>,
     deadline: Instant,
 }
@@ -384,19 +422,62 @@ struct Sealed {
     partition: u32,
     bytes: Bytes,
     waiters: Vec<Waiter>,
-    base_seq: i32,
+    /// Position among the partition's batches: sequence order, without the
+    /// wrap of sequence numbers.
+    order: u64,
+    records: i32,
+    /// Sent, and failed in a way that leaves unknown whether the broker
+    /// stored it: it may only go again under the stamp it has, so that the
+    /// broker can recognise it as a duplicate.
+    unresolved: bool,
     created: Instant,
 }
 
 #[derive(Default)]
 struct Part {
     open: Option<Open>,
+    /// Sealed batches to send, in `order`.
     ready: VecDeque<Sealed>,
-    in_flight: usize,
+    /// `order` of each batch sent and not yet answered.
+    in_flight: BTreeSet<u64>,
     next_seq: i32,
+    next_order: u64,
     /// An earlier batch failed and is queued again: later ones that the
     /// broker refuses as out of order will be retried behind it.
     retrying: bool,
+}
+
+impl Part {
+    /// The stamp of the partition's next batch of `records` records, and
+    /// the sequence advanced past it (wrapping as Kafka's does).
+    fn number(&mut self, (producer_id, producer_epoch): (i64, i16), records: i32) -> ProducerStamp {
+        let stamp = ProducerStamp {
+            producer_id,
+            producer_epoch,
+            base_sequence: self.next_seq,
+        };
+        self.next_seq =
+            ((i64::from(self.next_seq) + i64::from(records)) % (i64::from(i32::MAX) + 1)) as i32;
+        stamp
+    }
+
+    /// Whether a batch before `order` is still unanswered or queued: an
+    /// out-of-order refusal of `order` may then just mean it overtook that
+    /// batch, which is resolved by sending them again in order.
+    fn has_earlier(&self, order: u64) -> bool {
+        self.in_flight.first().is_some_and(|o| *o < order)
+            || self.ready.front().is_some_and(|s| s.order < order)
+    }
+
+    /// Queues `sealed` again in sequence order.
+    fn requeue(&mut self, sealed: Sealed) {
+        let at = self
+            .ready
+            .iter()
+            .position(|s| s.order > sealed.order)
+            .unwrap_or(self.ready.len());
+        self.ready.insert(at, sealed);
+    }
 }
 
 struct Done {
@@ -407,7 +488,13 @@ struct Done {
 struct Task {
     client: Client,
     config: ProducerConfig,
+    /// Producer id and epoch of an idempotent producer.
     stamp: Option<(i64, i16)>,
+    /// The broker's sequence state for `stamp` and the producer's no longer
+    /// agree: once every unresolved batch is answered, take a new producer
+    /// id and number the unsent batches from 0 (see [`ProducerStats`]).
+    reset_pending: bool,
+    stats: Arc<Stats>,
     rx: mpsc::UnboundedReceiver<Cmd>,
     done: (mpsc::UnboundedSender<Done>, mpsc::UnboundedReceiver<Done>),
     parts: HashMap<(Arc<str>, u32), Part>,
@@ -480,7 +567,7 @@ impl Task {
     fn idle(&self) -> bool {
         self.parts
             .values()
-            .all(|p| p.open.is_none() && p.ready.is_empty() && p.in_flight == 0)
+            .all(|p| p.open.is_none() && p.ready.is_empty() && p.in_flight.is_empty())
     }
 
     fn random(&mut self, n: u32) -> u32 {
@@ -555,21 +642,13 @@ impl Task {
         if full {
             self.seal(&key);
         }
-        let stamp = self.stamp;
         let linger = self.config.linger;
         let part = self.parts.entry(key.clone()).or_default();
-        let open = part.open.get_or_insert_with(|| {
-            let stamp = stamp.map_or(ProducerStamp::NONE, |(id, epoch)| ProducerStamp {
-                producer_id: id,
-                producer_epoch: epoch,
-                base_sequence: part.next_seq,
-            });
-            Open {
-                builder: BatchBuilder::with_capacity(stamp, batch_size.min(1 << 20)),
-                base_seq: part.next_seq,
-                waiters: Vec::new(),
-                deadline: Instant::now() + linger,
-            }
+        // The producer stamp is set when the batch is sealed and numbered.
+        let open = part.open.get_or_insert_with(|| Open {
+            builder: BatchBuilder::with_capacity(ProducerStamp::NONE, batch_size.min(1 << 20)),
+            waiters: Vec::new(),
+            deadline: Instant::now() + linger,
         });
         match open.builder.push(&new) {
             Ok(()) => open.waiters.push(waiter),
@@ -590,19 +669,29 @@ impl Task {
         let Some(part) = self.parts.get_mut(key) else {
             return;
         };
-        let Some(open) = part.open.take() else { return };
+        let Some(mut open) = part.open.take() else {
+            return;
+        };
         let count = open.builder.record_count();
+        if count == 0 {
+            return;
+        }
+        if let Some(stamp) = self.stamp {
+            open.builder.set_stamp(part.number(stamp, count));
+        }
         let Some(bytes) = open.builder.finish() else {
             return;
         };
-        part.next_seq =
-            ((i64::from(part.next_seq) + i64::from(count)) % (i64::from(i32::MAX) + 1)) as i32;
+        let order = part.next_order;
+        part.next_order += 1;
         part.ready.push_back(Sealed {
             topic: key.0.clone(),
             partition: key.1,
             bytes: Bytes::from(bytes),
             waiters: open.waiters,
-            base_seq: open.base_seq,
+            order,
+            records: count,
+            unresolved: false,
             created: Instant::now(),
         });
         // Sticky partitioning moves on once its batch is complete.
@@ -647,18 +736,39 @@ impl Task {
             }
             self.backoff_until = None;
         }
+        if self.reset_pending {
+            self.reset_sequences().await;
+            if self.backoff_until.is_some() {
+                return;
+            }
+        }
         let max = self.config.max_in_flight;
+        let resetting = self.reset_pending;
         let mut sections = Vec::new();
         let mut bytes = 0;
         for part in self.parts.values_mut() {
+            if resetting {
+                // Before a reset only batches of unknown fate go, one at a
+                // time under their old stamp, to learn whether the broker
+                // has them (a duplicate) or not (out of order).
+                let next = part.ready.iter().position(|s| s.unresolved);
+                if let (true, Some(i)) = (part.in_flight.is_empty(), next) {
+                    if let Some(sealed) = part.ready.remove(i) {
+                        bytes += sealed.bytes.len();
+                        part.in_flight.insert(sealed.order);
+                        sections.push(sealed);
+                    }
+                }
+                continue;
+            }
             // While a retry is pending, resend in order from the front only.
             let limit = if part.retrying { 1 } else { max };
-            while part.in_flight < limit && bytes < REQUEST_BYTES_MAX {
+            while part.in_flight.len() < limit && bytes < REQUEST_BYTES_MAX {
                 let Some(sealed) = part.ready.pop_front() else {
                     break;
                 };
                 bytes += sealed.bytes.len();
-                part.in_flight += 1;
+                part.in_flight.insert(sealed.order);
                 sections.push(sealed);
             }
         }
@@ -685,14 +795,57 @@ impl Task {
         });
     }
 
+    /// Takes a new producer id and numbers every queued batch from 0 under
+    /// it, once no batch of unknown fate is left (each was answered, or
+    /// failed for good); until then, [`Task::dispatch`] sends only those.
+    /// If the broker cannot be asked, sets a back-off and tries again then.
+    async fn reset_sequences(&mut self) {
+        let waiting = self
+            .parts
+            .values()
+            .any(|p| !p.in_flight.is_empty() || p.ready.iter().any(|s| s.unresolved));
+        if waiting {
+            return;
+        }
+        let fresh =
+            tokio::time::timeout(self.config.request_timeout, init_producer_id(&self.client))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::new(ErrorKind::Timeout, "InitProducerId timed out"))
+                });
+        let stamp = match fresh {
+            Ok(stamp) => stamp,
+            Err(_) => {
+                // The broker is not back yet: try again after a pause.
+                self.backoff_until = Some(Instant::now() + self.config.retry_backoff);
+                return;
+            }
+        };
+        self.stamp = Some(stamp);
+        for part in self.parts.values_mut() {
+            part.next_seq = 0;
+            part.retrying = false;
+            let mut ready = std::mem::take(&mut part.ready);
+            for sealed in &mut ready {
+                let mut bytes = sealed.bytes.to_vec();
+                // A sealed batch always has a whole header.
+                let _ = restamp_producer(&mut bytes, part.number(stamp, sealed.records));
+                sealed.bytes = Bytes::from(bytes);
+            }
+            part.ready = ready;
+        }
+        self.reset_pending = false;
+        self.stats.sequence_resets.fetch_add(1, Ordering::Relaxed);
+    }
+
     fn complete(&mut self, done: Done) {
-        let Done { sealed, result } = done;
+        let Done { mut sealed, result } = done;
         let key = (sealed.topic.clone(), sealed.partition);
         let idempotent = self.stamp.is_some();
         let Some(part) = self.parts.get_mut(&key) else {
             return;
         };
-        part.in_flight -= 1;
+        part.in_flight.remove(&sealed.order);
         match result {
             Ok(base) => {
                 part.retrying = false;
@@ -707,23 +860,33 @@ impl Task {
                 }
             }
             Err(e) => {
-                let out_of_order_behind_retry =
-                    idempotent && part.retrying && e.kind() == ErrorKind::OutOfOrderSequence;
                 let in_time = sealed.created.elapsed() < self.config.delivery_timeout;
-                if (e.is_retriable() || out_of_order_behind_retry)
-                    && in_time
-                    && self.config.acks != Acks::None
-                {
+                // The broker checks for a duplicate before the order, so an
+                // out-of-order refusal means the batch is not stored.
+                let out_of_order = idempotent && e.kind() == ErrorKind::OutOfOrderSequence;
+                let retry =
+                    in_time && self.config.acks != Acks::None && (e.is_retriable() || out_of_order);
+                if retry {
+                    if out_of_order {
+                        sealed.unresolved = false;
+                        // Nothing earlier outstanding: the gap is real (a batch
+                        // failed for good, or the broker lost its state).
+                        if !part.has_earlier(sealed.order) {
+                            self.reset_pending = true;
+                        }
+                    } else {
+                        sealed.unresolved = idempotent;
+                    }
                     part.retrying = true;
-                    // Keep sequence order: the retried batch goes before later ones.
-                    let at = part
-                        .ready
-                        .iter()
-                        .position(|s| s.base_seq > sealed.base_seq)
-                        .unwrap_or(part.ready.len());
-                    part.ready.insert(at, sealed);
+                    part.requeue(sealed);
+                    self.stats.retries.fetch_add(1, Ordering::Relaxed);
                     self.backoff_until = Some(Instant::now() + self.config.retry_backoff);
                 } else {
+                    // A batch given up leaves a gap in the sequence that every
+                    // later batch would hit.
+                    if idempotent {
+                        self.reset_pending = true;
+                    }
                     for w in sealed.waiters {
                         let _ = w.reply.send(Err(e.clone()));
                     }

@@ -352,6 +352,116 @@ fn lossy_proxy(broker: std::net::SocketAddr, swallow_response: usize) -> std::ne
     addr
 }
 
+/// A TCP proxy to the broker that flips the last byte of the `nth` produce
+/// request on its way, so the broker refuses that request's last batch as
+/// corrupt: a batch that fails for good in the middle of a pipelined stream.
+fn corrupting_proxy(broker: std::net::SocketAddr, nth: usize) -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let produces = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = TcpStream::connect(broker).unwrap();
+            let (mut s_in, mut c_out) = (server.try_clone().unwrap(), client.try_clone().unwrap());
+            std::thread::spawn(move || std::io::copy(&mut s_in, &mut c_out));
+            let (mut c_in, mut s_out) = (client, server);
+            let produces = produces.clone();
+            std::thread::spawn(move || loop {
+                let mut head = [0u8; 16];
+                if c_in.read_exact(&mut head).is_err() {
+                    break;
+                }
+                let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize - 12;
+                let mut body = vec![0u8; len];
+                if c_in.read_exact(&mut body).is_err() {
+                    break;
+                }
+                let produce = u16::from_be_bytes([head[4], head[5]]) == 1;
+                if produce && produces.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+                    if let Some(last) = body.last_mut() {
+                        *last ^= 0x55;
+                    }
+                }
+                if s_out
+                    .write_all(&head)
+                    .and_then(|()| s_out.write_all(&body))
+                    .is_err()
+                {
+                    break;
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_batch_that_fails_for_good_does_not_stall_the_batches_behind_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path(), 1);
+    let proxy = corrupting_proxy(b.addr, 10);
+    runtime().block_on(async {
+        let client = Client::connect(&proxy.to_string()).await.unwrap();
+        Admin::new(client.clone())
+            .create_topic(NewTopic::new("gap", 1))
+            .await
+            .unwrap();
+        // Small batches, five in flight: when the corrupt one is refused,
+        // the ones behind it are already on their way with later sequences.
+        let config = ProducerConfig {
+            batch_size: 512,
+            linger: Duration::from_millis(5),
+            ..ProducerConfig::default()
+        };
+        let producer = Producer::new(client.clone(), config).await.unwrap();
+        let mut deliveries = Vec::new();
+        for i in 0..3000 {
+            let record = Record::new("gap", format!("{i:05}"));
+            deliveries.push((i, producer.send(record).await.unwrap()));
+        }
+        producer.flush().await.unwrap();
+        let (mut delivered, mut lost) = (BTreeSet::new(), 0);
+        for (i, d) in deliveries {
+            match d.await {
+                Ok(_) => assert!(delivered.insert(format!("{i:05}").into_bytes())),
+                Err(e) => {
+                    assert_eq!(e.kind(), ErrorKind::CorruptRecord, "{e}");
+                    lost += 1;
+                }
+            }
+        }
+        // Only the corrupted batch is lost; the producer numbered the rest
+        // again under a new producer id instead of failing them as out of
+        // order (or retrying them until the delivery timeout).
+        assert!(lost > 0 && lost < 40, "{lost} records failed");
+        assert!(
+            producer.stats().sequence_resets >= 1,
+            "{:?}",
+            producer.stats()
+        );
+
+        let config = ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client, config);
+        consumer.assign_topic("gap").await.unwrap();
+        let records = consume_n(&mut consumer, delivered.len()).await;
+        let stored: BTreeSet<_> = records.iter().map(|r| r.value.clone().unwrap()).collect();
+        assert_eq!(records.len(), stored.len(), "a record was stored twice");
+        assert_eq!(
+            stored,
+            delivered.into_iter().map(bytes::Bytes::from).collect()
+        );
+        assert_drained(&mut consumer).await;
+    });
+}
+
 #[test]
 fn a_lost_acknowledgement_is_retried_without_duplicates() {
     let dir = tempfile::tempdir().unwrap();

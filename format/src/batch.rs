@@ -510,6 +510,12 @@ impl BatchBuilder {
         }
     }
 
+    /// Replaces the producer stamp the batch will carry: a producer numbers
+    /// a batch when it closes it, not when it opens it.
+    pub fn set_stamp(&mut self, stamp: ProducerStamp) {
+        self.stamp = stamp;
+    }
+
     /// Records added so far.
     pub fn record_count(&self) -> i32 {
         self.count
@@ -527,24 +533,35 @@ impl BatchBuilder {
         } else {
             self.base_timestamp
         };
-        let body = Self::body_len(record, record.timestamp.wrapping_sub(base), self.count);
+        let value_len = record.value.map(<[u8]>::len);
+        let body = Self::body_len(
+            record,
+            value_len,
+            record.timestamp.wrapping_sub(base),
+            self.count,
+        );
         varint_len(body as i32) + body
     }
 
-    fn body_len(record: &NewRecord<'_>, timestamp_delta: i64, offset_delta: i32) -> usize {
-        let nullable = |b: Option<&[u8]>| match b {
+    fn body_len(
+        record: &NewRecord<'_>,
+        value_len: Option<usize>,
+        timestamp_delta: i64,
+        offset_delta: i32,
+    ) -> usize {
+        let nullable = |len: Option<usize>| match len {
             None => varint_len(-1),
-            Some(b) => varint_len(b.len() as i32) + b.len(),
+            Some(n) => varint_len(n as i32) + n,
         };
         let headers: usize = record
             .headers
             .iter()
-            .map(|(name, value)| nullable(Some(name)) + nullable(*value))
+            .map(|(name, value)| nullable(Some(name.len())) + nullable(value.map(<[u8]>::len)))
             .sum();
         1 + varlong_len(timestamp_delta)
             + varint_len(offset_delta)
-            + nullable(record.key)
-            + nullable(record.value)
+            + nullable(record.key.map(<[u8]>::len))
+            + nullable(value_len)
             + varint_len(record.headers.len() as i32)
             + headers
     }
@@ -552,12 +569,39 @@ impl BatchBuilder {
     /// Appends a record. Fails with [`BatchError::Full`] if the batch would
     /// exceed `i32` lengths or counts.
     pub fn push(&mut self, record: &NewRecord<'_>) -> Result<(), BatchError> {
+        let value = record.value;
+        self.push_value(record, value.map(<[u8]>::len), |out| {
+            if let Some(v) = value {
+                out.copy_from_slice(v);
+            }
+        })
+    }
+
+    /// Appends a record whose value (`value_len` bytes, `record.value` is
+    /// ignored) is written in place by `fill`: no buffer of its own for a
+    /// value that is produced, not copied. `fill` gets exactly `value_len`
+    /// bytes (zeroed); it is not called for a null value (`None`).
+    pub fn push_with(
+        &mut self,
+        record: &NewRecord<'_>,
+        value_len: Option<usize>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), BatchError> {
+        self.push_value(record, value_len, fill)
+    }
+
+    fn push_value(
+        &mut self,
+        record: &NewRecord<'_>,
+        value_len: Option<usize>,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<(), BatchError> {
         if self.count == i32::MAX {
             return Err(BatchError::Full);
         }
         let fits_i32 = |n: usize| i32::try_from(n).is_ok();
         if !fits_i32(record.key.map_or(0, <[u8]>::len))
-            || !fits_i32(record.value.map_or(0, <[u8]>::len))
+            || !fits_i32(value_len.unwrap_or(0))
             || !fits_i32(record.headers.len())
         {
             return Err(BatchError::Full);
@@ -566,7 +610,7 @@ impl BatchBuilder {
             self.base_timestamp = record.timestamp;
         }
         let delta = record.timestamp.wrapping_sub(self.base_timestamp);
-        let body = Self::body_len(record, delta, self.count);
+        let body = Self::body_len(record, value_len, delta, self.count);
         if !fits_i32(self.buf.len() + body + 5) {
             return Err(BatchError::Full);
         }
@@ -584,7 +628,15 @@ impl BatchBuilder {
             }
         };
         put_nullable(out, record.key);
-        put_nullable(out, record.value);
+        match value_len {
+            None => put_varint(out, -1),
+            Some(n) => {
+                put_varint(out, n as i32);
+                let at = out.len();
+                out.resize(at + n, 0);
+                fill(&mut out[at..]);
+            }
+        }
         put_varint(out, record.headers.len() as i32);
         for (name, value) in record.headers {
             put_nullable(out, Some(name));
@@ -640,6 +692,24 @@ pub fn stamp_for_append(
     })?;
     header.base_offset = I64::new(base_offset);
     header.partition_leader_epoch = I32::new(leader_epoch);
+    Ok(())
+}
+
+/// Gives a finished batch a new producer stamp (id, epoch, base sequence)
+/// and recomputes its CRC, which covers those fields: for a producer that
+/// starts its sequences again under a new identity. The batch is not
+/// otherwise checked. Fails only if `batch` is shorter than a header.
+pub fn restamp_producer(batch: &mut [u8], stamp: ProducerStamp) -> Result<(), BatchError> {
+    let present = batch.len();
+    let (header, _) = BatchHeader::mut_from_prefix(batch).map_err(|_| BatchError::Incomplete {
+        needed: HEADER_BYTES,
+        present,
+    })?;
+    header.producer_id = I64::new(stamp.producer_id);
+    header.producer_epoch = I16::new(stamp.producer_epoch);
+    header.base_sequence = I32::new(stamp.base_sequence);
+    let crc = compute_crc(batch);
+    batch[17..CRC_START].copy_from_slice(&crc.to_be_bytes());
     Ok(())
 }
 
@@ -749,5 +819,67 @@ mod tests {
             b.push(&r).unwrap();
             assert_eq!(b.size_bytes() - before, est);
         }
+    }
+
+    #[test]
+    fn restamped_batches_validate_with_their_new_stamp() {
+        let mut b = BatchBuilder::new(ProducerStamp {
+            producer_id: 7,
+            producer_epoch: 0,
+            base_sequence: 40,
+        });
+        b.push(&NewRecord {
+            key: Some(b"k"),
+            value: Some(b"v"),
+            headers: &[],
+            timestamp: 5,
+        })
+        .unwrap();
+        let mut bytes = b.finish().unwrap();
+        let stamp = ProducerStamp {
+            producer_id: 9,
+            producer_epoch: 2,
+            base_sequence: 0,
+        };
+        restamp_producer(&mut bytes, stamp).unwrap();
+        let view = BatchView::parse(&bytes, MAX).unwrap();
+        let h = view.header();
+        assert_eq!(
+            (
+                h.producer_id.get(),
+                h.producer_epoch.get(),
+                h.base_sequence.get()
+            ),
+            (9, 2, 0)
+        );
+        assert_eq!(view.records().unwrap().count(), 1);
+        assert!(restamp_producer(&mut [0u8; 10], stamp).is_err());
+    }
+
+    #[test]
+    fn a_value_written_in_place_makes_the_same_batch() {
+        let headers: &[(&[u8], Option<&[u8]>)] = &[(b"h", Some(b"x"))];
+        let (mut a, mut b) = (BatchBuilder::default(), BatchBuilder::default());
+        for (i, value) in [Some(&b"hello"[..]), None, Some(&b""[..])]
+            .into_iter()
+            .enumerate()
+        {
+            let record = NewRecord {
+                key: Some(b"k"),
+                value,
+                headers,
+                timestamp: 10 + i as i64,
+            };
+            a.push(&record).unwrap();
+            let placeholder = NewRecord {
+                value: None,
+                ..record
+            };
+            b.push_with(&placeholder, value.map(<[u8]>::len), |out| {
+                out.copy_from_slice(value.unwrap())
+            })
+            .unwrap();
+        }
+        assert_eq!(a.finish(), b.finish());
     }
 }

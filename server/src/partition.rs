@@ -237,6 +237,8 @@ impl PartitionHandle {
 const GROUP_TICK: Duration = Duration::from_millis(100);
 /// Commands a partition's queue holds before senders wait.
 const QUEUE_DEPTH: usize = 1024;
+/// Idempotence refusals are logged at most this often per partition.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 /// Batches per producer remembered for duplicate detection (Kafka's 5).
 const PRODUCER_WINDOW: usize = 5;
 /// Bytes of commit records per batch (well under the 8 MiB batch limit).
@@ -266,6 +268,8 @@ pub async fn open(
         groups: crate::group::Groups::default(),
         metrics,
         log: Some(log),
+        refusal_logged_at: None,
+        refusals_unlogged: 0,
     };
     state.rebuild(topic.name == OFFSETS_TOPIC).await?;
     state.publish_offsets();
@@ -308,6 +312,9 @@ struct State {
     metrics: Arc<Metrics>,
     /// Taken on close.
     log: Option<Log>,
+    /// When an idempotence refusal was last logged, and refusals since.
+    refusal_logged_at: Option<std::time::Instant>,
+    refusals_unlogged: u64,
 }
 
 fn seq_after(seq: i32) -> i32 {
@@ -578,6 +585,48 @@ impl State {
         Ok(Idempotence::Append)
     }
 
+    /// Says at info why an idempotent batch was refused, at most once a
+    /// second per partition (with how many refusals that second hid), so a
+    /// producer stuck on refusals leaves its cause in the log.
+    fn log_refusal(&mut self, h: Option<&BatchHeader>, f: &Failure) {
+        let now = std::time::Instant::now();
+        self.refusals_unlogged += 1;
+        if self
+            .refusal_logged_at
+            .is_some_and(|at| now.duration_since(at) < REFUSAL_LOG_EVERY)
+        {
+            return;
+        }
+        let (pid, epoch, first, last) = h.map_or((-1, -1, -1, -1), |h| {
+            (
+                h.producer_id.get(),
+                h.producer_epoch.get(),
+                h.base_sequence.get(),
+                last_seq(h),
+            )
+        });
+        let recent = self.producers.get(&pid).map(|s| {
+            s.recent
+                .iter()
+                .map(|b| format!("{}..={}", b.first_seq, b.last_seq))
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        tracing::info!(
+            topic = %self.labels.topic,
+            partition = self.labels.partition,
+            producer_id = pid,
+            producer_epoch = epoch,
+            sequences = %format!("{first}..={last}"),
+            recent = recent.as_deref().unwrap_or("none"),
+            refusals = self.refusals_unlogged,
+            "idempotent batch refused: {}",
+            f.message
+        );
+        self.refusal_logged_at = Some(now);
+        self.refusals_unlogged = 0;
+    }
+
     /// Remembers an idempotent batch's sequence range once it is stored.
     fn remember(&mut self, h: &BatchHeader, base_offset: u64) {
         let pid = h.producer_id.get();
@@ -632,6 +681,7 @@ impl State {
                 }
                 Ok(Idempotence::Append) => {}
                 Err(f) => {
+                    self.log_refusal(header.as_ref(), &f);
                     failure = Some(f);
                     break;
                 }

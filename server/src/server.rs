@@ -105,6 +105,7 @@ impl Broker {
         let shared = Arc::new(Shared::load(config, listen)?);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let drained = Arc::new(Barrier::new(n));
+        let opened = Arc::new(Barrier::new(n));
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
         let (mut peers, inboxes) = shard::queues(n);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
@@ -118,6 +119,7 @@ impl Broker {
                 listener,
                 shutdown: shutdown_rx.clone(),
                 drained: drained.clone(),
+                opened: opened.clone(),
                 ready: ready_tx.clone(),
             };
             let core = (!cores.is_empty()).then(|| cores[id % cores.len()]);

@@ -189,6 +189,10 @@ pub struct ShardSetup {
     /// Shared by all shards: passed when every shard has drained its
     /// connections, so no cross-shard request is left when logs close.
     pub drained: Arc<Barrier>,
+    /// Shared by all shards: passed when every shard has opened its
+    /// partitions. No shard serves a request before, so none is routed to a
+    /// partition that is still loading.
+    pub opened: Arc<Barrier>,
     /// Told how many partitions this shard opened, or why it could not.
     pub ready: std::sync::mpsc::Sender<Result<usize, String>>,
 }
@@ -235,6 +239,7 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
         listener,
         shutdown,
         drained,
+        opened,
         ready,
     } = setup;
     let shard = Rc::new(Shard {
@@ -258,8 +263,16 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
             anyhow::bail!(e);
         }
     }
-    let opened = shard.partitions.borrow().len();
-    let _ = ready.send(Ok(opened));
+    let _ = ready.send(Ok(shard.partitions.borrow().len()));
+    let mut stopped = shard.shutdown.clone();
+    tokio::select! {
+        _ = opened.wait() => {}
+        // Another shard failed to start: nothing was served here.
+        _ = stopped.wait_for(|s| *s) => {
+            shard.close_all().await;
+            return Ok(());
+        }
+    }
     tokio_uring::spawn(retention_timer(shard.clone()));
 
     let listener = tokio_uring::net::TcpListener::from_std(listener);
@@ -360,9 +373,15 @@ impl Shard {
             .cloned();
         match handle {
             Some(handle) => handle.send(cmd).await,
+            // In the catalog but not open: being created or deleted. Retriable,
+            // as Kafka's NOT_LEADER_OR_FOLLOWER: a producer must not take it
+            // for a permanent failure and drop the batch.
             None => cmd.fail(Failure::new(
-                ErrorCode::UnknownTopic,
-                format!("{topic}-{partition} is not open on shard {}", self.id),
+                ErrorCode::NotLeader,
+                format!(
+                    "{topic}-{partition} is not open on shard {} (being created or deleted)",
+                    self.id
+                ),
             )),
         }
     }
