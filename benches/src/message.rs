@@ -22,17 +22,25 @@ fn pattern(producer: u32, seq: u64) -> [u8; 8] {
 
 /// A message of `size` bytes (at least [`HEADER_BYTES`]).
 pub fn encode(producer: u32, seq: u64, sent_ns: u64, size: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(size.max(HEADER_BYTES));
-    out.extend_from_slice(&producer.to_be_bytes());
-    out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&sent_ns.to_be_bytes());
-    let pattern = pattern(producer, seq);
-    while out.len() + 8 <= size {
-        out.extend_from_slice(&pattern);
-    }
-    let rest = size.saturating_sub(out.len());
-    out.extend_from_slice(&pattern[..rest]);
+    let mut out = vec![0; size.max(HEADER_BYTES)];
+    encode_into(&mut out, producer, seq, sent_ns);
     out
+}
+
+/// Writes a message over all of `out` (at least [`HEADER_BYTES`] long), in
+/// place: the batch-level producer path writes it straight into the batch.
+pub fn encode_into(out: &mut [u8], producer: u32, seq: u64, sent_ns: u64) {
+    out[0..4].copy_from_slice(&producer.to_be_bytes());
+    out[4..12].copy_from_slice(&seq.to_be_bytes());
+    out[12..20].copy_from_slice(&sent_ns.to_be_bytes());
+    let pattern = pattern(producer, seq);
+    let mut chunks = out[HEADER_BYTES..].chunks_exact_mut(8);
+    for chunk in &mut chunks {
+        chunk.copy_from_slice(&pattern);
+    }
+    let rest = chunks.into_remainder();
+    let n = rest.len();
+    rest.copy_from_slice(&pattern[..n]);
 }
 
 /// What a received message says about itself.

@@ -302,6 +302,9 @@ async fn produce(
     let interval = p
         .rate
         .map(|r| Duration::from_secs_f64(f64::from(p.producers) / r));
+    if interval.is_none() {
+        return produce_batches(shared, producer, index, partitions, share).await;
+    }
     let (tx, mut rx) =
         tokio::sync::mpsc::unbounded_channel::<(Instant, bool, usize, ringlog_client::Delivery)>();
     let acker = {
@@ -367,6 +370,95 @@ async fn produce(
     acker.await?
 }
 
+/// One producer at full speed, through the client's batch-level path: each
+/// message is written straight into the batch for its partition, and one
+/// acknowledgement covers the batch. A batch's messages are stamped with the
+/// time it was started, so their latency is from then to its acknowledgement.
+async fn produce_batches(
+    shared: Arc<Shared>,
+    producer: Producer,
+    index: u32,
+    partitions: u32,
+    share: Option<u64>,
+) -> anyhow::Result<(Histogram<u64>, Throughput)> {
+    let p = &shared.params;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+        Instant,
+        bool,
+        u64,
+        ringlog_client::BatchDelivery,
+    )>();
+    let acker = {
+        let shared = shared.clone();
+        let size = p.message_size as u64;
+        tokio::spawn(async move {
+            let mut h = histogram();
+            let (mut msgs, mut bytes) = (0u64, 0u64);
+            let (mut first, mut last) = (None, None);
+            while let Some((started, measured, count, delivery)) = rx.recv().await {
+                delivery.await?;
+                let now = Instant::now();
+                shared.acked.fetch_add(count, Ordering::Relaxed);
+                if measured {
+                    let latency = now.duration_since(started).as_micros() as u64;
+                    h.saturating_record_n(latency, count);
+                    msgs += count;
+                    bytes += count * size;
+                    first.get_or_insert(started);
+                    last = Some(now);
+                }
+            }
+            let secs = match (first, last) {
+                (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+                _ => 0.0,
+            };
+            anyhow::Ok((h, Throughput::of(msgs, bytes, secs)))
+        })
+    };
+    let mut seq = 0u64;
+    let mut batches = 0u64;
+    'batches: loop {
+        let partition = ((batches + u64::from(index)) % u64::from(partitions)) as u32;
+        batches += 1;
+        let mut batch = producer.batch(&p.topic, partition).await?;
+        let started = Instant::now();
+        let sent_ns = message::wall_ns();
+        let record = ringlog_client::NewRecord {
+            key: None,
+            value: None,
+            headers: &[],
+            timestamp: (sent_ns / 1_000_000) as i64,
+        };
+        let first_seq = seq;
+        while batch.is_empty() || batch.size_bytes() + p.message_size + 16 <= p.batch_size {
+            if share.is_some_and(|n| seq >= n)
+                || (share.is_none() && shared.stop.load(Ordering::Relaxed))
+            {
+                break;
+            }
+            batch.push_with(&record, p.message_size, |out| {
+                message::encode_into(out, index, seq, sent_ns)
+            })?;
+            seq += 1;
+        }
+        if batch.is_empty() {
+            break 'batches;
+        }
+        let measured = started >= shared.warm_until;
+        let delivery = producer.send_batch(batch).await?;
+        if tx
+            .send((started, measured, seq - first_seq, delivery))
+            .is_err()
+        {
+            break;
+        }
+    }
+    producer.flush().await?;
+    drop(tx);
+    shared.sent.lock().unwrap_or_else(|e| e.into_inner())[index as usize] = seq;
+    acker.await?
+}
+
 /// One consumer: reads every partition from the beginning, checking every
 /// message, until it has all that was produced (or, in consume mode, all
 /// that was stored when the run began).
@@ -407,28 +499,35 @@ async fn consume(
         if target.is_some_and(|t| verifier.received >= t) {
             break;
         }
-        let records = consumer.poll(Duration::from_millis(200)).await?;
+        // The batch-level path: records are read in place, nothing is
+        // allocated per record.
+        let batches = consumer.poll_batches(Duration::from_millis(200)).await?;
         let now = Instant::now();
         let now_ns = message::wall_ns();
-        for r in &records {
-            let value = r.value.as_deref().unwrap_or_default();
-            let decoded = message::decode(value);
-            if let Ok(m) = &decoded {
-                if p.mode == Mode::E2e && now >= shared.warm_until {
-                    h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
+        let counted = now >= shared.warm_until || p.mode == Mode::Consume;
+        let mut received = 0u64;
+        for batch in &batches {
+            for r in batch.records()? {
+                let value = r?.value.unwrap_or_default();
+                let decoded = message::decode(value);
+                if let Ok(m) = &decoded {
+                    if p.mode == Mode::E2e && now >= shared.warm_until {
+                        h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
+                    }
+                }
+                verifier.record(batch.partition(), decoded);
+                received += 1;
+                if counted {
+                    bytes += value.len() as u64;
                 }
             }
-            verifier.record(r.partition, decoded);
-            if now >= shared.warm_until || p.mode == Mode::Consume {
-                msgs += 1;
-                bytes += value.len() as u64;
-                first.get_or_insert(now);
-                last = Some(now);
-            }
         }
-        shared
-            .consumed
-            .fetch_add(records.len() as u64, Ordering::Relaxed);
+        if counted && received > 0 {
+            msgs += received;
+            first.get_or_insert(now);
+            last = Some(now);
+        }
+        shared.consumed.fetch_add(received, Ordering::Relaxed);
     }
     let secs = match (first, last) {
         (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),

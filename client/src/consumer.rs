@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ringlog_format::batch::BatchView;
+use ringlog_format::batch::{BatchView, Record as StoredRecord};
 use std::collections::BTreeSet;
 
 use ringlog_protocol::{
@@ -149,7 +149,8 @@ pub struct Consumer {
     positions: BTreeMap<Tp, u64>,
     /// Next offset to fetch (ahead of `positions` by what is buffered).
     fetch_positions: BTreeMap<Tp, u64>,
-    buffer: VecDeque<ConsumerRecord>,
+    /// Fetched batches not yet handed out, in fetch order.
+    buffer: VecDeque<ConsumerBatch>,
     fetch: Option<InFlight>,
     /// Bumped by seeks and reassignments: older fetches' data is dropped.
     fetch_epoch: u64,
@@ -259,8 +260,7 @@ impl Consumer {
         let tp: Tp = (Arc::from(topic), partition);
         self.positions.insert(tp.clone(), offset);
         self.fetch_positions.insert(tp.clone(), offset);
-        self.buffer
-            .retain(|r| !(r.topic == tp.0 && r.partition == partition));
+        self.buffer.retain(|b| b.tp != tp);
         // Whatever is in flight was asked at the old position. Other
         // partitions lose nothing: fetch positions only advance when data
         // is buffered.
@@ -346,20 +346,76 @@ impl Consumer {
 
     /// Records from the assigned partitions, waiting up to `timeout` for
     /// some; empty if none came. The next fetch is already on its way when
-    /// this returns.
+    /// this returns. Built on the batches [`Consumer::poll_batches`] hands
+    /// out: at most `max_poll_records` records are decoded from them.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        if !self.wait_for_batches(timeout).await? {
+            return Ok(Vec::new());
+        }
+        let out = self.take_records()?;
+        self.ensure_fetch();
+        Ok(out)
+    }
+
+    /// Whole fetched batches from the assigned partitions, as stored (CRC
+    /// checked, records decoded only as [`ConsumerBatch::records`] walks
+    /// them), waiting up to `timeout` for some; empty if none came. The
+    /// consumer's positions move past every batch returned. This is the
+    /// path for reading at the speed of the wire: no allocation per record.
+    pub async fn poll_batches(&mut self, timeout: Duration) -> Result<Vec<ConsumerBatch>> {
+        if !self.wait_for_batches(timeout).await? {
+            return Ok(Vec::new());
+        }
+        let out: Vec<ConsumerBatch> = self.buffer.drain(..).collect();
+        for b in &out {
+            self.positions.insert(b.tp.clone(), b.next);
+        }
+        self.ensure_fetch();
+        Ok(out)
+    }
+
+    /// Decodes up to `max_poll_records` records from the front batches; a
+    /// batch taken in part stays, to go on from where this stopped.
+    fn take_records(&mut self) -> Result<Vec<ConsumerRecord>> {
+        let max = self.config.max_poll_records.max(1);
+        let mut out = Vec::with_capacity(max.min(4096));
+        while out.len() < max {
+            let Some(batch) = self.buffer.front_mut() else {
+                break;
+            };
+            let mut last = None;
+            for record in batch.records()? {
+                let record = record?;
+                if out.len() == max {
+                    break;
+                }
+                last = Some(record.offset as u64 + 1);
+                out.push(owned(record, &batch.tp.0, batch.tp.1, &batch.bytes));
+            }
+            let tp = batch.tp.clone();
+            let done = last.is_none_or(|next| next >= batch.next);
+            if let Some(next) = last {
+                batch.from = next;
+            }
+            if done {
+                let next = batch.next;
+                self.buffer.pop_front();
+                self.positions.insert(tp, next);
+            } else if let Some(next) = last {
+                self.positions.insert(tp, next);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Waits until batches are buffered (true) or `timeout` passes (false),
+    /// heartbeating and committing meanwhile if subscribed.
+    async fn wait_for_batches(&mut self, timeout: Duration) -> Result<bool> {
         let deadline = Instant::now() + timeout;
         loop {
             self.group_duties().await?;
             if !self.buffer.is_empty() {
-                let n = self.buffer.len().min(self.config.max_poll_records.max(1));
-                let out: Vec<ConsumerRecord> = self.buffer.drain(..n).collect();
-                for r in &out {
-                    self.positions
-                        .insert((r.topic.clone(), r.partition), r.offset + 1);
-                }
-                self.ensure_fetch();
-                return Ok(out);
+                return Ok(true);
             }
             // Wake for the next heartbeat too, if that comes first.
             let wake = self
@@ -369,7 +425,7 @@ impl Consumer {
             if self.fetch_positions.is_empty() {
                 tokio::time::sleep_until(wake.into()).await;
                 if Instant::now() >= deadline {
-                    return Ok(Vec::new());
+                    return Ok(false);
                 }
                 continue;
             }
@@ -379,7 +435,7 @@ impl Consumer {
             };
             let result = match tokio::time::timeout_at(wake.into(), &mut inflight.rx).await {
                 // The fetch stays in flight for the next poll.
-                Err(_) if Instant::now() >= deadline => return Ok(Vec::new()),
+                Err(_) if Instant::now() >= deadline => return Ok(false),
                 Err(_) => continue,
                 Ok(result) => result.unwrap_or_else(|_| {
                     Err(Error::new(ErrorKind::ConnectionLost, "fetch abandoned"))
@@ -480,8 +536,7 @@ impl Consumer {
             self.positions.remove(tp);
             self.fetch_positions.remove(tp);
         }
-        self.buffer
-            .retain(|r| !tps.iter().any(|(t, p)| *t == r.topic && *p == r.partition));
+        self.buffer.retain(|b| !tps.contains(&b.tp));
         self.fetch_epoch += 1;
         self.fetch = None;
     }
@@ -636,7 +691,7 @@ impl Consumer {
                 }
             }
             let records = payload.slice(part.records.clone());
-            let next = decode_into(&tp, &records, position, &mut self.buffer)?;
+            let next = split_batches(&tp, &records, position, &mut self.buffer)?;
             self.fetch_positions.insert(tp, next);
         }
         Ok(())
@@ -747,46 +802,115 @@ impl Consumer {
     }
 }
 
-/// Appends the records at or after `from` in stored batches to `out`;
+/// Appends the stored batches in `records` that hold offsets at or after
+/// `from` to `out`, each checked (header, lengths, CRC) but not decoded;
 /// returns the offset after the last batch.
-fn decode_into(
+fn split_batches(
     tp: &Tp,
     records: &Bytes,
     from: u64,
-    out: &mut VecDeque<ConsumerRecord>,
+    out: &mut VecDeque<ConsumerBatch>,
 ) -> Result<u64> {
     let mut next = from;
     let mut rest = &records[..];
-    let corrupt = |e: &dyn std::fmt::Display| {
-        Error::new(
-            ErrorKind::CorruptRecord,
-            format!("{}-{}: fetched batch: {e}", tp.0, tp.1),
-        )
-    };
     while !rest.is_empty() {
-        let view = BatchView::parse(rest, usize::MAX).map_err(|e| corrupt(&e))?;
-        for record in view.records().map_err(|e| corrupt(&e))? {
-            let record = record.map_err(|e| corrupt(&e))?;
-            let offset = record.offset as u64;
-            if offset < from {
-                continue;
-            }
-            let slice = |s: &[u8]| records.slice_ref(s);
-            out.push_back(ConsumerRecord {
-                topic: tp.0.clone(),
-                partition: tp.1,
-                offset,
-                timestamp: record.timestamp,
-                key: record.key.map(slice),
-                value: record.value.map(slice),
-                headers: record
-                    .headers()
-                    .map(|(k, v)| (slice(k), v.map(slice)))
-                    .collect(),
+        let view = BatchView::parse_crc_only(rest, usize::MAX).map_err(|e| corrupt(tp, &e))?;
+        let len = view.bytes().len();
+        let after = view.last_offset() as u64 + 1;
+        if after > next {
+            out.push_back(ConsumerBatch {
+                tp: tp.clone(),
+                bytes: records.slice_ref(view.bytes()),
+                from: next.max(view.base_offset() as u64),
+                next: after,
             });
+            next = after;
         }
-        next = next.max(view.last_offset() as u64 + 1);
-        rest = &rest[view.bytes().len()..];
+        rest = &rest[len..];
     }
     Ok(next)
+}
+
+fn corrupt(tp: &Tp, e: &dyn std::fmt::Display) -> Error {
+    Error::new(
+        ErrorKind::CorruptRecord,
+        format!("{}-{}: fetched batch: {e}", tp.0, tp.1),
+    )
+}
+
+/// One stored batch of a partition as fetched: the bytes the producer sent,
+/// unchanged. Records are decoded only as [`ConsumerBatch::records`] walks
+/// them, as borrowed slices of the batch.
+#[derive(Debug, Clone)]
+pub struct ConsumerBatch {
+    tp: Tp,
+    bytes: Bytes,
+    /// First offset not yet handed out (records below it are skipped).
+    from: u64,
+    /// Offset after the batch's last.
+    next: u64,
+}
+
+impl ConsumerBatch {
+    /// Topic.
+    pub fn topic(&self) -> &str {
+        &self.tp.0
+    }
+
+    /// Partition.
+    pub fn partition(&self) -> u32 {
+        self.tp.1
+    }
+
+    /// Offset after the batch's last record: the position to commit once it
+    /// is processed.
+    pub fn next_offset(&self) -> u64 {
+        self.next
+    }
+
+    /// The batch exactly as stored (Kafka RecordBatch v2).
+    pub fn bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// The records at or after the consumer's position, decoded lazily;
+    /// fails for a compressed batch (not decoded by this client yet).
+    pub fn records(&self) -> Result<impl Iterator<Item = Result<StoredRecord<'_>>> + '_> {
+        let tp = &self.tp;
+        // The CRC was checked when the batch was fetched; the walk still
+        // checks every record's lengths against the batch.
+        let view =
+            BatchView::parse_crc_only(&self.bytes, usize::MAX).map_err(|e| corrupt(tp, &e))?;
+        let from = self.from;
+        Ok(view
+            .records()
+            .map_err(|e| corrupt(tp, &e))?
+            .map(move |r| r.map_err(|e| corrupt(tp, &e)))
+            .filter_map(move |r| match r {
+                Ok(r) if (r.offset as u64) < from => None,
+                other => Some(other),
+            }))
+    }
+}
+
+/// An owned record whose byte fields are slices of `batch` (no copy).
+fn owned(
+    record: StoredRecord<'_>,
+    topic: &Arc<str>,
+    partition: u32,
+    batch: &Bytes,
+) -> ConsumerRecord {
+    let slice = |s: &[u8]| batch.slice_ref(s);
+    ConsumerRecord {
+        topic: topic.clone(),
+        partition,
+        offset: record.offset as u64,
+        timestamp: record.timestamp,
+        key: record.key.map(slice),
+        value: record.value.map(slice),
+        headers: record
+            .headers()
+            .map(|(k, v)| (slice(k), v.map(slice)))
+            .collect(),
+    }
 }

@@ -38,11 +38,19 @@ use bytes::Bytes;
 use ringlog_protocol::{ApiKey, ErrorCode, Payload};
 
 pub use admin::{Admin, NewTopic};
-pub use consumer::{Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceEvent, SeekTo};
+pub use consumer::{
+    Consumer, ConsumerBatch, ConsumerConfig, ConsumerRecord, OffsetReset, RebalanceEvent, SeekTo,
+};
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{
-    Acks, Delivery, Producer, ProducerConfig, ProducerStats, Record, RecordMetadata,
+    Acks, BatchDelivery, BatchMetadata, Delivery, Producer, ProducerBatch, ProducerConfig,
+    ProducerStats, Record, RecordMetadata,
 };
+/// A record to push into a [`ProducerBatch`] (the record format's own type).
+pub use ringlog_format::batch::NewRecord;
+/// A record inside a [`ConsumerBatch`], borrowing its bytes (the record
+/// format's own type).
+pub use ringlog_format::batch::Record as StoredRecord;
 pub use ringlog_protocol::{
     BrokerMetadata, MetadataResponse, PartitionMetadata, TopicConfig, TopicMetadata, TopicSummary,
 };

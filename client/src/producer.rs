@@ -195,9 +195,11 @@ impl Future for Delivery {
     }
 }
 
+/// Largest batch the producer builds: the broker's default batch limit.
+const BATCH_BYTES_MAX: usize = 8 << 20;
 /// Largest record the producer accepts (the broker's batch limit, less room
 /// for the batch header).
-const RECORD_MAX: usize = (8 << 20) - 1024;
+const RECORD_MAX: usize = BATCH_BYTES_MAX - 1024;
 /// Bytes of batches per produce request.
 const REQUEST_BYTES_MAX: usize = 4 << 20;
 
@@ -238,6 +240,11 @@ enum Cmd {
         partitions: u32,
         permit: OwnedSemaphorePermit,
         reply: oneshot::Sender<Result<RecordMetadata>>,
+    },
+    Batch {
+        batch: ProducerBatch,
+        permit: OwnedSemaphorePermit,
+        reply: oneshot::Sender<Result<BatchMetadata>>,
     },
     Flush(oneshot::Sender<()>),
 }
@@ -360,6 +367,71 @@ impl Producer {
         Ok(Delivery { rx })
     }
 
+    /// An empty batch for `partition` of `topic`, to fill with
+    /// [`ProducerBatch::push`] and hand to [`Producer::send_batch`]: records
+    /// go straight into the bytes sent to the broker, with one
+    /// acknowledgement for the whole batch.
+    pub async fn batch(&self, topic: &str, partition: u32) -> Result<ProducerBatch> {
+        let partitions = self.partition_count(topic).await?;
+        if partition >= partitions {
+            return Err(Error::new(
+                ErrorKind::UnknownPartition,
+                format!(
+                    "topic {topic:?} has {partitions} partitions, not {}",
+                    partition + 1
+                ),
+            ));
+        }
+        Ok(ProducerBatch {
+            topic: Arc::from(topic),
+            partition,
+            builder: BatchBuilder::with_capacity(
+                ProducerStamp::NONE,
+                self.config.batch_size.min(BATCH_BYTES_MAX),
+            ),
+        })
+    }
+
+    /// Queues a whole batch after the partition's earlier records and
+    /// batches; the returned [`BatchDelivery`] resolves once the broker
+    /// acknowledges it (offsets `base_offset..base_offset + records`).
+    /// Waits while the buffer budget is used up. Retries and idempotence
+    /// are as for single records.
+    pub async fn send_batch(&self, batch: ProducerBatch) -> Result<BatchDelivery> {
+        let size = batch.size_bytes();
+        if batch.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                "the batch holds no record",
+            ));
+        }
+        if size > self.config.buffer_memory {
+            return Err(Error::new(
+                ErrorKind::RecordTooLarge,
+                format!(
+                    "a batch of {size} bytes exceeds buffer_memory ({})",
+                    self.config.buffer_memory
+                ),
+            ));
+        }
+        let closed = || Error::new(ErrorKind::Closed, "the producer stopped");
+        let permit = self
+            .memory
+            .clone()
+            .acquire_many_owned(size as u32)
+            .await
+            .map_err(|_| closed())?;
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Cmd::Batch {
+                batch,
+                permit,
+                reply,
+            })
+            .map_err(|_| closed())?;
+        Ok(BatchDelivery { rx })
+    }
+
     /// What the producer has had to do to deliver: retries and sequence
     /// resets (a new producer id after the broker's sequence state and the
     /// producer's parted ways).
@@ -385,6 +457,108 @@ impl Producer {
 struct Waiter {
     reply: oneshot::Sender<Result<RecordMetadata>>,
     _permit: OwnedSemaphorePermit,
+}
+
+/// Records for one partition, written straight into the batch that goes to
+/// the broker (no allocation, channel message or acknowledgement per
+/// record). Made by [`Producer::batch`], sent by [`Producer::send_batch`].
+pub struct ProducerBatch {
+    topic: Arc<str>,
+    partition: u32,
+    builder: BatchBuilder,
+}
+
+impl ProducerBatch {
+    /// Appends a record. Fails with `RecordTooLarge` once the batch would
+    /// pass the broker's batch limit (8 MiB): send it and start another.
+    pub fn push(&mut self, record: &NewRecord<'_>) -> Result<()> {
+        let value_len = record.value.map(<[u8]>::len);
+        self.room_for(record, value_len)?;
+        self.builder.push(record).map_err(too_large)
+    }
+
+    /// Appends a record whose value of `value_len` bytes is written in place
+    /// by `fill` (`record.value` is ignored): for values that are produced
+    /// rather than copied, such as a load generator's.
+    pub fn push_with(
+        &mut self,
+        record: &NewRecord<'_>,
+        value_len: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> Result<()> {
+        self.room_for(record, Some(value_len))?;
+        self.builder
+            .push_with(record, Some(value_len), fill)
+            .map_err(too_large)
+    }
+
+    fn room_for(&self, record: &NewRecord<'_>, value_len: Option<usize>) -> Result<()> {
+        let sized = NewRecord {
+            value: None,
+            ..*record
+        };
+        let grows = self.builder.record_size_bytes(&sized) + value_len.unwrap_or(0);
+        if self.builder.size_bytes() + grows > BATCH_BYTES_MAX {
+            return Err(Error::new(
+                ErrorKind::RecordTooLarge,
+                format!("the batch would pass {BATCH_BYTES_MAX} bytes: send it and start another"),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records in the batch.
+    pub fn len(&self) -> usize {
+        self.builder.record_count() as usize
+    }
+
+    /// Whether the batch holds no record.
+    pub fn is_empty(&self) -> bool {
+        self.builder.record_count() == 0
+    }
+
+    /// Bytes the batch would have if sent now.
+    pub fn size_bytes(&self) -> usize {
+        self.builder.size_bytes()
+    }
+
+    /// The partition it goes to.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+}
+
+fn too_large(e: ringlog_format::batch::BatchError) -> Error {
+    Error::new(ErrorKind::RecordTooLarge, e.to_string())
+}
+
+/// Where a batch was stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchMetadata {
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: u32,
+    /// Offset of its first record; `None` with acks=0.
+    pub base_offset: Option<u64>,
+    /// Records in it (offsets `base_offset..base_offset + records`).
+    pub records: u32,
+}
+
+/// Resolves when a whole batch is acknowledged (or failed for good).
+#[must_use = "a batch's delivery can fail; await it to know"]
+pub struct BatchDelivery {
+    rx: oneshot::Receiver<Result<BatchMetadata>>,
+}
+
+impl Future for BatchDelivery {
+    type Output = Result<BatchMetadata>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx).poll(cx).map(|r| {
+            r.unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "the producer stopped")))
+        })
+    }
 }
 
 /// Counters of a producer's recoveries, for [`Producer::stats`].
@@ -417,11 +591,58 @@ struct Open {
     deadline: Instant,
 }
 
+/// Who hears of a sealed batch's outcome: each record's sender, or the one
+/// sender of a whole [`ProducerBatch`].
+enum Waiters {
+    Records(Vec<Waiter>),
+    Batch {
+        reply: oneshot::Sender<Result<BatchMetadata>>,
+        _permit: OwnedSemaphorePermit,
+    },
+}
+
+impl Waiters {
+    fn succeed(self, topic: &str, partition: u32, base: Option<u64>, records: i32) {
+        match self {
+            Waiters::Records(waiters) => {
+                for (i, w) in waiters.into_iter().enumerate() {
+                    let _ = w.reply.send(Ok(RecordMetadata {
+                        topic: topic.to_string(),
+                        partition,
+                        offset: base.map(|b| b + i as u64),
+                    }));
+                }
+            }
+            Waiters::Batch { reply, .. } => {
+                let _ = reply.send(Ok(BatchMetadata {
+                    topic: topic.to_string(),
+                    partition,
+                    base_offset: base,
+                    records: records as u32,
+                }));
+            }
+        }
+    }
+
+    fn fail(self, e: &Error) {
+        match self {
+            Waiters::Records(waiters) => {
+                for w in waiters {
+                    let _ = w.reply.send(Err(e.clone()));
+                }
+            }
+            Waiters::Batch { reply, .. } => {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 struct Sealed {
     topic: Arc<str>,
     partition: u32,
     bytes: Bytes,
-    waiters: Vec<Waiter>,
+    waiters: Waiters,
     /// Position among the partition's batches: sequence order, without the
     /// wrap of sequence numbers.
     order: u64,
@@ -448,6 +669,39 @@ struct Part {
 }
 
 impl Part {
+    /// Numbers and finishes a batch and queues it to be sent, after every
+    /// batch queued before it. An empty builder is dropped.
+    fn enqueue(
+        &mut self,
+        key: &(Arc<str>, u32),
+        stamp: Option<(i64, i16)>,
+        mut builder: BatchBuilder,
+        waiters: Waiters,
+    ) {
+        let count = builder.record_count();
+        if count == 0 {
+            return;
+        }
+        if let Some(stamp) = stamp {
+            builder.set_stamp(self.number(stamp, count));
+        }
+        let Some(bytes) = builder.finish() else {
+            return;
+        };
+        let order = self.next_order;
+        self.next_order += 1;
+        self.ready.push_back(Sealed {
+            topic: key.0.clone(),
+            partition: key.1,
+            bytes: Bytes::from(bytes),
+            waiters,
+            order,
+            records: count,
+            unresolved: false,
+            created: Instant::now(),
+        });
+    }
+
     /// The stamp of the partition's next batch of `records` records, and
     /// the sequence advanced past it (wrapping as Kafka's does).
     fn number(&mut self, (producer_id, producer_epoch): (i64, i16), records: i32) -> ProducerStamp {
@@ -584,6 +838,26 @@ impl Task {
                 self.seal_all();
                 self.flushers.push(reply);
             }
+            Cmd::Batch {
+                batch,
+                permit,
+                reply,
+            } => {
+                let key = (batch.topic, batch.partition);
+                // Records sent one by one before this batch go first.
+                self.seal(&key);
+                let waiters = Waiters::Batch {
+                    reply,
+                    _permit: permit,
+                };
+                let stamp = self.stamp;
+                self.parts.entry(key.clone()).or_default().enqueue(
+                    &key,
+                    stamp,
+                    batch.builder,
+                    waiters,
+                );
+            }
             Cmd::Record {
                 record,
                 partition,
@@ -669,31 +943,15 @@ impl Task {
         let Some(part) = self.parts.get_mut(key) else {
             return;
         };
-        let Some(mut open) = part.open.take() else {
+        let Some(open) = part.open.take() else {
             return;
         };
-        let count = open.builder.record_count();
-        if count == 0 {
-            return;
-        }
-        if let Some(stamp) = self.stamp {
-            open.builder.set_stamp(part.number(stamp, count));
-        }
-        let Some(bytes) = open.builder.finish() else {
-            return;
-        };
-        let order = part.next_order;
-        part.next_order += 1;
-        part.ready.push_back(Sealed {
-            topic: key.0.clone(),
-            partition: key.1,
-            bytes: Bytes::from(bytes),
-            waiters: open.waiters,
-            order,
-            records: count,
-            unresolved: false,
-            created: Instant::now(),
-        });
+        part.enqueue(
+            key,
+            self.stamp,
+            open.builder,
+            Waiters::Records(open.waiters),
+        );
         // Sticky partitioning moves on once its batch is complete.
         if self.sticky.get(&key.0) == Some(&key.1) && partitions > 1 {
             let mut next = self.random(partitions - 1);
@@ -849,15 +1107,8 @@ impl Task {
         match result {
             Ok(base) => {
                 part.retrying = false;
-                let topic = sealed.topic.to_string();
-                for (i, w) in sealed.waiters.into_iter().enumerate() {
-                    let offset = base.map(|b| b + i as u64);
-                    let _ = w.reply.send(Ok(RecordMetadata {
-                        topic: topic.clone(),
-                        partition: sealed.partition,
-                        offset,
-                    }));
-                }
+                let (topic, partition, records) = (sealed.topic, sealed.partition, sealed.records);
+                sealed.waiters.succeed(&topic, partition, base, records);
             }
             Err(e) => {
                 let in_time = sealed.created.elapsed() < self.config.delivery_timeout;
@@ -887,9 +1138,7 @@ impl Task {
                     if idempotent {
                         self.reset_pending = true;
                     }
-                    for w in sealed.waiters {
-                        let _ = w.reply.send(Err(e.clone()));
-                    }
+                    sealed.waiters.fail(&e);
                 }
             }
         }

@@ -572,3 +572,135 @@ fn errors_have_kinds() {
         );
     });
 }
+
+#[test]
+fn whole_batches_go_out_and_come_back_in_place() {
+    use ringlog_client::NewRecord;
+
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path(), 2);
+    runtime().block_on(async {
+        let client = Client::connect(&b.addr.to_string()).await.unwrap();
+        Admin::new(client.clone())
+            .create_topic(NewTopic::new("batches", 2))
+            .await
+            .unwrap();
+        let producer = Producer::new(client.clone(), ProducerConfig::default())
+            .await
+            .unwrap();
+        // A record sent alone first: a batch sent after it is stored after it.
+        let single = producer
+            .send(Record::new("batches", "alone").partition(1))
+            .await
+            .unwrap();
+        let mut deliveries = Vec::new();
+        let headers: &[(&[u8], Option<&[u8]>)] = &[(b"h", Some(b"v"))];
+        for round in 0..3u32 {
+            for partition in 0..2 {
+                let mut batch = producer.batch("batches", partition).await.unwrap();
+                for i in 0..100u32 {
+                    let key = format!("k{i}");
+                    let record = NewRecord {
+                        key: Some(key.as_bytes()),
+                        value: None,
+                        headers,
+                        timestamp: 1_000 + i64::from(i),
+                    };
+                    if i % 2 == 0 {
+                        let value = format!("{partition}-{round}-{i}");
+                        let record = NewRecord {
+                            value: Some(value.as_bytes()),
+                            ..record
+                        };
+                        batch.push(&record).unwrap();
+                    } else {
+                        let value = format!("{partition}-{round}-{i}");
+                        batch
+                            .push_with(&record, value.len(), |out| {
+                                out.copy_from_slice(value.as_bytes())
+                            })
+                            .unwrap();
+                    }
+                }
+                assert_eq!(batch.len(), 100);
+                deliveries.push(producer.send_batch(batch).await.unwrap());
+            }
+        }
+        assert!(producer
+            .send_batch(producer.batch("batches", 0).await.unwrap())
+            .await
+            .is_err());
+        assert!(producer.batch("batches", 2).await.is_err());
+        assert_eq!(single.await.unwrap().offset, Some(0));
+        let mut next = [0u64, 1];
+        for d in deliveries {
+            let meta = d.await.unwrap();
+            assert_eq!(meta.records, 100);
+            let p = meta.partition as usize;
+            assert_eq!(
+                meta.base_offset,
+                Some(next[p]),
+                "batches are stored in order"
+            );
+            next[p] += 100;
+        }
+
+        // Whole batches, decoded in place.
+        let config = ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        };
+        let mut consumer = Consumer::new(client.clone(), config.clone());
+        consumer.assign_topic("batches").await.unwrap();
+        let mut seen = BTreeMap::new();
+        for _ in 0..100 {
+            for batch in consumer
+                .poll_batches(Duration::from_millis(100))
+                .await
+                .unwrap()
+            {
+                for r in batch.records().unwrap() {
+                    let r = r.unwrap();
+                    let value = String::from_utf8(r.value.unwrap().to_vec()).unwrap();
+                    if value != "alone" {
+                        assert_eq!(
+                            r.headers().collect::<Vec<_>>(),
+                            vec![(&b"h"[..], Some(&b"v"[..]))]
+                        );
+                    }
+                    assert!(seen
+                        .insert((batch.partition(), r.offset as u64), value)
+                        .is_none());
+                }
+            }
+            if seen.len() == 601 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 601);
+        assert_eq!(seen[&(1, 0)], "alone");
+        assert_eq!(seen[&(0, 0)], "0-0-0");
+        assert_eq!(seen[&(1, 1)], "1-0-0");
+        assert_eq!(seen[&(1, 300)], "1-2-99");
+        assert_drained(&mut consumer).await;
+
+        // Records one by one from the same batches, a few at a time: a batch
+        // taken in part goes on where the last poll stopped.
+        let config = ConsumerConfig {
+            max_poll_records: 7,
+            ..config
+        };
+        let mut consumer = Consumer::new(client, config);
+        consumer.assign_topic("batches").await.unwrap();
+        let records = consume_n(&mut consumer, 601).await;
+        let again: BTreeMap<_, _> = records
+            .iter()
+            .map(|r| {
+                let value = String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap();
+                ((r.partition, r.offset), value)
+            })
+            .collect();
+        assert_eq!((records.len(), again), (601, seen));
+        assert_drained(&mut consumer).await;
+    });
+}

@@ -16,6 +16,7 @@ pub mod group;
 pub mod handlers;
 pub mod metrics;
 pub mod partition;
+pub mod producer_state;
 pub mod server;
 pub mod shard;
 pub mod testing;

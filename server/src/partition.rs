@@ -20,6 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::catalog::{Topic, OFFSETS_TOPIC};
 use crate::metrics::{Metrics, PartitionLabels};
+use crate::producer_state;
 
 /// Commands a partition's task takes.
 pub enum PartCmd {
@@ -506,8 +507,18 @@ impl State {
     async fn close(&mut self, delete: bool) {
         let Some(log) = self.log.take() else { return };
         let dir = log.dir().to_path_buf();
-        if let Err(e) = log.close().await {
-            tracing::error!(dir = %dir.display(), "closing the log failed: {e}");
+        let snapshot = (!delete && self.committed.is_none()).then(|| self.snapshot(log.latest()));
+        match log.close().await {
+            Err(e) => tracing::error!(dir = %dir.display(), "closing the log failed: {e}"),
+            // Only a log closed cleanly (synced) is covered by a snapshot.
+            Ok(()) => {
+                if let Some(snapshot) = snapshot {
+                    let path = dir.join(producer_state::SNAPSHOT_FILE);
+                    if let Err(e) = write_atomically(&path, &producer_state::encode(&snapshot)) {
+                        tracing::warn!(path = %path.display(), "writing the producer-state snapshot: {e}");
+                    }
+                }
+            }
         }
         self.metrics.forget_partition(&self.labels);
         if delete {
@@ -583,6 +594,30 @@ impl State {
             ));
         }
         Ok(Idempotence::Append)
+    }
+
+    /// Idempotent producers' state as of `end_offset`, for a snapshot.
+    fn snapshot(&self, end_offset: u64) -> producer_state::Snapshot {
+        producer_state::Snapshot {
+            end_offset,
+            producers: self
+                .producers
+                .iter()
+                .map(|(id, p)| producer_state::Producer {
+                    producer_id: *id,
+                    epoch: p.epoch,
+                    batches: p
+                        .recent
+                        .iter()
+                        .map(|b| producer_state::Batch {
+                            first_seq: b.first_seq,
+                            last_seq: b.last_seq,
+                            base_offset: b.base_offset,
+                        })
+                        .collect(),
+                })
+                .collect(),
+        }
     }
 
     /// Says at info why an idempotent batch was refused, at most once a
@@ -750,7 +785,14 @@ impl State {
             self.committed = Some(HashMap::new());
             log.earliest()
         } else {
-            log.segment_bases().last().copied().unwrap_or(0)
+            let active = log.segment_bases().last().copied().unwrap_or(0);
+            match load_snapshot(log, active) {
+                Some((end, producers)) => {
+                    self.producers = producers;
+                    end
+                }
+                None => active,
+            }
         };
         let max = log.config().batch_bytes_max;
         let mut offset = from.max(log.earliest());
@@ -920,6 +962,68 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// Loads the producer-state snapshot of the last clean close, if it can
+/// stand in for reading the log up to its end offset: that offset is at or
+/// after the active segment's base (what a start reads otherwise) and at or
+/// before the log end. Returns the offset to replay from and the state. The
+/// file is removed once read, so a snapshot exists only right after a clean
+/// close and never describes a log that changed since.
+fn load_snapshot(log: &Log, active_base: u64) -> Option<(u64, HashMap<i64, ProducerState>)> {
+    let path = log.dir().join(producer_state::SNAPSHOT_FILE);
+    let bytes = std::fs::read(&path).ok()?;
+    if let Err(e) = std::fs::remove_file(&path) {
+        tracing::warn!(path = %path.display(), "removing the producer-state snapshot: {e}");
+    }
+    let snapshot = match producer_state::decode(&bytes) {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::warn!(path = %path.display(), "ignoring the producer-state snapshot: {why}");
+            return None;
+        }
+    };
+    let end = snapshot.end_offset;
+    if end < active_base.max(log.earliest()) || end > log.latest() {
+        tracing::warn!(
+            path = %path.display(),
+            end,
+            log_end = log.latest(),
+            "ignoring a producer-state snapshot that does not match the log"
+        );
+        return None;
+    }
+    let producers = snapshot
+        .producers
+        .into_iter()
+        .map(|p| {
+            let recent = p
+                .batches
+                .into_iter()
+                .map(|b| SentBatch {
+                    first_seq: b.first_seq,
+                    last_seq: b.last_seq,
+                    base_offset: b.base_offset,
+                })
+                .collect();
+            (
+                p.producer_id,
+                ProducerState {
+                    epoch: p.epoch,
+                    recent,
+                },
+            )
+        })
+        .collect();
+    Some((end, producers))
+}
+
+/// Replaces `path` with `bytes`: a crash leaves the old file or the new one.
+fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

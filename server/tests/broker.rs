@@ -253,6 +253,61 @@ fn idempotent_retries_are_stored_once() {
 }
 
 #[test]
+fn producer_state_comes_from_a_snapshot_after_a_clean_stop() {
+    use ringlog_server::producer_state::{self as ps, SNAPSHOT_FILE};
+
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let mut c = broker.client();
+    c.create_topic("snap", 1, "never");
+    let id: proto::InitProducerIdResponse = c
+        .call(ApiKey::InitProducerId, &[])
+        .ok(ApiKey::InitProducerId);
+    let stamp = |seq| ProducerStamp {
+        producer_id: id.producer_id,
+        producer_epoch: 0,
+        base_sequence: seq,
+    };
+    for seq in 0..8 {
+        let r = c.produce("snap", 0, &batch(&[b"v"], stamp(seq), 1));
+        assert_eq!((r.error, r.base_offsets), (0, vec![seq as u64]));
+    }
+    drop(c);
+    let stopped = broker.terminate();
+    assert!(stopped.success());
+
+    // The clean stop wrote the state; make it say something the log does
+    // not, so the test can tell the snapshot was used and the log not read.
+    let path = dir.path().join("snap-0").join(SNAPSHOT_FILE);
+    let mut snapshot = ps::decode(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(snapshot.end_offset, 8);
+    let producer = &mut snapshot.producers[0];
+    assert_eq!(producer.producer_id, id.producer_id);
+    assert_eq!(producer.batches.len(), 5, "the last 5 batches");
+    producer.batches.last_mut().unwrap().base_offset = 1234;
+    std::fs::write(&path, ps::encode(&snapshot)).unwrap();
+
+    let broker = Broker::start(dir.path(), 1);
+    assert!(!path.exists(), "a snapshot is read once");
+    let mut c = broker.client();
+    let retry = c.produce("snap", 0, &batch(&[b"v"], stamp(7), 1));
+    assert_eq!((retry.error, retry.base_offsets), (0, vec![1234]));
+    let next = c.produce("snap", 0, &batch(&[b"v"], stamp(8), 1));
+    assert_eq!((next.error, next.base_offsets), (0, vec![8]));
+    drop(c);
+
+    // A damaged snapshot is ignored: the state comes from the log again.
+    assert!(broker.terminate().success());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[10] ^= 1;
+    std::fs::write(&path, bytes).unwrap();
+    let broker = Broker::start(dir.path(), 1);
+    let mut c = broker.client();
+    let retry = c.produce("snap", 0, &batch(&[b"v"], stamp(8), 1));
+    assert_eq!((retry.error, retry.base_offsets), (0, vec![8]));
+}
+
+#[test]
 fn committed_offsets_survive_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 2);
