@@ -55,6 +55,13 @@ sync
 if echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then echo "page cache dropped"; else echo "cannot drop the page cache here: the consume reads from memory"; fi
 run consume-1m consume --topic p1m --consumers 1
 run produce-fsync produce --topic pfsync "${common[@]}" --batch-size 65536 --fsync always --messages 250000
+# The same through the client's per-record API (send, poll), to show what the
+# batch-level path (send_batch, poll_batches) changes.
+run produce-64k-per-record produce --per-record --topic r64k "${common[@]}" --batch-size 65536 --fsync never --messages 1000000
+run produce-1m-per-record produce --per-record --topic r1m "${common[@]}" --batch-size 1048576 --fsync never --messages 1000000
+sync
+echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+run consume-1m-per-record consume --per-record --topic r1m --consumers 1
 kill -TERM $broker; wait $broker || true
 rm -rf "$dir/peer-broker"
 
@@ -77,9 +84,12 @@ rows = [("produce, 64 KiB batches", "produce-64k", "produce", 1.0),
 lines = [f"disk (fio 64k direct qd8): {disk:.0f} MB/s; loopback (iperf3): {net:.0f} MB/s; Iggy at {iggy['commit']}", "",
          "| workload | ringlog MB/s | Iggy MB/s | ringlog / Iggy | ringlog / limit | broker CPU s per GB: ringlog | Iggy |",
          "|---|---:|---:|---:|---:|---:|---:|"]
+rows += [("produce, 64 KiB batches, per-record API", "produce-64k-per-record", "produce", 1.0),
+         ("produce, 1 MiB batches, per-record API", "produce-1m-per-record", "produce", 1.0),
+         ("consume 1 GB, cold cache, per-record API", "consume-1m-per-record", "consume", 1.0)]
 for label, name, kind, gb in rows:
     r = json.load(open(f"{out}/ringlog-{name}.json"))[kind]["mb_per_sec"]
-    i = iggy.get(name, {})
+    i = iggy.get(name.replace("-per-record", ""), {}) if "per-record" not in name else {}
     im = i.get("mb_per_sec")
     limit = net if kind == "consume" else min(disk, net)
     rc = float(cpu[name]) / gb

@@ -69,6 +69,10 @@ struct Args {
     /// Seconds at the start left out of the figures.
     #[arg(long, default_value_t = 0.0)]
     warmup: f64,
+    /// Use the client's per-record API (send, poll) instead of the
+    /// batch-level one (send_batch, poll_batches), to compare the two.
+    #[arg(long)]
+    per_record: bool,
     /// Write every figure and parameter as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -168,6 +172,7 @@ async fn start(args: Args) -> anyhow::Result<Report> {
         duration_secs: args.duration,
         rate: args.rate,
         warmup_secs: args.warmup,
+        per_record: args.per_record,
         embedded_shards: embedded
             .as_ref()
             .map(|(s, _): &(ringlog_server::server::Broker, _)| s.shards()),

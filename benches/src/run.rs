@@ -60,6 +60,10 @@ pub struct Params {
     pub rate: Option<f64>,
     /// Seconds excluded from the figures at the start.
     pub warmup_secs: f64,
+    /// Use the client's per-record API (`send`, `poll`) instead of its
+    /// batch-level one (`send_batch`, `poll_batches`); open-loop runs
+    /// (`rate`) always send per record.
+    pub per_record: bool,
     /// Shards of the embedded broker, if any.
     pub embedded_shards: Option<usize>,
 }
@@ -302,7 +306,7 @@ async fn produce(
     let interval = p
         .rate
         .map(|r| Duration::from_secs_f64(f64::from(p.producers) / r));
-    if interval.is_none() {
+    if interval.is_none() && !p.per_record {
         return produce_batches(shared, producer, index, partitions, share).await;
     }
     let (tx, mut rx) =
@@ -499,27 +503,39 @@ async fn consume(
         if target.is_some_and(|t| verifier.received >= t) {
             break;
         }
-        // The batch-level path: records are read in place, nothing is
-        // allocated per record.
-        let batches = consumer.poll_batches(Duration::from_millis(200)).await?;
+        // Per record, or (the default) whole batches read in place with
+        // nothing allocated per record.
+        let (records, batches) = if p.per_record {
+            (consumer.poll(Duration::from_millis(200)).await?, Vec::new())
+        } else {
+            (
+                Vec::new(),
+                consumer.poll_batches(Duration::from_millis(200)).await?,
+            )
+        };
         let now = Instant::now();
         let now_ns = message::wall_ns();
         let counted = now >= shared.warm_until || p.mode == Mode::Consume;
         let mut received = 0u64;
+        let mut take = |partition: u32, value: &[u8]| {
+            let decoded = message::decode(value);
+            if let Ok(m) = &decoded {
+                if p.mode == Mode::E2e && now >= shared.warm_until {
+                    h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
+                }
+            }
+            verifier.record(partition, decoded);
+            received += 1;
+            if counted {
+                bytes += value.len() as u64;
+            }
+        };
+        for r in &records {
+            take(r.partition, r.value.as_deref().unwrap_or_default());
+        }
         for batch in &batches {
             for r in batch.records()? {
-                let value = r?.value.unwrap_or_default();
-                let decoded = message::decode(value);
-                if let Ok(m) = &decoded {
-                    if p.mode == Mode::E2e && now >= shared.warm_until {
-                        h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
-                    }
-                }
-                verifier.record(batch.partition(), decoded);
-                received += 1;
-                if counted {
-                    bytes += value.len() as u64;
-                }
+                take(batch.partition(), r?.value.unwrap_or_default());
             }
         }
         if counted && received > 0 {
