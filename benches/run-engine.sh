@@ -15,13 +15,10 @@ mkdir -p "$dir" "$out"
 dir=$(cd "$dir" && pwd)
 command -v fio >/dev/null || { echo "fio is required: apt-get install -y fio" >&2; exit 1; }
 
-echo "== machine"
-{ nproc; grep -m1 "model name" /proc/cpuinfo; free -g | sed -n 2p; uname -r; df -h "$dir" | tail -1; } | tee "$out/machine.txt"
-
-echo "== fio: sequential 64 KiB direct writes, io_uring, iodepth 8"
-fio --name=seqwrite --filename="$dir/fio-seq.dat" --size=4G --rw=write --bs=64k \
-    --ioengine=io_uring --direct=1 --iodepth=8 --runtime=20 --time_based \
-    --output-format=json > "$out/fio-seq.json"
+# shellcheck source=benches/limits.sh
+. benches/limits.sh
+machine "$dir" "$out"
+disk_limit "$dir" "$out"
 echo "== fio: 4 KiB writes, each followed by fdatasync"
 fio --name=syncwrite --filename="$dir/fio-sync.dat" --size=256M --rw=write --bs=4k \
     --ioengine=sync --fdatasync=1 --runtime=15 --time_based \

@@ -16,24 +16,17 @@ for tool in fio iperf3; do
   command -v $tool >/dev/null || { echo "$tool is required: apt-get install -y fio iperf3" >&2; exit 1; }
 done
 
-echo "== machine"
-{ nproc; grep -m1 "model name" /proc/cpuinfo; free -g | sed -n 2p; uname -r; df -h "$dir" | tail -1; } | tee "$out/machine.txt"
-
-echo "== fio: sequential 64 KiB direct writes, io_uring, iodepth 8 (the disk limit)"
-fio --name=seqwrite --filename="$dir/fio-seq.dat" --size=4G --rw=write --bs=64k \
-    --ioengine=io_uring --direct=1 --iodepth=8 --runtime=20 --time_based \
-    --output-format=json > "$out/fio-seq.json"
+# shellcheck source=benches/limits.sh
+. benches/limits.sh
+machine "$dir" "$out"
+disk_limit "$dir" "$out"
 echo "== fio: 4 KiB writes, each followed by fdatasync (the sync latency)"
 fio --name=syncwrite --filename="$dir/fio-sync.dat" --size=256M --rw=write --bs=4k \
     --ioengine=sync --fdatasync=1 --runtime=15 --time_based \
     --output-format=json > "$out/fio-sync.json"
-rm -f "$dir/fio-seq.dat" "$dir/fio-sync.dat"
+rm -f "$dir/fio-sync.dat"
 
-echo "== iperf3: loopback TCP, one stream (the network limit)"
-iperf3 -s -1 -p 5299 >/dev/null 2>&1 &
-sleep 1
-iperf3 -c 127.0.0.1 -p 5299 -t 10 -J > "$out/iperf3.json"
-wait || true
+loopback_limit "$out"
 
 echo "== build"
 cargo build --release -p ringlog-bench -p ringlog-server

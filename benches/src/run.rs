@@ -309,33 +309,9 @@ async fn produce(
     if interval.is_none() && !p.per_record {
         return produce_batches(shared, producer, index, partitions, share).await;
     }
-    let (tx, mut rx) =
-        tokio::sync::mpsc::unbounded_channel::<(Instant, bool, usize, ringlog_client::Delivery)>();
-    let acker = {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            let mut h = histogram();
-            let (mut msgs, mut bytes) = (0u64, 0u64);
-            let (mut first, mut last) = (None, None);
-            while let Some((intended, measured, size, delivery)) = rx.recv().await {
-                delivery.await?;
-                let now = Instant::now();
-                shared.acked.fetch_add(1, Ordering::Relaxed);
-                if measured {
-                    h.saturating_record(now.duration_since(intended).as_micros() as u64);
-                    msgs += 1;
-                    bytes += size as u64;
-                    first.get_or_insert(intended);
-                    last = Some(now);
-                }
-            }
-            let secs = match (first, last) {
-                (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
-                _ => 0.0,
-            };
-            anyhow::Ok((h, Throughput::of(msgs, bytes, secs)))
-        })
-    };
+    let (tx, rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Instant, bool, u64, ringlog_client::Delivery)>();
+    let acker = spawn_acker(shared.clone(), rx, p.message_size as u64);
     let mut pacer = interval.map(|every| pace(every, shared.clone()));
     let mut seq = 0u64;
     loop {
@@ -360,10 +336,7 @@ async fn produce(
             .send(Record::new(&p.topic, value).partition(partition))
             .await?;
         let measured = intended >= shared.warm_until;
-        if tx
-            .send((intended, measured, p.message_size, delivery))
-            .is_err()
-        {
+        if tx.send((intended, measured, 1, delivery)).is_err() {
             break;
         }
         seq += 1;
@@ -372,6 +345,44 @@ async fn produce(
     drop(tx);
     shared.sent.lock().unwrap_or_else(|e| e.into_inner())[index as usize] = seq;
     acker.await?
+}
+
+/// Waits for each delivery in send order; for the measured ones, records
+/// the latency of each of its `count` messages (of `size` bytes) from when
+/// it was meant to be sent, and the throughput from the first to the last.
+fn spawn_acker<T: Send + 'static>(
+    shared: Arc<Shared>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<(
+        Instant,
+        bool,
+        u64,
+        impl std::future::Future<Output = ringlog_client::Result<T>> + Send + 'static,
+    )>,
+    size: u64,
+) -> tokio::task::JoinHandle<anyhow::Result<(Histogram<u64>, Throughput)>> {
+    tokio::spawn(async move {
+        let mut h = histogram();
+        let (mut msgs, mut bytes) = (0u64, 0u64);
+        let (mut first, mut last) = (None, None);
+        while let Some((intended, measured, count, delivery)) = rx.recv().await {
+            delivery.await?;
+            let now = Instant::now();
+            shared.acked.fetch_add(count, Ordering::Relaxed);
+            if measured {
+                let latency = now.duration_since(intended).as_micros() as u64;
+                h.saturating_record_n(latency, count);
+                msgs += count;
+                bytes += count * size;
+                first.get_or_insert(intended);
+                last = Some(now);
+            }
+        }
+        let secs = match (first, last) {
+            (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
+            _ => 0.0,
+        };
+        anyhow::Ok((h, Throughput::of(msgs, bytes, secs)))
+    })
 }
 
 /// One producer at full speed, through the client's batch-level path: each
@@ -386,39 +397,13 @@ async fn produce_batches(
     share: Option<u64>,
 ) -> anyhow::Result<(Histogram<u64>, Throughput)> {
     let p = &shared.params;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<(
         Instant,
         bool,
         u64,
         ringlog_client::BatchDelivery,
     )>();
-    let acker = {
-        let shared = shared.clone();
-        let size = p.message_size as u64;
-        tokio::spawn(async move {
-            let mut h = histogram();
-            let (mut msgs, mut bytes) = (0u64, 0u64);
-            let (mut first, mut last) = (None, None);
-            while let Some((started, measured, count, delivery)) = rx.recv().await {
-                delivery.await?;
-                let now = Instant::now();
-                shared.acked.fetch_add(count, Ordering::Relaxed);
-                if measured {
-                    let latency = now.duration_since(started).as_micros() as u64;
-                    h.saturating_record_n(latency, count);
-                    msgs += count;
-                    bytes += count * size;
-                    first.get_or_insert(started);
-                    last = Some(now);
-                }
-            }
-            let secs = match (first, last) {
-                (Some(f), Some(l)) => l.duration_since(f).as_secs_f64(),
-                _ => 0.0,
-            };
-            anyhow::Ok((h, Throughput::of(msgs, bytes, secs)))
-        })
-    };
+    let acker = spawn_acker(shared.clone(), rx, p.message_size as u64);
     let mut seq = 0u64;
     let mut batches = 0u64;
     'batches: loop {

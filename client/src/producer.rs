@@ -347,23 +347,15 @@ impl Producer {
                 ),
             ));
         }
-        let closed = || Error::new(ErrorKind::Closed, "the producer stopped");
-        let permit = self
-            .memory
-            .clone()
-            .acquire_many_owned(size as u32)
-            .await
-            .map_err(|_| closed())?;
-        let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Record {
+        let rx = self
+            .submit(size, |permit, reply| Cmd::Record {
                 record,
                 partition,
                 partitions,
                 permit,
                 reply,
             })
-            .map_err(|_| closed())?;
+            .await?;
         Ok(Delivery { rx })
     }
 
@@ -414,6 +406,24 @@ impl Producer {
                 ),
             ));
         }
+        let rx = self
+            .submit(size, |permit, reply| Cmd::Batch {
+                batch,
+                permit,
+                reply,
+            })
+            .await?;
+        Ok(BatchDelivery { rx })
+    }
+
+    /// Reserves `size` bytes of the buffer budget (waiting while it is used
+    /// up: the back-pressure) and hands the batching task the command made
+    /// with that reservation and a reply channel.
+    async fn submit<T>(
+        &self,
+        size: usize,
+        make: impl FnOnce(OwnedSemaphorePermit, oneshot::Sender<Result<T>>) -> Cmd,
+    ) -> Result<oneshot::Receiver<Result<T>>> {
         let closed = || Error::new(ErrorKind::Closed, "the producer stopped");
         let permit = self
             .memory
@@ -422,14 +432,8 @@ impl Producer {
             .await
             .map_err(|_| closed())?;
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Cmd::Batch {
-                batch,
-                permit,
-                reply,
-            })
-            .map_err(|_| closed())?;
-        Ok(BatchDelivery { rx })
+        self.tx.send(make(permit, reply)).map_err(|_| closed())?;
+        Ok(rx)
     }
 
     /// What the producer has had to do to deliver: retries and sequence
