@@ -43,7 +43,7 @@ pub use consumer::{
 };
 pub use error::{Error, ErrorKind, Result};
 pub use producer::{
-    Acks, BatchDelivery, BatchMetadata, Delivery, Producer, ProducerBatch, ProducerConfig,
+    Acks, BatchDelivery, BatchMetadata, Delivery, Pending, Producer, ProducerBatch, ProducerConfig,
     ProducerStats, Record, RecordMetadata,
 };
 /// A record to push into a [`ProducerBatch`] (the record format's own type).

@@ -179,14 +179,15 @@ pub struct RecordMetadata {
     pub offset: Option<u64>,
 }
 
-/// Resolves when the record is acknowledged (or failed for good).
-#[must_use = "a record's delivery can fail; await it to know"]
-pub struct Delivery {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
+/// Resolves when what was sent is acknowledged (or failed for good): a
+/// record ([`Delivery`]) or a whole batch ([`BatchDelivery`]).
+#[must_use = "a delivery can fail; await it to know"]
+pub struct Pending<T> {
+    rx: oneshot::Receiver<Result<T>>,
 }
 
-impl Future for Delivery {
-    type Output = Result<RecordMetadata>;
+impl<T> Future for Pending<T> {
+    type Output = Result<T>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         Pin::new(&mut self.rx).poll(cx).map(|r| {
@@ -194,6 +195,12 @@ impl Future for Delivery {
         })
     }
 }
+
+/// Resolves when the record is acknowledged (or failed for good).
+pub type Delivery = Pending<RecordMetadata>;
+
+/// Resolves when a whole batch is acknowledged (or failed for good).
+pub type BatchDelivery = Pending<BatchMetadata>;
 
 /// Largest batch the producer builds: the broker's default batch limit.
 const BATCH_BYTES_MAX: usize = 8 << 20;
@@ -356,7 +363,7 @@ impl Producer {
                 reply,
             })
             .await?;
-        Ok(Delivery { rx })
+        Ok(Pending { rx })
     }
 
     /// An empty batch for `partition` of `topic`, to fill with
@@ -413,7 +420,7 @@ impl Producer {
                 reply,
             })
             .await?;
-        Ok(BatchDelivery { rx })
+        Ok(Pending { rx })
     }
 
     /// Reserves `size` bytes of the buffer budget (waiting while it is used
@@ -547,22 +554,6 @@ pub struct BatchMetadata {
     pub base_offset: Option<u64>,
     /// Records in it (offsets `base_offset..base_offset + records`).
     pub records: u32,
-}
-
-/// Resolves when a whole batch is acknowledged (or failed for good).
-#[must_use = "a batch's delivery can fail; await it to know"]
-pub struct BatchDelivery {
-    rx: oneshot::Receiver<Result<BatchMetadata>>,
-}
-
-impl Future for BatchDelivery {
-    type Output = Result<BatchMetadata>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| {
-            r.unwrap_or_else(|_| Err(Error::new(ErrorKind::Closed, "the producer stopped")))
-        })
-    }
 }
 
 /// Counters of a producer's recoveries, for [`Producer::stats`].
