@@ -36,4 +36,4 @@ pub trait BatchBuf: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]> 
 impl<T: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]>> BatchBuf for T {}
 pub use flush::{Durable, FsyncPolicy};
 pub use log::{Appended, Log, LogConfig, RecoveryReport, RetentionReport};
-pub use segment::Repair;
+pub use segment::{FileRange, Repair, Stored};

@@ -14,7 +14,7 @@ use crate::error::{Error, IoContext};
 use crate::flush::{Durable, Flusher, FsyncPolicy};
 use crate::io;
 use crate::retention::{self, Retention, SegmentStat};
-use crate::segment::{self, Repair, Segment, Trust};
+use crate::segment::{self, Repair, Segment, Stored, Trust};
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
 
@@ -447,6 +447,41 @@ impl Log {
             }
         }
         Ok(Vec::new())
+    }
+
+    /// What [`Log::read`] would answer, left in the segment file when it is
+    /// `file_bytes_min` bytes or more (see [`crate::FileRange`]: the caller
+    /// sends it with `sendfile`, and its CRCs are not checked here), read
+    /// and checked when it is smaller. Empty bytes at the log end.
+    pub async fn locate(
+        &self,
+        offset: u64,
+        max_bytes: usize,
+        file_bytes_min: usize,
+    ) -> Result<Stored, Error> {
+        if offset < self.earliest() || offset > self.latest() {
+            return Err(self.out_of_range(offset));
+        }
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.earliest(), |(&base, _)| base);
+        for seg in self.segments.range(from..).map(|(_, s)| s) {
+            if let Some(found) = seg
+                .locate(
+                    offset,
+                    self.readable_end(seg),
+                    max_bytes,
+                    self.config.batch_bytes_max,
+                    file_bytes_min,
+                )
+                .await?
+            {
+                return Ok(found);
+            }
+        }
+        Ok(Stored::Bytes(Vec::new()))
     }
 
     /// How far readers may read in `seg`: all of a sealed segment, the

@@ -78,6 +78,43 @@ pub enum Repair {
     },
 }
 
+/// What a read found: bytes read and checked, or where in a file they lie.
+#[derive(Debug)]
+pub enum Stored {
+    /// Whole batches, read and CRC-checked.
+    Bytes(Vec<u8>),
+    /// Whole batches left in the segment file, to be sent from there.
+    File(FileRange),
+}
+
+impl Stored {
+    /// Bytes of stored batches in the answer.
+    pub fn len(&self) -> usize {
+        match self {
+            Stored::Bytes(b) => b.len(),
+            Stored::File(r) => r.len,
+        }
+    }
+
+    /// Whether the answer holds no batch (the read was at the log end).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whole batches in a segment file, not read: for `sendfile`.
+#[derive(Debug)]
+pub struct FileRange {
+    /// A descriptor of its own (a duplicate), so the range stays readable
+    /// for as long as the send takes, even if retention deletes the segment
+    /// or the shard closes its descriptor meanwhile.
+    pub file: std::os::fd::OwnedFd,
+    /// Where the first batch starts in the file.
+    pub position: u64,
+    /// Bytes from there: whole batches.
+    pub len: usize,
+}
+
 /// A batch found by walking headers, with the window read to find it.
 struct Found {
     position: u64,
@@ -466,9 +503,78 @@ impl Segment {
         else {
             return Ok(None);
         };
+        let len = first
+            .size
+            .max(max_bytes.min((end - first.position) as usize));
+        self.checked_bytes(first, len, batch_bytes_max)
+            .await
+            .map(Some)
+    }
+
+    /// The answer [`Segment::read`] would give, as a range of the file when
+    /// it is `file_bytes_min` bytes or more (for a caller that sends it
+    /// without reading it: no copy, and no CRC check on the way out), or as
+    /// checked bytes when it is smaller. The range ends at a batch boundary
+    /// the index knows, so it may stop short of `max_bytes` by up to an
+    /// index interval; it always holds at least one whole batch.
+    pub(crate) async fn locate(
+        &self,
+        offset: u64,
+        end: u64,
+        max_bytes: usize,
+        batch_bytes_max: usize,
+        file_bytes_min: usize,
+    ) -> Result<Option<Stored>, Error> {
+        let Some(first) = self
+            .find(offset, end, WALK_WINDOW_BYTES, batch_bytes_max)
+            .await?
+        else {
+            return Ok(None);
+        };
+        // The walk checked that the first batch ends by `end`.
+        let limit = first.position + (first.size.max(max_bytes) as u64).min(end - first.position);
+        let stop = if limit == end {
+            end
+        } else {
+            // Index entries are batch starts: the last one by `limit` past
+            // the first batch ends the answer on a boundary.
+            let entries = self.index.offsets();
+            let at = entries.partition_point(|e| u64::from(e.position) <= limit);
+            match at.checked_sub(1).map(|i| u64::from(entries[i].position)) {
+                Some(p) if p > first.position => p,
+                _ => first.position + first.size as u64,
+            }
+        };
+        let len = (stop - first.position) as usize;
+        if len < file_bytes_min {
+            return Ok(Some(Stored::Bytes(
+                self.checked_bytes(first, len, batch_bytes_max).await?,
+            )));
+        }
+        let path = self.log_path();
+        let file = self.file.get().await.at(&path)?;
+        let raw = std::os::fd::AsRawFd::as_raw_fd(&*file);
+        // SAFETY: `file` holds the descriptor open until the end of this
+        // statement, and the borrow is used only to duplicate it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(raw) };
+        let file = borrowed.try_clone_to_owned().at(&path)?;
+        Ok(Some(Stored::File(FileRange {
+            file,
+            position: first.position,
+            len,
+        })))
+    }
+
+    /// `len` bytes from the found batch on, every batch's CRC and base
+    /// offset checked; cut after the last whole batch.
+    async fn checked_bytes(
+        &self,
+        first: Found,
+        len: usize,
+        batch_bytes_max: usize,
+    ) -> Result<Vec<u8>, Error> {
         let (first_position, first_size) = (first.position, first.size);
         let mut expected = first.header.base_offset.get();
-        let len = first_size.max(max_bytes.min((end - first_position) as usize));
         let mut bytes = self.bytes_at(first, len).await?;
         if bytes.len() < first_size {
             return Err(self.corrupt(
@@ -498,7 +604,7 @@ impl Segment {
             end += view.bytes().len();
         }
         bytes.truncate(end);
-        Ok(Some(bytes))
+        Ok(bytes)
     }
 
     /// The offset of the first record with a timestamp >= `timestamp`, if

@@ -6,7 +6,8 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use ringlog_engine::Log;
+use ringlog_engine::{Log, Stored};
+use std::os::unix::fs::FileExt;
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -15,6 +16,7 @@ enum Op {
     Read {
         at: f64,
         max_bytes: usize,
+        file_bytes_min: usize,
     },
     Truncate(f64),
     Reopen {
@@ -47,7 +49,8 @@ fn record() -> impl Strategy<Value = Rec> {
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         6 => (proptest::collection::vec(record(), 1..8), any::<bool>()).prop_map(|(r, w)| Op::Append(r, w)),
-        3 => (0.0f64..1.0, 1usize..3000).prop_map(|(at, max_bytes)| Op::Read { at, max_bytes }),
+        3 => (0.0f64..1.0, 1usize..3000, prop_oneof![Just(0usize), 1usize..2000, Just(usize::MAX)])
+            .prop_map(|(at, max_bytes, file_bytes_min)| Op::Read { at, max_bytes, file_bytes_min }),
         1 => (0.0f64..1.0).prop_map(Op::Truncate),
         1 => any::<bool>().prop_map(|clean| Op::Reopen { clean }),
         1 => (0i64..10_500).prop_map(Op::TimeLookup),
@@ -86,14 +89,33 @@ proptest! {
                             model.push((base + i as u64, r));
                         }
                     }
-                    Op::Read { at, max_bytes } => {
+                    Op::Read { at, max_bytes, file_bytes_min } => {
                         let visible = log.latest();
                         let offset = (visible as f64 * at) as u64;
                         let got = log.read(offset, max_bytes).await.unwrap();
-                        let recs = decode_all(&got);
-                        if offset == visible {
-                            prop_assert!(recs.is_empty());
-                        } else {
+                        // The same answer left in the file (sendfile's view)
+                        // or read and checked, by the size threshold. Writes
+                        // in flight may have landed during the read.
+                        let visible_now = log.latest();
+                        let located = match log.locate(offset, max_bytes, file_bytes_min).await.unwrap() {
+                            Stored::Bytes(b) => {
+                                prop_assert!(b.len() < file_bytes_min || b.is_empty());
+                                b
+                            }
+                            Stored::File(r) => {
+                                prop_assert!(r.len >= file_bytes_min);
+                                let mut b = vec![0; r.len];
+                                std::fs::File::from(r.file).read_exact_at(&mut b, r.position).unwrap();
+                                b
+                            }
+                        };
+                        let mut ends = Vec::new();
+                        for (answer, visible) in [(&got, visible), (&located, visible_now)] {
+                            let recs = decode_all(answer);
+                            if offset == visible {
+                                prop_assert!(recs.is_empty());
+                                continue;
+                            }
                             // Starts at the batch holding `offset`, whole batches only.
                             let &(start, _) = batches.iter().find(|(b, n)| *b <= offset && offset < *n).unwrap();
                             prop_assert_eq!(recs[0].0, start);
@@ -101,6 +123,15 @@ proptest! {
                             prop_assert!(batches.iter().any(|&(_, n)| n == end));
                             prop_assert!(end <= visible);
                             prop_assert_eq!(&recs[..], &model[start as usize..end as usize]);
+                            ends.push(end);
+                        }
+                        // Stopping on an index entry never goes further than
+                        // the read, and never past `max_bytes` unless one
+                        // batch alone is larger.
+                        if let [read_end, located_end] = ends[..] {
+                            prop_assert!(located_end <= read_end || visible_now > visible);
+                            let first = batches.iter().find(|(b, n)| *b <= offset && offset < *n).unwrap();
+                            prop_assert!(located.len() <= max_bytes || located_end == first.1);
                         }
                     }
                     Op::Truncate(at) => {
