@@ -73,6 +73,12 @@ struct Args {
     /// batch-level one (send_batch, poll_batches), to compare the two.
     #[arg(long)]
     per_record: bool,
+    /// Consumers check each message's header (producer and sequence: order,
+    /// duplicates, gaps) but not its filler bytes, so the load generator
+    /// costs about what any consumer that reads records costs (peers' tools
+    /// check nothing).
+    #[arg(long)]
+    skip_content_check: bool,
     /// Write every figure and parameter as JSON.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -173,6 +179,7 @@ async fn start(args: Args) -> anyhow::Result<Report> {
         rate: args.rate,
         warmup_secs: args.warmup,
         per_record: args.per_record,
+        skip_content_check: args.skip_content_check,
         embedded_shards: embedded
             .as_ref()
             .map(|(s, _): &(ringlog_server::server::Broker, _)| s.shards()),

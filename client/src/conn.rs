@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 use ringlog_protocol::{self as proto, ApiKey, ErrorCode, HEADER_LEN};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::TcpStream;
@@ -176,8 +176,20 @@ async fn read_loop(
         if len > MAX_RESPONSE_BYTES {
             break format!("response of {len} bytes is over the client's limit");
         }
-        let mut payload = BytesMut::zeroed(len);
-        if let Err(e) = read.read_exact(&mut payload).await {
+        // Read into uninitialised capacity: zeroing a fetch's megabytes
+        // first cost the consumer as much as the CRC check.
+        let mut payload = BytesMut::with_capacity(len);
+        let mut lost = None;
+        while payload.len() < len {
+            let room = len - payload.len();
+            match read.read_buf(&mut (&mut payload).limit(room)).await {
+                Ok(0) => lost = Some("the broker closed the connection".to_string()),
+                Ok(_) => continue,
+                Err(e) => lost = Some(e.to_string()),
+            }
+            break;
+        }
+        if let Some(e) = lost {
             break format!("connection to the broker lost: {e}");
         }
         let id = header.request_id.get();

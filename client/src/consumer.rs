@@ -880,7 +880,7 @@ impl ConsumerBatch {
         // The CRC was checked when the batch was fetched; the walk still
         // checks every record's lengths against the batch.
         let view =
-            BatchView::parse_crc_only(&self.bytes, usize::MAX).map_err(|e| corrupt(tp, &e))?;
+            BatchView::parse_crc_checked(&self.bytes, usize::MAX).map_err(|e| corrupt(tp, &e))?;
         let from = self.from;
         Ok(view
             .records()

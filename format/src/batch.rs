@@ -229,6 +229,21 @@ impl<'a> BatchView<'a> {
     /// Validates header, lengths, magic and CRC, but not the records: for
     /// bytes that were fully validated before they were stored.
     pub fn parse_crc_only(buf: &'a [u8], max_bytes: usize) -> Result<Self, BatchError> {
+        let view = Self::parse_crc_checked(buf, max_bytes)?;
+        let (header, bytes) = (view.header, view.bytes);
+        let computed = compute_crc(bytes);
+        let stored = header.crc.get();
+        if computed != stored {
+            return Err(BatchError::BadCrc { stored, computed });
+        }
+        Ok(Self { header, bytes })
+    }
+
+    /// Checks header, lengths and magic, not the CRC: for bytes whose CRC
+    /// this process has checked already (a consumer walking a batch it
+    /// checked when it was fetched). Computing it again cost as much as
+    /// the rest of the walk.
+    pub fn parse_crc_checked(buf: &'a [u8], max_bytes: usize) -> Result<Self, BatchError> {
         let (header, size) = peek(buf, max_bytes)?;
         let Some(bytes) = buf.get(..size) else {
             return Err(BatchError::Incomplete {
@@ -236,11 +251,6 @@ impl<'a> BatchView<'a> {
                 present: buf.len(),
             });
         };
-        let computed = compute_crc(bytes);
-        let stored = header.crc.get();
-        if computed != stored {
-            return Err(BatchError::BadCrc { stored, computed });
-        }
         Ok(Self { header, bytes })
     }
 
