@@ -55,6 +55,25 @@ run produce-1m-per-record produce --per-record --topic r1m "${common[@]}" --batc
 sync
 echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 run consume-1m-per-record consume --per-record --topic r1m --consumers 1
+# The consumer checking headers only (order, duplicates, gaps), not every
+# filler byte: what a consumer that reads records costs; Iggy's tool checks
+# nothing.
+sync
+echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+run consume-1m-headers consume --skip-content-check --topic p1m --consumers 1
+kill -TERM $broker; wait $broker || true
+# The fetch path's two ways on the same data: the broker again, with every
+# answer read and CRC-checked (no sendfile).
+target/release/ringlog-server --data-dir "$dir/peer-broker" --listen 127.0.0.1:29393 \
+  --metrics-listen off --shards 2 --sendfile-min-bytes 4294967295 >> "$out/ringlog-server.log" 2>&1 &
+broker=$!
+sleep 1
+sync
+echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+run consume-1m-read-path consume --topic p1m --consumers 1
+sync
+echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
+run consume-1m-headers-read-path consume --skip-content-check --topic p1m --consumers 1
 kill -TERM $broker; wait $broker || true
 rm -rf "$dir/peer-broker"
 
@@ -79,10 +98,14 @@ lines = [f"disk (fio 64k direct qd8): {disk:.0f} MB/s; loopback (iperf3): {net:.
          "|---|---:|---:|---:|---:|---:|---:|"]
 rows += [("produce, 64 KiB batches, per-record API", "produce-64k-per-record", "produce", 1.0),
          ("produce, 1 MiB batches, per-record API", "produce-1m-per-record", "produce", 1.0),
-         ("consume 1 GB, cold cache, per-record API", "consume-1m-per-record", "consume", 1.0)]
+         ("consume 1 GB, cold cache, per-record API", "consume-1m-per-record", "consume", 1.0),
+         ("consume 1 GB, cold cache, headers checked only", "consume-1m-headers", "consume", 1.0),
+         ("consume 1 GB, cold cache, read path (no sendfile)", "consume-1m-read-path", "consume", 1.0),
+         ("consume 1 GB, cold cache, headers only, read path", "consume-1m-headers-read-path", "consume", 1.0)]
 for label, name, kind, gb in rows:
     r = json.load(open(f"{out}/ringlog-{name}.json"))[kind]["mb_per_sec"]
-    i = iggy.get(name.replace("-per-record", ""), {}) if "per-record" not in name else {}
+    peer = {"consume-1m-headers": "consume-1m"}.get(name, name)
+    i = iggy.get(peer, {}) if peer in ("produce-64k", "produce-1m", "produce-fsync", "consume-1m") else {}
     im = i.get("mb_per_sec")
     limit = net if kind == "consume" else min(disk, net)
     rc = float(cpu[name]) / gb

@@ -50,6 +50,22 @@ pub struct Args {
     /// stops reading from it [default: 67108864].
     #[arg(long, env = "RINGLOG_MAX_INFLIGHT_BYTES")]
     pub max_inflight_bytes: Option<u64>,
+    /// A fetch answer of at least this many bytes of one partition goes
+    /// from the segment file to the socket with sendfile (no copy through
+    /// the broker, CRCs left to the consumer and the scrubber); a smaller
+    /// one is read and CRC-checked. 0: always; 4294967295: never
+    /// [default: 65536].
+    #[arg(long, env = "RINGLOG_SENDFILE_MIN_BYTES")]
+    pub sendfile_min_bytes: Option<u32>,
+    /// How often each partition's scrubber re-reads a step of its sealed
+    /// segments and checks every CRC, in ms; 0 turns it off. A damaged
+    /// batch is logged and the partition's fetches are then all read and
+    /// checked (no sendfile) [default: 1000].
+    #[arg(long, env = "RINGLOG_SCRUB_INTERVAL_MS")]
+    pub scrub_interval_ms: Option<u64>,
+    /// Bytes each partition's scrubber reads per step [default: 262144].
+    #[arg(long, env = "RINGLOG_SCRUB_BYTES")]
+    pub scrub_bytes: Option<u32>,
     /// Partitions of a topic created without a count [default: 1].
     #[arg(long, env = "RINGLOG_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<u32>,
@@ -89,6 +105,9 @@ struct FileConfig {
     max_connections: Option<usize>,
     max_open_files: Option<usize>,
     max_inflight_bytes: Option<u64>,
+    sendfile_min_bytes: Option<u32>,
+    scrub_interval_ms: Option<u64>,
+    scrub_bytes: Option<u32>,
     default_partitions: Option<u32>,
     default_fsync: Option<String>,
     default_retention_ms: Option<i64>,
@@ -133,6 +152,15 @@ pub struct Config {
     pub max_open_files: Option<usize>,
     /// Per-connection in-flight request bytes.
     pub max_inflight_bytes: u64,
+    /// Fetch answers this large or larger are sent with sendfile.
+    pub sendfile_min_bytes: u32,
+    /// Segment-file duplicates that sends in flight may hold at once (set
+    /// from the open-files limit at start).
+    pub sendfile_files: usize,
+    /// Scrub step period in ms; 0: no scrubbing.
+    pub scrub_interval_ms: u64,
+    /// Bytes per scrub step and partition.
+    pub scrub_bytes: u32,
     /// New-topic defaults.
     pub topic_defaults: TopicDefaults,
     /// Retention pass interval.
@@ -192,6 +220,16 @@ impl Config {
                 .max_inflight_bytes
                 .or(file.max_inflight_bytes)
                 .unwrap_or(64 << 20),
+            sendfile_min_bytes: args
+                .sendfile_min_bytes
+                .or(file.sendfile_min_bytes)
+                .unwrap_or(64 << 10),
+            sendfile_files: 1024,
+            scrub_interval_ms: args
+                .scrub_interval_ms
+                .or(file.scrub_interval_ms)
+                .unwrap_or(1000),
+            scrub_bytes: args.scrub_bytes.or(file.scrub_bytes).unwrap_or(256 << 10),
             topic_defaults: TopicDefaults {
                 partitions: args
                     .default_partitions
@@ -262,6 +300,9 @@ impl Config {
         }
         if self.offsets_segment_bytes < 1024 {
             bail!("--offsets-segment-bytes must be at least 1024");
+        }
+        if self.scrub_bytes == 0 {
+            bail!("--scrub-bytes must be positive");
         }
         if self.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");

@@ -6,7 +6,10 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use std::os::fd::{AsRawFd, OwnedFd};
+
 use bytes::{Buf, Bytes, BytesMut};
+use ringlog_engine::FileRange;
 use ringlog_protocol::{
     self as proto, ApiKey, DecodeError, ErrorCode, Payload, ProduceRequest, Request, HEADER_LEN,
 };
@@ -25,7 +28,28 @@ const READ_CHUNK: usize = 64 * 1024;
 const IOVECS_MAX: usize = 512;
 
 /// A response: chunks written back to back, no copy into one buffer.
-pub type Response = Vec<Bytes>;
+pub type Response = Vec<Chunk>;
+
+/// Part of a response: bytes in memory, or stored batches sent straight
+/// from their segment file.
+#[derive(Debug)]
+pub enum Chunk {
+    /// Bytes, written with `writev`.
+    Mem(Bytes),
+    /// A range of a segment file, written with `sendfile`, and the permit
+    /// for the descriptor it holds (returned once it is sent).
+    File(FileRange, OwnedSemaphorePermit),
+}
+
+impl Chunk {
+    /// Bytes it puts on the wire.
+    pub fn len(&self) -> usize {
+        match self {
+            Chunk::Mem(b) => b.len(),
+            Chunk::File(r, _) => r.len,
+        }
+    }
+}
 
 /// A response waiting for the writer, with the in-flight bytes it holds.
 type Queued = (Response, Option<OwnedSemaphorePermit>);
@@ -102,9 +126,21 @@ impl FrameReader {
 /// beyond repair, or the broker shuts down (in-flight requests finish).
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
+    // sendfile runs on a blocking thread, which needs a descriptor of the
+    // socket that no drop on this shard can close under it.
+    // SAFETY: `stream` keeps the descriptor open through this statement,
+    // and the borrow is used only to duplicate it.
+    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+    let sock = match borrowed.try_clone_to_owned() {
+        Ok(fd) => Arc::new(fd),
+        Err(e) => {
+            tracing::warn!(%peer, "closing connection: cannot duplicate its socket: {e}");
+            return;
+        }
+    };
     let stream = Rc::new(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Queued>();
-    let writer = tokio_uring::spawn(write_loop(stream.clone(), rx, shard.clone()));
+    let writer = tokio_uring::spawn(write_loop(stream.clone(), sock, rx, shard.clone()));
     let config = &shard.shared.config;
     let inflight = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
     let mut reader = FrameReader {
@@ -181,6 +217,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 
 async fn write_loop(
     stream: Rc<TcpStream>,
+    sock: Arc<OwnedFd>,
     mut rx: mpsc::UnboundedReceiver<Queued>,
     shard: Rc<Shard>,
 ) {
@@ -196,9 +233,10 @@ async fn write_loop(
                 Err(_) => break,
             }
         }
-        let bytes: usize = chunks.iter().map(Bytes::len).sum();
+        let bytes: usize = chunks.iter().map(Chunk::len).sum();
         shard.shared.metrics.shard_bytes(shard.id, 0, bytes);
-        if write_chunks(&stream, chunks).await.is_err() {
+        if let Err(e) = write_chunks(&stream, &sock, chunks).await {
+            tracing::debug!("closing connection: write failed: {e}");
             // The peer is gone; keep draining so senders never block.
             while rx.recv().await.is_some() {}
             return;
@@ -207,7 +245,90 @@ async fn write_loop(
     }
 }
 
-async fn write_chunks(stream: &TcpStream, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
+/// Writes a response's chunks in order: runs of bytes with `writev`, file
+/// ranges with `sendfile`.
+async fn write_chunks(
+    stream: &TcpStream,
+    sock: &Arc<OwnedFd>,
+    chunks: Vec<Chunk>,
+) -> std::io::Result<()> {
+    let mut mem = Vec::with_capacity(chunks.len());
+    for chunk in chunks {
+        match chunk {
+            Chunk::Mem(b) => mem.push(b),
+            Chunk::File(range, permit) => {
+                write_bytes(stream, std::mem::take(&mut mem)).await?;
+                send_file(sock.clone(), range).await?;
+                drop(permit);
+            }
+        }
+    }
+    write_bytes(stream, mem).await
+}
+
+/// Sends a file range to the socket on tokio's blocking pool: sendfile
+/// reads the page cache (or the disk) itself, and that wait must not stall
+/// the shard's thread. The thread owns both descriptors until it is done,
+/// so a connection dropped meanwhile closes nothing it still uses.
+async fn send_file(sock: Arc<OwnedFd>, range: FileRange) -> std::io::Result<()> {
+    tokio::task::spawn_blocking(move || sendfile_all(&sock, &range))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+fn sendfile_all(sock: &OwnedFd, range: &FileRange) -> std::io::Result<()> {
+    use std::io::{Error, ErrorKind};
+    let mut offset = libc::off_t::try_from(range.position)
+        .map_err(|_| Error::new(ErrorKind::InvalidInput, "file position out of range"))?;
+    let mut left = range.len;
+    while left > 0 {
+        // SAFETY: both descriptors are owned by the caller and open for the
+        // whole call; `offset` is a live local the kernel updates.
+        let n =
+            unsafe { libc::sendfile(sock.as_raw_fd(), range.file.as_raw_fd(), &mut offset, left) };
+        if n < 0 {
+            let e = Error::last_os_error();
+            match e.kind() {
+                ErrorKind::Interrupted => continue,
+                ErrorKind::WouldBlock => {
+                    wait_writable(sock)?;
+                    continue;
+                }
+                _ => return Err(e),
+            }
+        }
+        if n == 0 {
+            // The file was cut below the range (it cannot be, short of
+            // outside interference): the frame is now unfinishable.
+            return Err(Error::new(
+                ErrorKind::UnexpectedEof,
+                "segment file ends inside the range being sent",
+            ));
+        }
+        left -= n as usize;
+    }
+    Ok(())
+}
+
+/// Blocks until `sock` can take more bytes (for a non-blocking socket).
+fn wait_writable(sock: &OwnedFd) -> std::io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events: libc::POLLOUT,
+        revents: 0,
+    };
+    // SAFETY: `pfd` is a live local and the count is 1.
+    if unsafe { libc::poll(&mut pfd, 1, -1) } < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.kind() != std::io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
+/// Writes bytes with `writev`, as many buffers per call as the kernel takes.
+async fn write_bytes(stream: &TcpStream, mut chunks: Vec<Bytes>) -> std::io::Result<()> {
     chunks.retain(|c| !c.is_empty());
     while !chunks.is_empty() {
         let rest = chunks.split_off(chunks.len().min(IOVECS_MAX));
@@ -245,8 +366,8 @@ pub fn error_response(
     shard.shared.metrics.error(shard.id, code);
     let header = proto::response_header(api_key, request_id, code, message.len());
     vec![
-        Bytes::copy_from_slice(&header),
-        Bytes::copy_from_slice(message.as_bytes()),
+        Chunk::Mem(Bytes::copy_from_slice(&header)),
+        Chunk::Mem(Bytes::copy_from_slice(message.as_bytes())),
     ]
 }
 
@@ -254,7 +375,10 @@ pub fn error_response(
 pub fn payload_response(api_key: u16, request_id: u64, payload: &impl Payload) -> Response {
     let body = payload.encode();
     let header = proto::response_header(api_key, request_id, ErrorCode::None, body.len());
-    vec![Bytes::copy_from_slice(&header), Bytes::from(body)]
+    vec![
+        Chunk::Mem(Bytes::copy_from_slice(&header)),
+        Chunk::Mem(Bytes::from(body)),
+    ]
 }
 
 /// A request as the read loop hands it on.
@@ -313,10 +437,10 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Request::Fetch(req) => {
             return Some(match handlers::fetch(shard, req).await {
                 Ok(body) => {
-                    let len: usize = body.iter().map(Bytes::len).sum();
+                    let len: usize = body.iter().map(Chunk::len).sum();
                     let header = proto::response_header(api_key, request_id, ErrorCode::None, len);
                     let mut out = Vec::with_capacity(body.len() + 1);
-                    out.push(Bytes::copy_from_slice(&header));
+                    out.push(Chunk::Mem(Bytes::copy_from_slice(&header)));
                     out.extend(body);
                     out
                 }

@@ -14,6 +14,11 @@ use rlimit::Resource;
 const RESERVE_FIXED: u64 = 48;
 /// The same, per shard.
 const RESERVE_PER_SHARD: u64 = 16;
+/// Descriptors per connection: its socket, and the duplicate of it that
+/// sendfile uses on a blocking thread.
+const FDS_PER_CONNECTION: u64 = 2;
+/// Most segment-file duplicates that sends in flight hold at once.
+const SENDFILE_FILES_MAX: u64 = 1024;
 /// Fewest segment files a shard can work with (a roll holds two).
 const FILES_PER_SHARD_MIN: u64 = 8;
 
@@ -31,6 +36,9 @@ pub struct FdBudget {
     /// Connections served at once (the configured limit, or less if the
     /// descriptors cannot serve that many).
     pub connections: usize,
+    /// Segment-file duplicates that fetches sent with sendfile may hold at
+    /// once; a fetch past it is read and copied instead.
+    pub sendfile_files: usize,
 }
 
 /// Raises the soft limit to the hard one and splits it.
@@ -61,9 +69,10 @@ pub fn raise_and_split(
     })
 }
 
-/// Splits `limit` descriptors: a fixed reserve first, then segment files
-/// (configured, or half of the rest) and connections (the rest, up to the
-/// configured limit).
+/// Splits `limit` descriptors: a fixed reserve first, then an eighth of the
+/// rest (at most 1024) for sendfile's file duplicates, then segment files
+/// (configured, or half of what is left) and connections (the rest, two
+/// descriptors each, up to the configured limit).
 fn split(
     limit: u64,
     shards: u64,
@@ -73,30 +82,32 @@ fn split(
     let reserve = RESERVE_FIXED + RESERVE_PER_SHARD * shards;
     let files_min = FILES_PER_SHARD_MIN * shards;
     // At least one connection, or the broker is useless.
-    if limit < reserve + files_min + 1 {
+    let least = reserve + files_min + FDS_PER_CONNECTION + 1;
+    if limit < least {
         bail!(
-            "the open-files limit {limit} is too low for {shards} shards: at least {} needed (raise it with `ulimit -n`)",
-            reserve + files_min + 1
+            "the open-files limit {limit} is too low for {shards} shards: at least {least} needed (raise it with `ulimit -n`)"
         );
     }
-    let rest = limit - reserve;
+    let sendfile = ((limit - reserve) / 8).clamp(1, SENDFILE_FILES_MAX);
+    let rest = limit - reserve - sendfile;
     let files = match max_open_files {
         Some(n) if (n as u64) < files_min => {
             bail!("--max-open-files {n} must be at least {files_min} ({FILES_PER_SHARD_MIN} per shard)")
         }
-        Some(n) if n as u64 >= rest => bail!(
+        Some(n) if n as u64 + FDS_PER_CONNECTION > rest => bail!(
             "--max-open-files {n} leaves no descriptors for connections under the limit of {limit} ({reserve} reserved)"
         ),
         Some(n) => n as u64,
         None => (rest / 2).max(files_min),
     };
-    let connections = max_connections.min(rest - files);
+    let connections = max_connections.min((rest - files) / FDS_PER_CONNECTION);
     Ok(FdBudget {
         soft_before: limit,
         soft: limit,
         hard: limit,
         files_per_shard: (files / shards) as usize,
         connections: connections as usize,
+        sendfile_files: sendfile as usize,
     })
 }
 
@@ -108,13 +119,22 @@ mod tests {
     fn the_limit_is_split_between_files_and_connections() {
         let b = split(1024, 2, 4096, None).unwrap();
         let reserve = RESERVE_FIXED + 2 * RESERVE_PER_SHARD;
-        assert_eq!(b.files_per_shard as u64, (1024 - reserve) / 2 / 2);
-        assert_eq!(b.connections as u64, 1024 - reserve - (1024 - reserve) / 2);
+        let sendfile = (1024 - reserve) / 8;
+        let rest = 1024 - reserve - sendfile;
+        assert_eq!(b.sendfile_files as u64, sendfile);
+        assert_eq!(b.files_per_shard as u64, rest / 2 / 2);
+        assert_eq!(b.connections as u64, (rest - rest / 2) / 2);
         // Everything fits under the limit.
-        assert!(reserve + 2 * b.files_per_shard as u64 + b.connections as u64 <= 1024);
+        assert!(
+            reserve
+                + sendfile
+                + 2 * b.files_per_shard as u64
+                + FDS_PER_CONNECTION * b.connections as u64
+                <= 1024
+        );
 
         let b = split(1 << 20, 2, 4096, None).unwrap();
-        assert_eq!(b.connections, 4096);
+        assert_eq!((b.connections, b.sendfile_files), (4096, 1024));
 
         let b = split(1024, 2, 100, Some(600)).unwrap();
         assert_eq!((b.files_per_shard, b.connections), (300, 100));

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringlog_engine::batch;
+use ringlog_engine::{batch, Stored};
 use ringlog_protocol::{
     self as proto, BrokerMetadata, CommitOffsetsRequest, CommitOffsetsResponse, CommittedOffset,
     CreateTopicRequest, DeleteTopicRequest, ErrorCode, FetchOffsetsRequest, FetchOffsetsResponse,
@@ -15,10 +15,10 @@ use ringlog_protocol::{
     PartitionMetadata, ProducePartitionResult, ProduceRequest, ProduceResponse, TopicMetadata,
     TopicSummary,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
 use crate::catalog::{self, Refusal, Topic};
-use crate::conn::PRODUCE_TIMEOUT_DEFAULT;
+use crate::conn::{Chunk, PRODUCE_TIMEOUT_DEFAULT};
 use crate::partition::{Failure, FetchOutcome, PartCmd, ProduceOutcome};
 use crate::shard::{Shard, ShardMsg};
 
@@ -160,16 +160,16 @@ pub async fn produce_finish(shard: &Shard, pending: PendingProduce) -> Option<Pr
 /// Fetch: reads every partition (on its shard); if fewer than `min_bytes`
 /// came back, waits for any of them to grow or for `max_wait_ms`, and reads
 /// again. Returns the payload as chunks: headers, then stored bytes as read.
-pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Bytes>, Failure> {
+pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, Failure> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms));
     let mut shutdown = shard.shutdown.clone();
     loop {
         let outcomes = fetch_once(shard, &req).await;
         let total: usize = outcomes
             .iter()
-            .map(|o| o.result.as_ref().map_or(0, Vec::len))
+            .map(|(o, _)| o.result.as_ref().map_or(0, Stored::len))
             .sum();
-        let any_error = outcomes.iter().any(|o| o.result.is_err());
+        let any_error = outcomes.iter().any(|(o, _)| o.result.is_err());
         if total >= req.min_bytes as usize
             || any_error
             || Instant::now() >= deadline
@@ -213,16 +213,28 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Bytes>, F
     }
 }
 
-async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchOutcome> {
+/// One read of every partition of a fetch, each with the sendfile permit
+/// it was given (without one, its answer is read and copied).
+async fn fetch_once(
+    shard: &Rc<Shard>,
+    req: &FetchRequest,
+) -> Vec<(FetchOutcome, Option<OwnedSemaphorePermit>)> {
     let mut waits = Vec::with_capacity(req.partitions.len());
     for p in &req.partitions {
         let (reply, rx) = oneshot::channel();
+        // A descriptor for sendfile, if the budget has one left.
+        let permit = shard.shared.sendfile_files.clone().try_acquire_owned().ok();
+        let file_bytes_min = match permit {
+            Some(_) => shard.shared.config.sendfile_min_bytes as usize,
+            None => usize::MAX,
+        };
         match partition_exists(shard, &p.topic, p.partition) {
             Ok(_) => {
                 let max_bytes = p.max_bytes.min(req.max_bytes).max(1) as usize;
                 let cmd = PartCmd::Fetch {
                     offset: p.offset,
                     max_bytes,
+                    file_bytes_min,
                     reply,
                 };
                 shard.route(&p.topic, p.partition, cmd).await;
@@ -235,43 +247,56 @@ async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchOutcome> 
                 });
             }
         }
-        waits.push(rx);
+        waits.push((rx, permit));
     }
     let mut out = Vec::with_capacity(waits.len());
-    for rx in waits {
-        out.push(rx.await.unwrap_or_else(|_| FetchOutcome {
+    for (rx, permit) in waits {
+        let outcome = rx.await.unwrap_or_else(|_| FetchOutcome {
             result: Err(Failure::new(
                 ErrorCode::ShuttingDown,
                 "the partition stopped",
             )),
             log_start: 0,
             log_end: 0,
-        }));
+        });
+        // Only an answer left in a file keeps its descriptor's permit.
+        let permit = permit.filter(|_| matches!(outcome.result, Ok(Stored::File(_))));
+        out.push((outcome, permit));
     }
     out
 }
 
-fn fetch_payload(shard: &Shard, req: &FetchRequest, outcomes: Vec<FetchOutcome>) -> Vec<Bytes> {
+fn fetch_payload(
+    shard: &Shard,
+    req: &FetchRequest,
+    outcomes: Vec<(FetchOutcome, Option<OwnedSemaphorePermit>)>,
+) -> Vec<Chunk> {
     let mut chunks = Vec::with_capacity(1 + 2 * outcomes.len());
-    chunks.push(Bytes::copy_from_slice(&proto::fetch_response_header(
-        outcomes.len(),
+    chunks.push(Chunk::Mem(Bytes::copy_from_slice(
+        &proto::fetch_response_header(outcomes.len()),
     )));
     let mut budget = req.max_bytes as usize;
-    for (i, (p, outcome)) in req.partitions.iter().zip(outcomes).enumerate() {
-        let (error, mut data) = match outcome.result {
-            Ok(data) => (ErrorCode::None, data),
-            Err(f) => {
+    for (i, (p, (outcome, permit))) in req.partitions.iter().zip(outcomes).enumerate() {
+        let (error, data) = match (outcome.result, permit) {
+            (Ok(Stored::Bytes(b)), _) => (ErrorCode::None, Chunk::Mem(Bytes::from(b))),
+            (Ok(Stored::File(r)), Some(permit)) => (ErrorCode::None, Chunk::File(r, permit)),
+            // A file answer is asked for only with a permit; were one to come
+            // without, the consumer asks again.
+            (Ok(Stored::File(_)), None) => (ErrorCode::None, Chunk::Mem(Bytes::new())),
+            (Err(f), _) => {
                 shard.shared.metrics.error(shard.id, f.code);
-                (f.code, Vec::new())
+                (f.code, Chunk::Mem(Bytes::new()))
             }
         };
         // The response limit: the first partition's data always goes (it
         // holds at least one whole batch); later ones only if they fit.
-        if i > 0 && data.len() > budget {
-            data = Vec::new();
-        }
+        let data = if i > 0 && data.len() > budget {
+            Chunk::Mem(Bytes::new())
+        } else {
+            data
+        };
         budget = budget.saturating_sub(data.len());
-        chunks.push(Bytes::from(proto::fetch_section_header(
+        chunks.push(Chunk::Mem(Bytes::from(proto::fetch_section_header(
             &proto::FetchSection {
                 topic: &p.topic,
                 partition: p.partition,
@@ -280,8 +305,8 @@ fn fetch_payload(shard: &Shard, req: &FetchRequest, outcomes: Vec<FetchOutcome>)
                 log_end: outcome.log_end,
                 bytes: data.len(),
             },
-        )));
-        chunks.push(Bytes::from(data));
+        ))));
+        chunks.push(data);
     }
     chunks
 }

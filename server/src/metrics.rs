@@ -68,6 +68,8 @@ pub struct Metrics {
     connections: Family<ShardLabels, Gauge>,
     partition_bytes_in: Family<PartitionLabels, Counter>,
     partition_bytes_out: Family<PartitionLabels, Counter>,
+    scrubbed_bytes: Family<PartitionLabels, Counter>,
+    scrub_corrupt: Family<PartitionLabels, Counter>,
     log_start: Family<PartitionLabels, Gauge>,
     log_end: Family<PartitionLabels, Gauge>,
 }
@@ -91,6 +93,8 @@ impl Metrics {
             connections: Family::default(),
             partition_bytes_in: Family::default(),
             partition_bytes_out: Family::default(),
+            scrubbed_bytes: Family::default(),
+            scrub_corrupt: Family::default(),
             log_start: Family::default(),
             log_end: Family::default(),
             registry: Registry::default(),
@@ -134,6 +138,16 @@ impl Metrics {
             "partition_fetched_bytes",
             "Record batch bytes read for fetches, by partition",
             m.partition_bytes_out.clone(),
+        );
+        registry.register(
+            "partition_scrubbed_bytes",
+            "Sealed batch bytes the scrubber read and found sound, by partition",
+            m.scrubbed_bytes.clone(),
+        );
+        registry.register(
+            "partition_scrub_corrupt",
+            "Damaged batches the scrubber found, by partition",
+            m.scrub_corrupt.clone(),
         );
         registry.register(
             "log_start_offset",
@@ -204,6 +218,16 @@ impl Metrics {
             .inc_by(bytes as u64);
     }
 
+    /// Counts what a scrub step read: sound bytes, or a damaged batch.
+    pub fn partition_scrubbed(&self, labels: &PartitionLabels, bytes: usize, corrupt: bool) {
+        self.scrubbed_bytes
+            .get_or_create(labels)
+            .inc_by(bytes as u64);
+        if corrupt {
+            self.scrub_corrupt.get_or_create(labels).inc();
+        }
+    }
+
     /// Sets a partition's log start and end offsets.
     pub fn partition_offsets(&self, labels: &PartitionLabels, start: u64, end: u64) {
         self.log_start.get_or_create(labels).set(start as i64);
@@ -214,6 +238,8 @@ impl Metrics {
     pub fn forget_partition(&self, labels: &PartitionLabels) {
         self.partition_bytes_in.remove(labels);
         self.partition_bytes_out.remove(labels);
+        self.scrubbed_bytes.remove(labels);
+        self.scrub_corrupt.remove(labels);
         self.log_start.remove(labels);
         self.log_end.remove(labels);
     }

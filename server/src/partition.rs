@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ringlog_engine::batch::{self, BatchError, BatchHeader, BatchView};
-use ringlog_engine::{Error as EngineError, Log, RecoveryReport};
+use ringlog_engine::{Error as EngineError, Log, RecoveryReport, Stored};
 use ringlog_protocol::{CommitOffset, ErrorCode, TopicPartition, EARLIEST, LATEST};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -39,6 +39,9 @@ pub enum PartCmd {
         offset: u64,
         /// Most bytes (at least one batch is returned).
         max_bytes: usize,
+        /// Answers this large or larger stay in the segment file, for
+        /// sendfile; smaller ones are read and CRC-checked.
+        file_bytes_min: usize,
         /// Where the outcome goes.
         reply: oneshot::Sender<FetchOutcome>,
     },
@@ -106,6 +109,14 @@ pub enum PartCmd {
     },
     /// Delete segments past retention.
     Retention,
+    /// Re-read up to `bytes` of sealed segments from where the last step
+    /// stopped, checking every CRC (the sendfile path does not).
+    Scrub {
+        /// Most bytes to read.
+        bytes: usize,
+        /// Fired when the step is done.
+        done: oneshot::Sender<()>,
+    },
     /// Sync and close the log, deleting its files if `delete`.
     Close {
         /// Remove the partition's directory after closing.
@@ -146,8 +157,8 @@ pub struct ProduceOutcome {
 /// What a fetch read from one partition.
 #[derive(Debug)]
 pub struct FetchOutcome {
-    /// Stored batches, or why not.
-    pub result: Result<Vec<u8>, Failure>,
+    /// Stored batches (read, or where they lie in a file), or why not.
+    pub result: Result<Stored, Failure>,
     /// Log start offset.
     pub log_start: u64,
     /// Log end offset.
@@ -186,12 +197,27 @@ impl PartCmd {
             PartCmd::Wait { .. }
             | PartCmd::Offsets { .. }
             | PartCmd::Committed { .. }
-            | PartCmd::Retention => {}
+            | PartCmd::Retention
+            | PartCmd::Scrub { .. } => {}
             PartCmd::Close { reply, .. } => {
                 let _ = reply.send(());
             }
         }
     }
+}
+
+/// The offset after the last whole batch in `bytes`, if any.
+fn next_offset_after(bytes: &[u8]) -> Option<u64> {
+    let mut rest = bytes;
+    let mut next = None;
+    while let Ok((header, size)) = batch::peek(rest, usize::MAX) {
+        let Some(after) = rest.get(size..) else {
+            break;
+        };
+        next = Some(header.base_offset.get() as u64 + header.last_offset_delta.get() as u64 + 1);
+        rest = after;
+    }
+    next
 }
 
 /// Maps an engine error to what the client is told.
@@ -271,6 +297,8 @@ pub async fn open(
         log: Some(log),
         refusal_logged_at: None,
         refusals_unlogged: 0,
+        scrub_next: 0,
+        damaged: false,
     };
     state.rebuild(topic.name == OFFSETS_TOPIC).await?;
     state.publish_offsets();
@@ -316,6 +344,11 @@ struct State {
     /// When an idempotence refusal was last logged, and refusals since.
     refusal_logged_at: Option<std::time::Instant>,
     refusals_unlogged: u64,
+    /// The offset the scrubber reads next.
+    scrub_next: u64,
+    /// The scrubber found a damaged batch: every fetch is read and checked
+    /// from now on, so the damage is refused instead of sent.
+    damaged: bool,
 }
 
 fn seq_after(seq: i32) -> i32 {
@@ -363,14 +396,19 @@ impl State {
                 PartCmd::Fetch {
                     offset,
                     max_bytes,
+                    file_bytes_min,
                     reply,
                 } => {
-                    let result = log
-                        .read(offset, max_bytes)
-                        .await
-                        .map_err(|e| engine_failure(&e));
-                    if let Ok(bytes) = &result {
-                        self.metrics.partition_bytes_out(&self.labels, bytes.len());
+                    // An answer that cannot reach the threshold is read at
+                    // once; only a large one is located for sendfile.
+                    let result = if max_bytes < file_bytes_min || self.damaged {
+                        log.read(offset, max_bytes).await.map(Stored::Bytes)
+                    } else {
+                        log.locate(offset, max_bytes, file_bytes_min).await
+                    }
+                    .map_err(|e| engine_failure(&e));
+                    if let Ok(stored) = &result {
+                        self.metrics.partition_bytes_out(&self.labels, stored.len());
                     }
                     let _ = reply.send(FetchOutcome {
                         result,
@@ -473,6 +511,10 @@ impl State {
                         .collect();
                     let _ = reply.send(answer);
                 }
+                PartCmd::Scrub { bytes, done } => {
+                    self.scrub(bytes).await;
+                    let _ = done.send(());
+                }
                 PartCmd::Retention => {
                     let now = now_ms();
                     match log.apply_retention(now).await {
@@ -525,6 +567,59 @@ impl State {
             if let Err(e) = std::fs::remove_dir_all(&dir) {
                 tracing::error!(dir = %dir.display(), "deleting the partition failed: {e}");
             }
+        }
+    }
+
+    /// One scrub step: reads (and so CRC-checks) up to `bytes` of sealed
+    /// segments from `scrub_next`, starting over at the log start past the
+    /// last sealed segment. The active segment is left to recovery, which
+    /// checks what a crash left of it.
+    async fn scrub(&mut self, bytes: usize) {
+        let Some(log) = self.log.as_ref() else {
+            return;
+        };
+        let bases = log.segment_bases();
+        let Some(&active_base) = bases.last() else {
+            return;
+        };
+        if self.scrub_next < log.earliest() || self.scrub_next >= active_base {
+            self.scrub_next = log.earliest();
+        }
+        if self.scrub_next >= active_base {
+            return;
+        }
+        match log.read(self.scrub_next, bytes).await {
+            Ok(read) => {
+                self.metrics
+                    .partition_scrubbed(&self.labels, read.len(), false);
+                match next_offset_after(&read) {
+                    Some(next) => self.scrub_next = next,
+                    None => self.scrub_next = active_base,
+                }
+            }
+            Err(e @ EngineError::Corrupt { .. }) => {
+                self.metrics.partition_scrubbed(&self.labels, 0, true);
+                if !self.damaged {
+                    tracing::error!(
+                        topic = %self.labels.topic,
+                        partition = self.labels.partition,
+                        "scrub found a damaged batch; this partition's fetches are now read \
+                         and checked, and the damaged batch is refused: {e}"
+                    );
+                }
+                self.damaged = true;
+                // Go on with the next segment: the damage blocks this one.
+                self.scrub_next = bases
+                    .iter()
+                    .copied()
+                    .find(|&b| b > self.scrub_next)
+                    .unwrap_or(active_base);
+            }
+            Err(e) => tracing::warn!(
+                topic = %self.labels.topic,
+                partition = self.labels.partition,
+                "scrub read failed: {e}"
+            ),
         }
     }
 

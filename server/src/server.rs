@@ -94,6 +94,7 @@ impl Broker {
             config.max_connections = fds.connections;
         }
         config.max_open_files = Some(fds.files_per_shard * n);
+        config.sendfile_files = fds.sendfile_files;
         let listeners = bind_reuseport(config.listen, n)?;
         let listen = listeners[0].local_addr()?;
         let metrics_listener = match config.metrics_listen {

@@ -66,6 +66,9 @@ pub struct Shared {
     pub connections: AtomicUsize,
     /// Stable id of this data directory.
     pub cluster_id: String,
+    /// Descriptors fetches sent with sendfile may hold: one permit per
+    /// segment-file duplicate, released once its range is sent.
+    pub sendfile_files: Arc<tokio::sync::Semaphore>,
     producer_ids: Mutex<ProducerIds>,
 }
 
@@ -108,6 +111,7 @@ impl Shared {
             Err(_) => 0,
         };
         Ok(Shared {
+            sendfile_files: Arc::new(tokio::sync::Semaphore::new(config.sendfile_files)),
             config,
             listen,
             catalog: RwLock::new(catalog),
@@ -274,6 +278,9 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
         }
     }
     tokio_uring::spawn(retention_timer(shard.clone()));
+    if shard.shared.config.scrub_interval_ms > 0 {
+        tokio_uring::spawn(scrub_timer(shard.clone()));
+    }
 
     let listener = tokio_uring::net::TcpListener::from_std(listener);
     // Every connection task holds a clone; recv() returns None once all ended.
@@ -315,6 +322,30 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
     shard.close_all().await;
     tracing::info!(shard = id, "shard stopped");
     Ok(())
+}
+
+/// Sends every partition of this shard a scrub step at each interval, one
+/// partition at a time: one scrub read in flight per shard bounds both the
+/// disk load and the descriptors that reads of closed files hold.
+async fn scrub_timer(shard: Rc<Shard>) {
+    let every = Duration::from_millis(shard.shared.config.scrub_interval_ms);
+    let bytes = shard.shared.config.scrub_bytes as usize;
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        let handles: Vec<PartitionHandle> = shard.partitions.borrow().values().cloned().collect();
+        for handle in handles {
+            let (done, finished) = tokio::sync::oneshot::channel();
+            handle.send(PartCmd::Scrub { bytes, done }).await;
+            tokio::select! {
+                _ = finished => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
+        }
+    }
 }
 
 async fn retention_timer(shard: Rc<Shard>) {

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use common::{batch, Broker, Client};
 use ringlog_engine::batch::ProducerStamp;
-use ringlog_protocol::{self as proto, ApiKey, ErrorCode};
+use ringlog_protocol::{self as proto, ApiKey, ErrorCode, Payload};
 
 /// True once the broker has closed the connection (EOF after any replies).
 fn closed_by_broker(stream: &mut TcpStream) -> bool {
@@ -266,4 +266,112 @@ fn a_full_disk_fails_the_produce_and_keeps_the_log_readable() {
     assert_eq!(c.call(ApiKey::ListTopics, &[]).error, ErrorCode::None);
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A bit flipped on disk in a sealed segment, after the broker stored it:
+/// the sendfile path sends stored bytes as they are, so the reader's CRC
+/// check is what sees the damage; the scrubber finds it, after which the
+/// partition's fetches are read and checked and the damaged batch is refused
+/// while the batches around it are still served.
+#[test]
+fn a_batch_damaged_on_disk_is_caught_by_the_reader_then_by_the_scrubber() {
+    let dir = tempfile::tempdir().unwrap();
+    let sendfile = ["--sendfile-min-bytes", "0", "--scrub-interval-ms", "0"];
+    let broker = Broker::start_with(dir.path(), 1, &sendfile);
+    let mut c = broker.client();
+    let req = proto::CreateTopicRequest {
+        name: "flip".into(),
+        partitions: Some(1),
+        segment_bytes: Some(8192),
+        fsync: Some("never".into()),
+        ..Default::default()
+    };
+    let _: proto::MetadataResponse = c
+        .call(ApiKey::CreateTopic, &req.encode())
+        .ok(ApiKey::CreateTopic);
+    let values: Vec<Vec<u8>> = (0..30).map(|i| vec![b'a' + i as u8; 1000]).collect();
+    for v in &values {
+        let r = c.produce("flip", 0, &batch(&[v], ProducerStamp::NONE, 1));
+        assert_eq!(r.error, 0);
+    }
+    drop(c);
+    assert!(broker.terminate().success());
+
+    // Offset 0's batch: a byte of its value, well inside the first segment.
+    let log = dir.path().join("flip-0").join(format!("{:020}.log", 0));
+    let mut bytes = std::fs::read(&log).unwrap();
+    bytes[500] ^= 0x01;
+    std::fs::write(&log, &bytes).unwrap();
+
+    let check_neighbours = |c: &mut Client| {
+        let (error, _, stored) = c.fetch(&[("flip", 0, 1)], 0).remove(0);
+        assert_eq!(error, ErrorCode::None);
+        let after = common::records(&stored);
+        assert_eq!(after[0], (1, values[1].clone()));
+    };
+
+    // sendfile: the damaged batch goes out as stored; its CRC gives it away.
+    let broker = Broker::start_with(dir.path(), 1, &sendfile);
+    let mut c = broker.client();
+    let (error, _, stored) = c.fetch(&[("flip", 0, 0)], 0).remove(0);
+    assert_eq!(error, ErrorCode::None);
+    assert!(matches!(
+        ringlog_engine::batch::BatchView::parse_crc_only(&stored, usize::MAX),
+        Err(ringlog_engine::batch::BatchError::BadCrc { .. })
+    ));
+    check_neighbours(&mut c);
+    drop(c);
+    assert!(broker.terminate().success());
+
+    // Read and checked (sendfile off): refused.
+    let copy = [
+        "--sendfile-min-bytes",
+        "4294967295",
+        "--scrub-interval-ms",
+        "0",
+    ];
+    let broker = Broker::start_with(dir.path(), 1, &copy);
+    let mut c = broker.client();
+    assert_eq!(
+        c.fetch(&[("flip", 0, 0)], 0).remove(0).0,
+        ErrorCode::StorageError
+    );
+    check_neighbours(&mut c);
+    drop(c);
+    assert!(broker.terminate().success());
+
+    // sendfile with a fast scrubber: once it has found the damage, fetches
+    // of this partition are checked and the damaged batch is refused.
+    let scrubbing = ["--sendfile-min-bytes", "0", "--scrub-interval-ms", "20"];
+    let broker = Broker::start_with(dir.path(), 1, &scrubbing);
+    let found = wait_for_metric(&broker, "ringlog_partition_scrub_corrupt_total", "flip");
+    assert!(found, "the scrubber never reported the damaged batch");
+    let mut c = broker.client();
+    assert_eq!(
+        c.fetch(&[("flip", 0, 0)], 0).remove(0).0,
+        ErrorCode::StorageError
+    );
+    check_neighbours(&mut c);
+    // It went on past the damage: later segments were read and found sound.
+    assert!(wait_for_metric(
+        &broker,
+        "ringlog_partition_scrubbed_bytes_total",
+        "flip"
+    ));
+}
+
+/// Waits up to 10 s for a partition counter of `topic` to be above 0.
+fn wait_for_metric(broker: &Broker, name: &str, topic: &str) -> bool {
+    (0..500).any(|_| {
+        let text = broker.metrics_text();
+        let hit = text.lines().any(|l| {
+            l.starts_with(&format!("{name}{{"))
+                && l.contains(&format!("topic=\"{topic}\""))
+                && l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()) > Some(0.0)
+        });
+        if !hit {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        hit
+    })
 }
