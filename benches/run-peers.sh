@@ -62,18 +62,19 @@ sync
 echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
 run consume-1m-headers consume --skip-content-check --topic p1m --consumers 1
 kill -TERM $broker; wait $broker || true
-# The fetch path's two ways on the same data: the broker again, with every
-# answer read and CRC-checked (no sendfile).
+# The fetch path's other way on the same data: the broker again, sending
+# answers of 64 KiB or more with sendfile (benches/fetch-ab.sh compares the
+# two interleaved).
 target/release/ringlog-server --data-dir "$dir/peer-broker" --listen 127.0.0.1:29393 \
-  --metrics-listen off --shards 2 --sendfile-min-bytes 4294967295 >> "$out/ringlog-server.log" 2>&1 &
+  --metrics-listen off --shards 2 --sendfile-min-bytes 65536 >> "$out/ringlog-server.log" 2>&1 &
 broker=$!
 sleep 1
 sync
 echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-run consume-1m-read-path consume --topic p1m --consumers 1
+run consume-1m-sendfile consume --topic p1m --consumers 1
 sync
 echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-run consume-1m-headers-read-path consume --skip-content-check --topic p1m --consumers 1
+run consume-1m-headers-sendfile consume --skip-content-check --topic p1m --consumers 1
 kill -TERM $broker; wait $broker || true
 rm -rf "$dir/peer-broker"
 
@@ -100,8 +101,8 @@ rows += [("produce, 64 KiB batches, per-record API", "produce-64k-per-record", "
          ("produce, 1 MiB batches, per-record API", "produce-1m-per-record", "produce", 1.0),
          ("consume 1 GB, cold cache, per-record API", "consume-1m-per-record", "consume", 1.0),
          ("consume 1 GB, cold cache, headers checked only", "consume-1m-headers", "consume", 1.0),
-         ("consume 1 GB, cold cache, read path (no sendfile)", "consume-1m-read-path", "consume", 1.0),
-         ("consume 1 GB, cold cache, headers only, read path", "consume-1m-headers-read-path", "consume", 1.0)]
+         ("consume 1 GB, cold cache, sendfile", "consume-1m-sendfile", "consume", 1.0),
+         ("consume 1 GB, cold cache, headers only, sendfile", "consume-1m-headers-sendfile", "consume", 1.0)]
 for label, name, kind, gb in rows:
     r = json.load(open(f"{out}/ringlog-{name}.json"))[kind]["mb_per_sec"]
     peer = {"consume-1m-headers": "consume-1m"}.get(name, name)

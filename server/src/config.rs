@@ -53,8 +53,9 @@ pub struct Args {
     /// A fetch answer of at least this many bytes of one partition goes
     /// from the segment file to the socket with sendfile (no copy through
     /// the broker, CRCs left to the consumer and the scrubber); a smaller
-    /// one is read and CRC-checked. 0: always; 4294967295: never
-    /// [default: 65536].
+    /// one is read and CRC-checked. Off by default: on the reference
+    /// machine the read path was faster, warm and cold (benches/RESULTS.md).
+    /// 0: always [default: 4294967295, never].
     #[arg(long, env = "RINGLOG_SENDFILE_MIN_BYTES")]
     pub sendfile_min_bytes: Option<u32>,
     /// How often each partition's scrubber re-reads a step of its sealed
@@ -223,7 +224,7 @@ impl Config {
             sendfile_min_bytes: args
                 .sendfile_min_bytes
                 .or(file.sendfile_min_bytes)
-                .unwrap_or(64 << 10),
+                .unwrap_or(u32::MAX),
             sendfile_files: 1024,
             scrub_interval_ms: args
                 .scrub_interval_ms

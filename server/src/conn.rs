@@ -49,6 +49,11 @@ impl Chunk {
             Chunk::File(r, _) => r.len,
         }
     }
+
+    /// Whether it puts nothing on the wire.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 /// A response waiting for the writer, with the in-flight bytes it holds.
