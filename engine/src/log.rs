@@ -425,15 +425,7 @@ impl Log {
     /// `max_bytes` but always at least one batch. Empty at the log end. Every
     /// batch's CRC is checked before it is served.
     pub async fn read(&self, offset: u64, max_bytes: usize) -> Result<Vec<u8>, Error> {
-        if offset < self.earliest() || offset > self.latest() {
-            return Err(self.out_of_range(offset));
-        }
-        let from = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(self.earliest(), |(&base, _)| base);
-        for seg in self.segments.range(from..).map(|(_, s)| s) {
+        for seg in self.segments_from(offset)? {
             if let Some(bytes) = seg
                 .read(
                     offset,
@@ -459,15 +451,7 @@ impl Log {
         max_bytes: usize,
         file_bytes_min: usize,
     ) -> Result<Stored, Error> {
-        if offset < self.earliest() || offset > self.latest() {
-            return Err(self.out_of_range(offset));
-        }
-        let from = self
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(self.earliest(), |(&base, _)| base);
-        for seg in self.segments.range(from..).map(|(_, s)| s) {
+        for seg in self.segments_from(offset)? {
             if let Some(found) = seg
                 .locate(
                     offset,
@@ -482,6 +466,19 @@ impl Log {
             }
         }
         Ok(Stored::Bytes(Vec::new()))
+    }
+
+    /// The segments a read at `offset` walks: the one holding it, then on.
+    fn segments_from(&self, offset: u64) -> Result<impl Iterator<Item = &Segment>, Error> {
+        if offset < self.earliest() || offset > self.latest() {
+            return Err(self.out_of_range(offset));
+        }
+        let from = self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(self.earliest(), |(&base, _)| base);
+        Ok(self.segments.range(from..).map(|(_, s)| s))
     }
 
     /// How far readers may read in `seg`: all of a sealed segment, the

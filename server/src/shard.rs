@@ -330,26 +330,29 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
 async fn scrub_timer(shard: Rc<Shard>) {
     let every = Duration::from_millis(shard.shared.config.scrub_interval_ms);
     let bytes = shard.shared.config.scrub_bytes as usize;
-    let mut shutdown = shard.shutdown.clone();
-    loop {
-        tokio::select! {
-            () = tokio::time::sleep(every) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-        let handles: Vec<PartitionHandle> = shard.partitions.borrow().values().cloned().collect();
-        for handle in handles {
-            let (done, finished) = tokio::sync::oneshot::channel();
-            handle.send(PartCmd::Scrub { bytes, done }).await;
-            tokio::select! {
-                _ = finished => {}
-                _ = shutdown.wait_for(|s| *s) => return,
-            }
-        }
-    }
+    every_partition_every(&shard, every, async |handle| {
+        let (done, finished) = tokio::sync::oneshot::channel();
+        handle.send(PartCmd::Scrub { bytes, done }).await;
+        let _ = finished.await;
+    })
+    .await;
 }
 
 async fn retention_timer(shard: Rc<Shard>) {
     let every = Duration::from_millis(shard.shared.config.retention_check_ms);
+    every_partition_every(&shard, every, async |handle| {
+        handle.send(PartCmd::Retention).await;
+    })
+    .await;
+}
+
+/// Runs `step` for each partition of the shard in turn, every `every`,
+/// until the broker stops (also in the middle of a round).
+async fn every_partition_every(
+    shard: &Rc<Shard>,
+    every: Duration,
+    mut step: impl AsyncFnMut(PartitionHandle),
+) {
     let mut shutdown = shard.shutdown.clone();
     loop {
         tokio::select! {
@@ -358,7 +361,10 @@ async fn retention_timer(shard: Rc<Shard>) {
         }
         let handles: Vec<PartitionHandle> = shard.partitions.borrow().values().cloned().collect();
         for handle in handles {
-            handle.send(PartCmd::Retention).await;
+            tokio::select! {
+                () = step(handle) => {}
+                _ = shutdown.wait_for(|s| *s) => return,
+            }
         }
     }
 }
