@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
-use ringlog_engine::{batch, Stored};
+use ringlog_engine::batch;
 use ringlog_protocol::{
     self as proto, BrokerMetadata, CommitOffsetsRequest, CommitOffsetsResponse, CommittedOffset,
     CreateTopicRequest, DeleteTopicRequest, ErrorCode, FetchOffsetsRequest, FetchOffsetsResponse,
@@ -15,11 +15,11 @@ use ringlog_protocol::{
     PartitionMetadata, ProducePartitionResult, ProduceRequest, ProduceResponse, TopicMetadata,
     TopicSummary,
 };
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::{self, Refusal, Topic};
 use crate::conn::{Chunk, PRODUCE_TIMEOUT_DEFAULT};
-use crate::partition::{Failure, FetchOutcome, PartCmd, ProduceOutcome};
+use crate::partition::{Answer, Failure, FetchOutcome, PartCmd, ProduceOutcome, Sendfile};
 use crate::shard::{Shard, ShardMsg};
 
 /// Checks that a topic and partition exist.
@@ -167,9 +167,9 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, F
         let outcomes = fetch_once(shard, &req).await;
         let total: usize = outcomes
             .iter()
-            .map(|(o, _)| o.result.as_ref().map_or(0, Stored::len))
+            .map(|o| o.result.as_ref().map_or(0, Answer::len))
             .sum();
-        let any_error = outcomes.iter().any(|(o, _)| o.result.is_err());
+        let any_error = outcomes.iter().any(|o| o.result.is_err());
         if total >= req.min_bytes as usize
             || any_error
             || Instant::now() >= deadline
@@ -213,28 +213,29 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, F
     }
 }
 
-/// One read of every partition of a fetch, each with the sendfile permit
-/// it was given (without one, its answer is read and copied).
-async fn fetch_once(
-    shard: &Rc<Shard>,
-    req: &FetchRequest,
-) -> Vec<(FetchOutcome, Option<OwnedSemaphorePermit>)> {
+async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchOutcome> {
+    let min_bytes = shard.shared.config.sendfile_min_bytes;
     let mut waits = Vec::with_capacity(req.partitions.len());
     for p in &req.partitions {
         let (reply, rx) = oneshot::channel();
-        // A descriptor for sendfile, if the budget has one left.
-        let permit = shard.shared.sendfile_files.clone().try_acquire_owned().ok();
-        let file_bytes_min = match permit {
-            Some(_) => shard.shared.config.sendfile_min_bytes as usize,
-            None => usize::MAX,
+        let max_bytes = p.max_bytes.min(req.max_bytes).max(1);
+        // sendfile only where it is on (u32::MAX: never), the answer can
+        // reach the threshold, and the descriptor budget has one left.
+        let sendfile = if min_bytes != u32::MAX && max_bytes >= min_bytes {
+            let permit = shard.shared.sendfile_files.clone().try_acquire_owned().ok();
+            permit.map(|permit| Sendfile {
+                min_bytes: min_bytes as usize,
+                permit,
+            })
+        } else {
+            None
         };
         match partition_exists(shard, &p.topic, p.partition) {
             Ok(_) => {
-                let max_bytes = p.max_bytes.min(req.max_bytes).max(1) as usize;
                 let cmd = PartCmd::Fetch {
                     offset: p.offset,
-                    max_bytes,
-                    file_bytes_min,
+                    max_bytes: max_bytes as usize,
+                    sendfile,
                     reply,
                 };
                 shard.route(&p.topic, p.partition, cmd).await;
@@ -247,43 +248,33 @@ async fn fetch_once(
                 });
             }
         }
-        waits.push((rx, permit));
+        waits.push(rx);
     }
     let mut out = Vec::with_capacity(waits.len());
-    for (rx, permit) in waits {
-        let outcome = rx.await.unwrap_or_else(|_| FetchOutcome {
+    for rx in waits {
+        out.push(rx.await.unwrap_or_else(|_| FetchOutcome {
             result: Err(Failure::new(
                 ErrorCode::ShuttingDown,
                 "the partition stopped",
             )),
             log_start: 0,
             log_end: 0,
-        });
-        // Only an answer left in a file keeps its descriptor's permit.
-        let permit = permit.filter(|_| matches!(outcome.result, Ok(Stored::File(_))));
-        out.push((outcome, permit));
+        }));
     }
     out
 }
 
-fn fetch_payload(
-    shard: &Shard,
-    req: &FetchRequest,
-    outcomes: Vec<(FetchOutcome, Option<OwnedSemaphorePermit>)>,
-) -> Vec<Chunk> {
+fn fetch_payload(shard: &Shard, req: &FetchRequest, outcomes: Vec<FetchOutcome>) -> Vec<Chunk> {
     let mut chunks = Vec::with_capacity(1 + 2 * outcomes.len());
     chunks.push(Chunk::Mem(Bytes::copy_from_slice(
         &proto::fetch_response_header(outcomes.len()),
     )));
     let mut budget = req.max_bytes as usize;
-    for (i, (p, (outcome, permit))) in req.partitions.iter().zip(outcomes).enumerate() {
-        let (error, data) = match (outcome.result, permit) {
-            (Ok(Stored::Bytes(b)), _) => (ErrorCode::None, Chunk::Mem(Bytes::from(b))),
-            (Ok(Stored::File(r)), Some(permit)) => (ErrorCode::None, Chunk::File(r, permit)),
-            // A file answer is asked for only with a permit; were one to come
-            // without, the consumer asks again.
-            (Ok(Stored::File(_)), None) => (ErrorCode::None, Chunk::Mem(Bytes::new())),
-            (Err(f), _) => {
+    for (i, (p, outcome)) in req.partitions.iter().zip(outcomes).enumerate() {
+        let (error, data) = match outcome.result {
+            Ok(Answer::Read(b)) => (ErrorCode::None, Chunk::Mem(Bytes::from(b))),
+            Ok(Answer::File(r, permit)) => (ErrorCode::None, Chunk::File(r, permit)),
+            Err(f) => {
                 shard.shared.metrics.error(shard.id, f.code);
                 (f.code, Chunk::Mem(Bytes::new()))
             }

@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use ringlog_engine::batch::{self, BatchError, BatchHeader, BatchView};
-use ringlog_engine::{Error as EngineError, Log, RecoveryReport, Stored};
+use ringlog_engine::{Error as EngineError, FileRange, Log, RecoveryReport, Stored};
 use ringlog_protocol::{CommitOffset, ErrorCode, TopicPartition, EARLIEST, LATEST};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use crate::catalog::{Topic, OFFSETS_TOPIC};
 use crate::metrics::{Metrics, PartitionLabels};
@@ -39,9 +39,8 @@ pub enum PartCmd {
         offset: u64,
         /// Most bytes (at least one batch is returned).
         max_bytes: usize,
-        /// Answers this large or larger stay in the segment file, for
-        /// sendfile; smaller ones are read and CRC-checked.
-        file_bytes_min: usize,
+        /// Set when the answer may be sent with sendfile.
+        sendfile: Option<Sendfile>,
         /// Where the outcome goes.
         reply: oneshot::Sender<FetchOutcome>,
     },
@@ -154,11 +153,46 @@ pub struct ProduceOutcome {
     pub failure: Option<Failure>,
 }
 
+/// Leave to a fetch command to answer with a range of the segment file.
+#[derive(Debug)]
+pub struct Sendfile {
+    /// Answers this large or larger stay in the file; smaller ones are read
+    /// and CRC-checked.
+    pub min_bytes: usize,
+    /// The descriptor budget's permit, which a file answer keeps until it
+    /// is sent.
+    pub permit: OwnedSemaphorePermit,
+}
+
+/// Stored batches a fetch found in one partition.
+#[derive(Debug)]
+pub enum Answer {
+    /// Read and CRC-checked.
+    Read(Vec<u8>),
+    /// Left in the segment file, with the permit for its descriptor.
+    File(FileRange, OwnedSemaphorePermit),
+}
+
+impl Answer {
+    /// Bytes of stored batches.
+    pub fn len(&self) -> usize {
+        match self {
+            Answer::Read(b) => b.len(),
+            Answer::File(r, _) => r.len,
+        }
+    }
+
+    /// Whether it holds no batch.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
 /// What a fetch read from one partition.
 #[derive(Debug)]
 pub struct FetchOutcome {
-    /// Stored batches (read, or where they lie in a file), or why not.
-    pub result: Result<Stored, Failure>,
+    /// Stored batches, or why not.
+    pub result: Result<Answer, Failure>,
     /// Log start offset.
     pub log_start: u64,
     /// Log end offset.
@@ -396,19 +430,22 @@ impl State {
                 PartCmd::Fetch {
                     offset,
                     max_bytes,
-                    file_bytes_min,
+                    sendfile,
                     reply,
                 } => {
-                    // An answer that cannot reach the threshold is read at
-                    // once; only a large one is located for sendfile.
-                    let result = if max_bytes < file_bytes_min || self.damaged {
-                        log.read(offset, max_bytes).await.map(Stored::Bytes)
-                    } else {
-                        log.locate(offset, max_bytes, file_bytes_min).await
+                    let result = match sendfile {
+                        Some(Sendfile { min_bytes, permit }) if !self.damaged => log
+                            .locate(offset, max_bytes, min_bytes)
+                            .await
+                            .map(|stored| match stored {
+                                Stored::Bytes(b) => Answer::Read(b),
+                                Stored::File(r) => Answer::File(r, permit),
+                            }),
+                        _ => log.read(offset, max_bytes).await.map(Answer::Read),
                     }
                     .map_err(|e| engine_failure(&e));
-                    if let Ok(stored) = &result {
-                        self.metrics.partition_bytes_out(&self.labels, stored.len());
+                    if let Ok(answer) = &result {
+                        self.metrics.partition_bytes_out(&self.labels, answer.len());
                     }
                     let _ = reply.send(FetchOutcome {
                         result,
