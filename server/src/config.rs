@@ -61,7 +61,9 @@ pub struct Args {
     /// How often each partition's scrubber re-reads a step of its sealed
     /// segments and checks every CRC, in ms; 0 turns it off. A damaged
     /// batch is logged and the partition's fetches are then all read and
-    /// checked (no sendfile) [default: 1000].
+    /// checked (no sendfile). On by default only with sendfile, since the
+    /// read path checks every batch it serves [default: 1000 with
+    /// --sendfile-min-bytes, else 0].
     #[arg(long, env = "RINGLOG_SCRUB_INTERVAL_MS")]
     pub scrub_interval_ms: Option<u64>,
     /// Bytes each partition's scrubber reads per step [default: 262144].
@@ -197,6 +199,10 @@ impl Config {
         let fsync = fsync_text
             .parse()
             .map_err(|e| anyhow::anyhow!("--default-fsync {fsync_text:?}: {e}"))?;
+        let sendfile_min_bytes = args
+            .sendfile_min_bytes
+            .or(file.sendfile_min_bytes)
+            .unwrap_or(u32::MAX);
         let config = Config {
             data_dir: args
                 .data_dir
@@ -221,15 +227,15 @@ impl Config {
                 .max_inflight_bytes
                 .or(file.max_inflight_bytes)
                 .unwrap_or(64 << 20),
-            sendfile_min_bytes: args
-                .sendfile_min_bytes
-                .or(file.sendfile_min_bytes)
-                .unwrap_or(u32::MAX),
+            sendfile_min_bytes,
             sendfile_files: 1024,
-            scrub_interval_ms: args
-                .scrub_interval_ms
-                .or(file.scrub_interval_ms)
-                .unwrap_or(1000),
+            scrub_interval_ms: args.scrub_interval_ms.or(file.scrub_interval_ms).unwrap_or(
+                if sendfile_min_bytes == u32::MAX {
+                    0
+                } else {
+                    1000
+                },
+            ),
             scrub_bytes: args.scrub_bytes.or(file.scrub_bytes).unwrap_or(256 << 10),
             topic_defaults: TopicDefaults {
                 partitions: args

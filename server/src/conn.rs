@@ -132,15 +132,21 @@ impl FrameReader {
 pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     // sendfile runs on a blocking thread, which needs a descriptor of the
-    // socket that no drop on this shard can close under it.
-    // SAFETY: `stream` keeps the descriptor open through this statement,
-    // and the borrow is used only to duplicate it.
-    let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
-    let sock = match borrowed.try_clone_to_owned() {
-        Ok(fd) => Arc::new(fd),
-        Err(e) => {
-            tracing::warn!(%peer, "closing connection: cannot duplicate its socket: {e}");
-            return;
+    // socket that no drop on this shard can close under it; without
+    // sendfile no answer is a file range and the duplicate is not made (the
+    // descriptor budget counts it only then).
+    let sock = if shard.shared.config.sendfile_min_bytes == u32::MAX {
+        None
+    } else {
+        // SAFETY: `stream` keeps the descriptor open through this statement,
+        // and the borrow is used only to duplicate it.
+        let borrowed = unsafe { std::os::fd::BorrowedFd::borrow_raw(stream.as_raw_fd()) };
+        match borrowed.try_clone_to_owned() {
+            Ok(fd) => Some(Arc::new(fd)),
+            Err(e) => {
+                tracing::warn!(%peer, "closing connection: cannot duplicate its socket: {e}");
+                return;
+            }
         }
     };
     let stream = Rc::new(stream);
@@ -222,7 +228,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 
 async fn write_loop(
     stream: Rc<TcpStream>,
-    sock: Arc<OwnedFd>,
+    sock: Option<Arc<OwnedFd>>,
     mut rx: mpsc::UnboundedReceiver<Queued>,
     shard: Rc<Shard>,
 ) {
@@ -254,7 +260,7 @@ async fn write_loop(
 /// ranges with `sendfile`.
 async fn write_chunks(
     stream: &TcpStream,
-    sock: &Arc<OwnedFd>,
+    sock: &Option<Arc<OwnedFd>>,
     chunks: Vec<Chunk>,
 ) -> std::io::Result<()> {
     let mut mem = Vec::with_capacity(chunks.len());
@@ -263,6 +269,11 @@ async fn write_chunks(
             Chunk::Mem(b) => mem.push(b),
             Chunk::File(range, permit) => {
                 write_bytes(stream, std::mem::take(&mut mem)).await?;
+                let Some(sock) = sock else {
+                    // Only a broker with sendfile on answers with file
+                    // ranges, and it duplicated every socket.
+                    return Err(std::io::Error::other("file range without sendfile"));
+                };
                 send_file(sock.clone(), range).await?;
                 drop(permit);
             }

@@ -75,8 +75,12 @@ impl Broker {
     /// Recovers every partition and starts serving.
     pub fn start(mut config: Config) -> anyhow::Result<Broker> {
         let n = config.shards;
-        let fds =
-            crate::fdlimit::raise_and_split(n, config.max_connections, config.max_open_files)?;
+        let fds = crate::fdlimit::raise_and_split(
+            n,
+            config.max_connections,
+            config.max_open_files,
+            config.sendfile_min_bytes != u32::MAX,
+        )?;
         tracing::info!(
             soft_before = fds.soft_before,
             soft = fds.soft,
