@@ -98,6 +98,8 @@ pub(crate) struct LazyFile {
 struct Inner {
     id: u64,
     path: PathBuf,
+    /// Opened write-only with `O_DIRECT` (the direct appender's descriptor).
+    direct: bool,
     file: RefCell<Option<Rc<File>>>,
     last_used: Cell<u64>,
 }
@@ -106,6 +108,15 @@ impl LazyFile {
     /// Creates (if `create`) or opens the file at `path` now, so a missing or
     /// unwritable file is an error here and not at first use.
     pub(crate) async fn open(path: &Path, create: bool) -> io::Result<LazyFile> {
+        Self::open_with(path, create, false).await
+    }
+
+    /// Opens the existing file at `path` write-only with `O_DIRECT`.
+    pub(crate) async fn open_direct(path: &Path) -> io::Result<LazyFile> {
+        Self::open_with(path, false, true).await
+    }
+
+    async fn open_with(path: &Path, create: bool, direct: bool) -> io::Result<LazyFile> {
         let id = CACHE.with(|c| {
             let mut c = c.borrow_mut();
             c.next_id += 1;
@@ -115,6 +126,7 @@ impl LazyFile {
             inner: Rc::new(Inner {
                 id,
                 path: path.to_path_buf(),
+                direct,
                 file: RefCell::new(None),
                 last_used: Cell::new(0),
             }),
@@ -143,7 +155,12 @@ impl LazyFile {
 
     async fn open_now(&self, create: bool) -> io::Result<Rc<File>> {
         make_room();
-        let file = Rc::new(crate::io::open_rw(&self.inner.path, create).await?);
+        let file = if self.inner.direct {
+            crate::io::open_direct(&self.inner.path).await?
+        } else {
+            crate::io::open_rw(&self.inner.path, create).await?
+        };
+        let file = Rc::new(file);
         // Another task may have opened it while this one waited: keep one.
         let mut slot = self.inner.file.borrow_mut();
         if let Some(theirs) = slot.as_ref() {

@@ -145,6 +145,30 @@ impl Flusher {
         }
     }
 
+    /// Numbers an append whose write someone else submits (the direct
+    /// appender's writer task, which reports with
+    /// [`Flusher::completed_through`]) and returns its ticket.
+    pub(crate) fn next_ticket(&self) -> Durable {
+        let seq = self.state.submitted.get() + 1;
+        self.state.submitted.set(seq);
+        Durable {
+            state: self.state.clone(),
+            seq,
+        }
+    }
+
+    /// Records the completion of one write covering every append up to
+    /// `seq` (the direct appender writes one at a time, in order).
+    pub(crate) fn completed_through(&self, seq: u64, res: std::io::Result<()>) {
+        let s = &self.state;
+        if let Err(e) = res {
+            fail(s, format!("write failed: {e}"));
+            return;
+        }
+        s.written.set(s.written.get().max(seq));
+        after_write(s);
+    }
+
     /// Sequence number below which every write has completed.
     pub(crate) fn written(&self) -> u64 {
         self.state.written.get()
@@ -242,6 +266,12 @@ fn completed(state: &Rc<State>, seq: u64, res: std::io::Result<()>) {
         }
         state.written.set(written);
     }
+    after_write(state);
+}
+
+/// What follows a completed write: the interval timer is armed, waiters
+/// are woken.
+fn after_write(state: &Rc<State>) {
     if let FsyncPolicy::Interval(every) = state.policy {
         if !state.timer_armed.replace(true) {
             let state = state.clone();

@@ -20,6 +20,17 @@ pub(crate) async fn open_rw(path: &Path, create: bool) -> io::Result<File> {
         .await
 }
 
+/// Opens `path` for writing with `O_DIRECT`: writes bypass the page cache
+/// and must be aligned (see `direct`).
+pub(crate) async fn open_direct(path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_DIRECT)
+        .open(path)
+        .await
+}
+
 /// Reads up to `len` bytes at `pos`; fewer only where the file ends.
 pub(crate) async fn read_at(file: &File, pos: u64, len: usize) -> io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len);

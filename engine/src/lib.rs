@@ -13,6 +13,7 @@
 //! The on-disk format is described byte by byte in `engine/FORMAT.md`.
 
 pub mod checkpoint;
+mod direct;
 mod error;
 pub mod files;
 mod flush;
@@ -35,5 +36,5 @@ pub trait BatchBuf: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]> 
 
 impl<T: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]>> BatchBuf for T {}
 pub use flush::{Durable, FsyncPolicy};
-pub use log::{Appended, Log, LogConfig, RecoveryReport, RetentionReport};
+pub use log::{Appended, Log, LogConfig, RecoveryReport, RetentionReport, WriteMode};
 pub use segment::{FileRange, Repair, Stored};

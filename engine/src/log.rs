@@ -10,6 +10,7 @@
 
 use crate::batch::{stamp_for_append, BatchView};
 use crate::checkpoint::{self, CHECKPOINT_FILE};
+use crate::direct::DirectWriter;
 use crate::error::{Error, IoContext};
 use crate::flush::{Durable, Flusher, FsyncPolicy};
 use crate::io;
@@ -46,6 +47,32 @@ pub struct LogConfig {
     pub index_interval_bytes: u32,
     /// Largest batch an append takes, and the largest a read will trust.
     pub batch_bytes_max: usize,
+    /// How appends reach the disk.
+    pub write_mode: WriteMode,
+}
+
+/// How appends reach the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum WriteMode {
+    /// Through the page cache, the producer's buffer written as received.
+    #[default]
+    Buffered,
+    /// With `O_DIRECT` into a preallocated segment, copied into aligned
+    /// blocks first (see the `direct` module).
+    Direct,
+}
+
+impl std::str::FromStr for WriteMode {
+    type Err = String;
+
+    /// Parses `buffered` or `direct`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "buffered" => Ok(WriteMode::Buffered),
+            "direct" => Ok(WriteMode::Direct),
+            _ => Err(format!("bad write mode {s:?}: expected buffered or direct")),
+        }
+    }
 }
 
 impl Default for LogConfig {
@@ -61,6 +88,7 @@ impl Default for LogConfig {
             fsync: FsyncPolicy::Always,
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             batch_bytes_max: BATCH_BYTES_DEFAULT,
+            write_mode: WriteMode::Buffered,
         }
     }
 }
@@ -133,6 +161,8 @@ pub struct Log {
     pending: VecDeque<Pending>,
     /// The checkpoint on disk: below it, everything is synced.
     recovery_point: u64,
+    /// The active segment's direct appender, in `WriteMode::Direct`.
+    direct: Option<DirectWriter>,
 }
 
 /// Where an append whose write may still be in flight begins.
@@ -203,6 +233,7 @@ impl Log {
                 trust,
                 config.index_interval_bytes,
                 config.batch_bytes_max,
+                config.write_mode == WriteMode::Direct,
                 &mut report.repairs,
             )
             .await?;
@@ -227,15 +258,47 @@ impl Log {
         if !report.repairs.is_empty() {
             tracing::info!(dir = %dir.display(), repairs = report.repairs.len(), "recovered partition log");
         }
-        let log = Self {
+        let mut log = Self {
             dir: dir.to_path_buf(),
             config,
             segments,
             flusher,
             pending: VecDeque::new(),
             recovery_point: checkpoint.unwrap_or(0),
+            direct: None,
         };
+        log.open_direct().await?;
         Ok((log, report))
+    }
+
+    /// In direct mode, opens the active segment's direct appender.
+    async fn open_direct(&mut self) -> Result<(), Error> {
+        if self.config.write_mode != WriteMode::Direct {
+            return Ok(());
+        }
+        let active = self.active();
+        let path = active.path("log");
+        let writer = DirectWriter::open(
+            &path,
+            &active.file,
+            active.size,
+            self.config.segment_bytes_max,
+            self.flusher.clone(),
+        )
+        .await
+        .at(&path)?;
+        self.direct = Some(writer);
+        Ok(())
+    }
+
+    /// In direct mode, cuts the active segment's preallocated zeros off.
+    /// No write may be in flight.
+    fn trim_active(&mut self) -> Result<(), Error> {
+        let path = self.active().path("log");
+        match &mut self.direct {
+            Some(d) => d.trim(&path).at(&path),
+            None => Ok(()),
+        }
     }
 
     /// The directory holding the log.
@@ -339,17 +402,34 @@ impl Log {
         self.forget_written();
         self.maybe_roll(batch.len() as u64, offset_count, max_timestamp)
             .await?;
-        // The descriptor first: a failed reopen must not leave a reserved
-        // position that nothing is written to.
-        let file = {
-            let active = self.active();
-            active.file.get().await.at(&active.path("log"))?
+        // Whatever can fail comes before the position is reserved, so a
+        // failure leaves nothing reserved that no write fills: the file's
+        // room in direct mode, the descriptor otherwise.
+        let file = match &mut self.direct {
+            Some(d) => {
+                if let Err(e) = d.allocate_for(batch.len() as u64).await {
+                    return Err(e).at(&self.active().path("log"));
+                }
+                None
+            }
+            None => {
+                let active = self.active();
+                Some(active.file.get().await.at(&active.path("log"))?)
+            }
         };
         let base_offset = self.next_offset();
         stamp_for_append(&mut batch, base_offset as i64, leader_epoch)?;
         let active = self.active_mut();
         let position = active.reserve(batch.len() as u64, offset_count, max_timestamp);
-        let durable = self.flusher.submit(file, batch, position);
+        let durable = match (file, &mut self.direct) {
+            (Some(file), _) => self.flusher.submit(file, batch, position),
+            (None, Some(d)) => {
+                let durable = self.flusher.next_ticket();
+                d.stage(&batch, durable.seq());
+                durable
+            }
+            (None, None) => unreachable!("no descriptor only in direct mode"),
+        };
         self.pending.push_back(Pending {
             seq: durable.seq(),
             position,
@@ -391,6 +471,7 @@ impl Log {
     /// and moves the checkpoint there.
     async fn roll(&mut self) -> Result<(), Error> {
         self.flush_writes().await?;
+        self.trim_active()?;
         let next = self.next_offset();
         let sealing = self.active_mut();
         sealing.seal().await?;
@@ -400,6 +481,7 @@ impl Log {
         io::sync_dir(&self.dir).at(&self.dir)?;
         self.flusher.set_file(seg.file.clone());
         self.segments.insert(next, seg);
+        self.open_direct().await?;
         self.write_checkpoint(next).await
     }
 
@@ -515,6 +597,7 @@ impl Log {
     /// is emptied and restarts at `offset`. Durable when it returns.
     pub async fn truncate_to(&mut self, offset: u64) -> Result<(), Error> {
         self.flush_writes().await?;
+        self.trim_active()?;
         if offset >= self.latest() {
             return Ok(());
         }
@@ -544,6 +627,7 @@ impl Log {
         io::sync_dir(&self.dir).at(&self.dir)?;
         let file = self.active().file.clone();
         self.flusher.set_file(file.clone());
+        self.open_direct().await?;
         self.flusher.sync_file(&file).await.map_err(Error::Failed)
     }
 
@@ -604,6 +688,8 @@ impl Log {
     /// Syncs the data, writes the active segment's indexes and moves the
     /// checkpoint to the log end, so the next open validates nothing.
     pub async fn close(mut self) -> Result<(), Error> {
+        self.flush_writes().await?;
+        self.trim_active()?;
         self.sync().await?;
         self.active().write_indexes().await?;
         let end = self.latest();

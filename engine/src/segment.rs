@@ -173,6 +173,7 @@ impl Segment {
         trust: Trust,
         index_interval_bytes: u32,
         batch_bytes_max: usize,
+        zero_tail_is_padding: bool,
         repairs: &mut Vec<Repair>,
     ) -> Result<Self, Error> {
         let mut seg = Self::create(dir, base_offset, index_interval_bytes).await?;
@@ -260,6 +261,16 @@ impl Segment {
                 reason,
             });
         }
+        let stop = match stop {
+            // The direct appender's preallocated zeros after a crash: not
+            // damage, nothing was there.
+            Some(_) if zero_tail_is_padding && seg.zeros_from(seg.size, file_len).await? => {
+                tracing::debug!(segment = %path.display(), bytes = file_len - seg.size, "cutting off preallocated zeros");
+                io::truncate(&path, seg.size).at(&path)?;
+                None
+            }
+            stop => stop,
+        };
         if let Some(stop) = stop {
             tracing::warn!(
                 segment = %path.display(),
@@ -327,6 +338,19 @@ impl Segment {
         self.size = scanner.position();
         self.next_offset = scanner.next_offset();
         Ok(stop)
+    }
+
+    /// Whether every byte from `from` to `to` is zero.
+    async fn zeros_from(&self, mut from: u64, to: u64) -> Result<bool, Error> {
+        while from < to {
+            let len = (to - from).min(SCAN_CHUNK_BYTES as u64) as usize;
+            let chunk = self.read_at(from, len).await?;
+            if chunk.len() < len || chunk.iter().any(|&b| b != 0) {
+                return Ok(false);
+            }
+            from += len as u64;
+        }
+        Ok(true)
     }
 
     async fn check_last_entry(&self) -> Result<bool, Error> {

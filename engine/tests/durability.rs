@@ -4,7 +4,7 @@
 mod common;
 
 use common::*;
-use ringlog_engine::{Appended, FsyncPolicy, Log, LogConfig};
+use ringlog_engine::{Appended, FsyncPolicy, Log, LogConfig, WriteMode};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -19,11 +19,22 @@ fn config(fsync: FsyncPolicy) -> LogConfig {
 
 #[test]
 fn always_acknowledges_only_after_the_covering_sync() {
+    // Through the page cache, and with the direct appender (whose writes
+    // reach the device but not past its volatile cache: the sync still
+    // decides).
+    for write_mode in [WriteMode::Buffered, WriteMode::Direct] {
+        always_acknowledges_only_after_the_covering_sync_in(write_mode);
+    }
+}
+
+fn always_acknowledges_only_after_the_covering_sync_in(write_mode: WriteMode) {
     tokio_uring::start(async {
         let dir = tempfile::tempdir().unwrap();
-        let (mut log, _) = Log::open(dir.path(), config(FsyncPolicy::Always))
-            .await
-            .unwrap();
+        let config = LogConfig {
+            write_mode,
+            ..config(FsyncPolicy::Always)
+        };
+        let (mut log, _) = Log::open(dir.path(), config).await.unwrap();
         let a = log.append(build(&[rec(0, 10, 0)]), 0).await.unwrap();
         // Written to the page cache, not yet synced: not durable.
         assert!(!a.durable.is_durable());

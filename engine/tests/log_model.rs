@@ -6,7 +6,7 @@ mod common;
 
 use common::*;
 use proptest::prelude::*;
-use ringlog_engine::{Log, Stored};
+use ringlog_engine::{Log, Stored, WriteMode};
 use std::os::unix::fs::FileExt;
 
 #[derive(Debug, Clone)]
@@ -61,10 +61,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
 
     #[test]
-    fn log_matches_model(ops in proptest::collection::vec(op(), 1..40)) {
+    fn log_matches_model(ops in proptest::collection::vec(op(), 1..40), direct in any::<bool>()) {
         tokio_uring::start(async move {
             let tmp = tempfile::tempdir().unwrap();
-            let config = small_config(2048);
+            let mut config = small_config(2048);
+            if direct {
+                config.write_mode = WriteMode::Direct;
+            }
             let (mut log, _) = Log::open(tmp.path(), config.clone()).await.unwrap();
             let mut model: Vec<(u64, Rec)> = Vec::new();
             // Batch boundaries, as (base offset, next offset).
@@ -177,6 +180,9 @@ proptest! {
             log.close().await.unwrap();
             let (log, report) = Log::open(tmp.path(), config).await.unwrap();
             prop_assert!(report.repairs.is_empty());
+            // A clean close leaves no preallocated zeros behind.
+            let on_disk: u64 = segment_files(tmp.path()).iter().map(|p| std::fs::metadata(p).unwrap().len()).sum();
+            prop_assert_eq!(on_disk, log.size_bytes());
             prop_assert_eq!(read_all(&log, 0, 1 << 20).await, model);
             Ok(())
         })?;

@@ -356,3 +356,100 @@ fn segments_roll_by_age_of_their_records() {
         assert_eq!(records_of(&read_all(&log, 0, 1 << 20).await).len(), 30);
     });
 }
+
+/// The direct appender after a crash: every completed append is kept and the
+/// preallocated zeros are not reported as damage; when the final append's
+/// blocks landed only in part (its head block, some body blocks, or none),
+/// recovery keeps exactly the batches before it.
+#[test]
+fn a_direct_log_recovers_every_completed_append_and_cuts_a_partly_landed_one() {
+    tokio_uring::start(async {
+        let mut config = small_config(1 << 20);
+        config.write_mode = ringlog_engine::WriteMode::Direct;
+        let src = tempfile::tempdir().unwrap();
+        let (mut log, _) = Log::open(src.path(), config.clone()).await.unwrap();
+        let mut written = Vec::new();
+        // Values of varied sizes, so batches start and end anywhere in a block.
+        for (b, len) in [100usize, 2000, 37, 5000, 1365, 4096, 3, 3000]
+            .iter()
+            .enumerate()
+        {
+            let recs: Vec<Rec> = (0..3)
+                .map(|i| rec(b as u64 * 3 + i, *len, 1_000 + b as i64))
+                .collect();
+            let a = log.append(build(&recs), 0).await.unwrap();
+            a.durable.wait().await.unwrap();
+            written.extend(recs);
+        }
+        let data_len = log.size_bytes();
+        drop(log);
+        // The crash's state, for the torn variants below.
+        let crashed = tempfile::tempdir().unwrap();
+        copy_dir(src.path(), crashed.path());
+        let seg = segment_files(src.path()).pop().unwrap();
+        let file_len = std::fs::metadata(&seg).unwrap().len();
+        assert!(file_len > data_len, "preallocated: {file_len} > {data_len}");
+
+        let (log, report) = Log::open(src.path(), config.clone()).await.unwrap();
+        assert!(report.repairs.is_empty(), "{:?}", report.repairs);
+        assert_eq!(records_of(&read_all(&log, 0, 1 << 20).await), written);
+        log.close().await.unwrap();
+        assert_eq!(std::fs::metadata(&seg).unwrap().len(), data_len);
+
+        // The final append's write landed only in part (a direct write lands
+        // block by block): zero what did not land.
+        let bytes = std::fs::read(&seg).unwrap();
+        let (final_start, final_end) = *batch_ranges(&bytes).last().unwrap();
+        let block = 4096;
+        let head_end = final_start.next_multiple_of(block).min(final_end);
+        let mut lost: Vec<(std::ops::Range<usize>, &str)> = vec![
+            (final_start..final_end, "nothing landed"),
+            (
+                final_start..head_end,
+                "its first block did not land, later ones did",
+            ),
+        ];
+        let mut at = head_end;
+        while at < final_end {
+            lost.push((at..final_end, "its first blocks landed, later ones did not"));
+            at += block;
+        }
+        let before = written.len() - 3;
+        for (range, what) in lost {
+            let dir = tempfile::tempdir().unwrap();
+            copy_dir(crashed.path(), dir.path());
+            let mut torn = bytes.clone();
+            torn[range.clone()].fill(0);
+            // Preallocated zeros follow, as after a crash.
+            torn.resize(final_end + 3 * block, 0);
+            std::fs::write(dir.path().join(seg.file_name().unwrap()), &torn).unwrap();
+            let (log, report) = Log::open(dir.path(), config.clone()).await.unwrap();
+            assert_eq!(log.latest(), before as u64, "{what}");
+            assert_eq!(
+                records_of(&read_all(&log, 0, 1 << 20).await),
+                written[..before],
+                "{what}"
+            );
+            // Only a tail of zeros is silent: anything else that is cut off
+            // is reported.
+            if range.start == final_start && range.end == final_end {
+                assert!(report.repairs.is_empty(), "{what}: {:?}", report.repairs);
+            } else {
+                assert!(
+                    matches!(&report.repairs[..], [Repair::Truncated { position, .. }] if *position == final_start as u64),
+                    "{what}: {:?}",
+                    report.repairs
+                );
+            }
+            // Appends continue right where the log was cut.
+            let mut log = log;
+            let a = log.append(build(&[rec(9, 5, 5)]), 0).await.unwrap();
+            a.durable.wait().await.unwrap();
+            assert_eq!(a.base_offset, before as u64);
+            log.close().await.unwrap();
+            let (log, report) = Log::open(dir.path(), config.clone()).await.unwrap();
+            assert!(report.repairs.is_empty());
+            assert_eq!(log.latest(), before as u64 + 1);
+        }
+    });
+}

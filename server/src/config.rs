@@ -69,6 +69,11 @@ pub struct Args {
     /// Bytes each partition's scrubber reads per step [default: 262144].
     #[arg(long, env = "RINGLOG_SCRUB_BYTES")]
     pub scrub_bytes: Option<u32>,
+    /// How appends reach the disk: `buffered` (through the page cache) or
+    /// `direct` (O_DIRECT into preallocated segments; readers of fresh data
+    /// then read the disk) [default: buffered].
+    #[arg(long, env = "RINGLOG_WRITE_MODE")]
+    pub write_mode: Option<String>,
     /// Partitions of a topic created without a count [default: 1].
     #[arg(long, env = "RINGLOG_DEFAULT_PARTITIONS")]
     pub default_partitions: Option<u32>,
@@ -111,6 +116,7 @@ struct FileConfig {
     sendfile_min_bytes: Option<u32>,
     scrub_interval_ms: Option<u64>,
     scrub_bytes: Option<u32>,
+    write_mode: Option<String>,
     default_partitions: Option<u32>,
     default_fsync: Option<String>,
     default_retention_ms: Option<i64>,
@@ -164,6 +170,8 @@ pub struct Config {
     pub scrub_interval_ms: u64,
     /// Bytes per scrub step and partition.
     pub scrub_bytes: u32,
+    /// How appends reach the disk.
+    pub write_mode: ringlog_engine::WriteMode,
     /// New-topic defaults.
     pub topic_defaults: TopicDefaults,
     /// Retention pass interval.
@@ -199,6 +207,13 @@ impl Config {
         let fsync = fsync_text
             .parse()
             .map_err(|e| anyhow::anyhow!("--default-fsync {fsync_text:?}: {e}"))?;
+        let write_mode_text = args
+            .write_mode
+            .or(file.write_mode)
+            .unwrap_or_else(|| "buffered".into());
+        let write_mode = write_mode_text
+            .parse()
+            .map_err(|e| anyhow::anyhow!("--write-mode {write_mode_text:?}: {e}"))?;
         let sendfile_min_bytes = args
             .sendfile_min_bytes
             .or(file.sendfile_min_bytes)
@@ -237,6 +252,7 @@ impl Config {
                 },
             ),
             scrub_bytes: args.scrub_bytes.or(file.scrub_bytes).unwrap_or(256 << 10),
+            write_mode,
             topic_defaults: TopicDefaults {
                 partitions: args
                     .default_partitions

@@ -314,9 +314,14 @@ pub async fn open(
     partition: u32,
     shard: usize,
     metrics: Arc<Metrics>,
+    write_mode: ringlog_engine::WriteMode,
 ) -> Result<(PartitionHandle, RecoveryReport), EngineError> {
     let dir = Topic::partition_dir(data_dir, &topic.name, partition);
-    let (log, report) = Log::open(&dir, topic.log.clone()).await?;
+    let config = ringlog_engine::LogConfig {
+        write_mode,
+        ..topic.log.clone()
+    };
+    let (log, report) = Log::open(&dir, config).await?;
     let mut state = State {
         labels: PartitionLabels {
             topic: topic.name.clone(),

@@ -462,6 +462,7 @@ impl Shard {
                 p,
                 self.id,
                 self.shared.metrics.clone(),
+                self.shared.config.write_mode,
             )
             .await
             .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
