@@ -1,11 +1,16 @@
 #!/usr/bin/env bash
 # The reference run of benches/RESULTS.md: this machine's disk and loopback
-# limits (fio, iperf3), then ringlog-bench against them, all in one go.
+# limits (fio, iperf3), then ringlog-bench against them, then (with IGGY set)
+# the peer on the same workloads (benches/run-peers.sh), then the restart of
+# a broker holding 10 GiB in 100 partitions (benches/restart.sh), and the
+# targets table of issue 12 computed from all of it, in one go.
 #
-#   bash benches/run-reference.sh [DIR]    # DIR: data and fio files (default: target/bench-data)
+#   IGGY=CHECKOUT IGGY_COMMIT=SHA bash benches/run-reference.sh [DIR]    # DIR: data and fio files (default: target/bench-data)
 #
-# Needs fio and iperf3 (apt-get install -y fio iperf3). Figures (JSON) and
-# plots (SVG) land in benches/results/; a summary table is printed at the end.
+# Needs fio and iperf3 (apt-get install -y fio iperf3) and about 25 GB free
+# under DIR. Figures (JSON) and plots (SVG) land in benches/results/, the
+# peer's in benches/results/peers/; the tables are printed at the end and
+# written to benches/results/targets.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-target/bench-data}
@@ -87,4 +92,54 @@ print(f"| consume-disk | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | {
 for name in ["e2e-10k-never-1shard", "e2e-10k-never-2shard", "e2e-10k-always-1shard", "e2e-10k-always-2shard", "e2e-half-peak-never"]:
     r = j(name); l = r["e2e_latency"]; t = r["consume"]
     print(f"| {name} | {t['mb_per_sec']:.0f} | {t['messages_per_sec']:.0f} | rate {r['params']['rate']:.0f} | e2e {l['p50_ms']:.2f} / {l['p99_ms']:.2f} / {l['p999_ms']:.2f} / {l['max_ms']:.2f} (p99.99 {l['p9999_ms']:.2f}) |")
+PY
+
+if [ -n "${IGGY:-}" ]; then
+  bash benches/run-peers.sh "$IGGY" "${IGGY_COMMIT:?set IGGY_COMMIT to the commit of the Iggy checkout}" "$dir"
+else
+  echo "IGGY not set: the peer is not measured (see benches/peers/iggy.sh)"
+fi
+bash benches/restart.sh "$dir" | tee "$out/restart.txt"
+
+python3 - "$out" <<'PY'
+import json, os, re, sys
+out = sys.argv[1]
+j = lambda path: json.load(open(f"{out}/{path}"))
+disk = j("fio-seq.json")["jobs"][0]["write"]["bw_bytes"] / 1e6
+net = j("iperf3.json")["end"]["sum_received"]["bits_per_second"] / 8e6
+limit = min(disk, net)
+peers = os.path.exists(f"{out}/peers/iggy.json")
+rows = []
+def row(figure, target, result, met):
+    rows.append(f"| {figure} | {target} | {result} | {'met' if met else '**missed**'} |")
+p64 = j("produce-never-2shard.json")["produce"]["mb_per_sec"]
+if peers:
+    iggy = j("peers/iggy.json")
+    cpu = dict(l.split() for l in open(f"{out}/peers/ringlog-cpu.txt"))
+    r64 = j("peers/ringlog-produce-64k.json")["produce"]["mb_per_sec"]
+    r1m = j("peers/ringlog-produce-1m.json")["produce"]["mb_per_sec"]
+    i64, i1m = iggy["produce-64k"]["mb_per_sec"], iggy["produce-1m"]["mb_per_sec"]
+    row("produce, 64 KiB batches", ">= 0.6 of min(disk, loopback), >= 2x Iggy",
+        f"{p64:.0f} MB/s = {p64 / limit:.2f} of {limit:.0f}; beside Iggy {r64:.0f} vs {i64:.0f} = {r64 / i64:.2f}x",
+        p64 >= 0.6 * limit and r64 >= 2 * i64)
+    row("produce, 1 MiB batches", ">= Iggy", f"{r1m:.0f} vs {i1m:.0f} MB/s = {r1m / i1m:.2f}x", r1m >= i1m)
+    for name, label in (("produce-64k", "64 KiB"), ("produce-1m", "1 MiB")):
+        rc, ic = float(cpu[name]), iggy[name]["server_cpu_sec"]
+        row(f"broker CPU per GB produced, {label}", "below Iggy's", f"{rc:.2f} vs {ic:.2f} s", rc < ic)
+else:
+    row("produce, 64 KiB batches", ">= 0.6 of min(disk, loopback)", f"{p64:.0f} MB/s = {p64 / limit:.2f} of {limit:.0f} (no peer run)", p64 >= 0.6 * limit)
+pf = j("produce-always-2shard.json")["produce"]["mb_per_sec"]
+row("produce, fsync=always", ">= 0.4 of the disk", f"{pf:.0f} MB/s = {pf / disk:.2f} of {disk:.0f}", pf >= 0.4 * disk)
+c = j("consume-disk.json")["consume"]["mb_per_sec"]
+row("consume 1 GB, cold cache, 1 consumer", ">= 0.6 of loopback", f"{c:.0f} MB/s = {c / net:.2f} of {net:.0f}", c >= 0.6 * net)
+for policy, bound in (("never", 1.0), ("always", 2.0)):
+    p99 = max(j(f"e2e-10k-{policy}-{s}shard.json")["e2e_latency"]["p99_ms"] for s in (1, 2))
+    row(f"e2e p99 at 10,000 msgs/s, fsync={policy}", f"< {bound:g} ms", f"{p99:.2f} ms (worse of 1 and 2 shards)", p99 < bound)
+restart = open(f"{out}/restart.txt").read()
+clean = float(re.search(r"start after a clean stop: ([0-9.]+) s", restart).group(1))
+row("restart, 10 GiB in 100 partitions", "< 1 s after a clean stop", f"{clean:.3f} s", clean < 1.0)
+text = "\n".join([f"disk (fio): {disk:.0f} MB/s; loopback (iperf3): {net:.0f} MB/s", "",
+                  "| figure | target | result | verdict |", "|---|---|---|---|"] + rows)
+open(f"{out}/targets.md", "w").write(text + "\n")
+print("\n" + text)
 PY

@@ -271,14 +271,16 @@ impl Log {
         Ok((log, report))
     }
 
-    /// In direct mode, opens the active segment's direct appender.
+    /// In direct mode, opens the active segment's direct appender. A file
+    /// system without `O_DIRECT` (tmpfs, some overlays) refuses it with
+    /// `EINVAL`: the log then writes through the page cache, and says so.
     async fn open_direct(&mut self) -> Result<(), Error> {
         if self.config.write_mode != WriteMode::Direct {
             return Ok(());
         }
         let active = self.active();
         let path = active.path("log");
-        let writer = DirectWriter::open(
+        match DirectWriter::open(
             &path,
             &active.file,
             active.size,
@@ -286,8 +288,18 @@ impl Log {
             self.flusher.clone(),
         )
         .await
-        .at(&path)?;
-        self.direct = Some(writer);
+        {
+            Ok(writer) => self.direct = Some(writer),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(
+                    dir = %self.dir.display(),
+                    "O_DIRECT is not supported here ({e}): writing through the page cache"
+                );
+                self.config.write_mode = WriteMode::Buffered;
+                self.direct = None;
+            }
+            Err(e) => return Err(e).at(&path),
+        }
         Ok(())
     }
 
@@ -354,6 +366,11 @@ impl Log {
     /// Bytes held in all segments.
     pub fn size_bytes(&self) -> u64 {
         self.segments.values().map(|s| s.size).sum()
+    }
+
+    /// Base offset of the active segment: it changes when the log rolls.
+    pub fn active_base(&self) -> u64 {
+        self.active().base_offset
     }
 
     /// Base offsets of the segments, oldest first.

@@ -69,9 +69,12 @@ pub struct Args {
     /// Bytes each partition's scrubber reads per step [default: 262144].
     #[arg(long, env = "RINGLOG_SCRUB_BYTES")]
     pub scrub_bytes: Option<u32>,
-    /// How appends reach the disk: `buffered` (through the page cache) or
-    /// `direct` (O_DIRECT into preallocated segments; readers of fresh data
-    /// then read the disk) [default: buffered].
+    /// How appends reach the disk: `direct` (O_DIRECT into preallocated
+    /// segments, the page cache bypassed; where the file system has no
+    /// O_DIRECT, buffered) or `buffered` (through the page cache: faster for
+    /// bursts that fit under the kernel's dirty-page limit, 2-3x slower and
+    /// 4-5x the CPU under sustained load on the reference machine,
+    /// benches/RESULTS.md) [default: direct].
     #[arg(long, env = "RINGLOG_WRITE_MODE")]
     pub write_mode: Option<String>,
     /// Partitions of a topic created without a count [default: 1].
@@ -210,7 +213,7 @@ impl Config {
         let write_mode_text = args
             .write_mode
             .or(file.write_mode)
-            .unwrap_or_else(|| "buffered".into());
+            .unwrap_or_else(|| "direct".into());
         let write_mode = write_mode_text
             .parse()
             .map_err(|e| anyhow::anyhow!("--write-mode {write_mode_text:?}: {e}"))?;

@@ -591,18 +591,12 @@ impl State {
     async fn close(&mut self, delete: bool) {
         let Some(log) = self.log.take() else { return };
         let dir = log.dir().to_path_buf();
-        let snapshot = (!delete && self.committed.is_none()).then(|| self.snapshot(log.latest()));
+        let end = log.latest();
         match log.close().await {
             Err(e) => tracing::error!(dir = %dir.display(), "closing the log failed: {e}"),
             // Only a log closed cleanly (synced) is covered by a snapshot.
-            Ok(()) => {
-                if let Some(snapshot) = snapshot {
-                    let path = dir.join(producer_state::SNAPSHOT_FILE);
-                    if let Err(e) = write_atomically(&path, &producer_state::encode(&snapshot)) {
-                        tracing::warn!(path = %path.display(), "writing the producer-state snapshot: {e}");
-                    }
-                }
-            }
+            Ok(()) if !delete => self.write_snapshot_in(&dir, end),
+            Ok(()) => {}
         }
         self.metrics.forget_partition(&self.labels);
         if delete {
@@ -733,6 +727,26 @@ impl State {
         Ok(Idempotence::Append)
     }
 
+    /// Snapshots the idempotent producers' state as of `end_offset`, which
+    /// must be synced, replacing the last snapshot. Not for the offsets
+    /// topic, which rebuilds from its whole log.
+    fn write_snapshot(&self, end_offset: u64) {
+        if let Some(dir) = self.log.as_ref().map(|l| l.dir().to_path_buf()) {
+            self.write_snapshot_in(&dir, end_offset);
+        }
+    }
+
+    fn write_snapshot_in(&self, dir: &Path, end_offset: u64) {
+        if self.committed.is_some() {
+            return;
+        }
+        let path = dir.join(producer_state::SNAPSHOT_FILE);
+        let bytes = producer_state::encode(&self.snapshot(end_offset));
+        if let Err(e) = write_atomically(&path, &bytes) {
+            tracing::warn!(path = %path.display(), "writing the producer-state snapshot: {e}");
+        }
+    }
+
     /// Idempotent producers' state as of `end_offset`, for a snapshot.
     fn snapshot(&self, end_offset: u64) -> producer_state::Snapshot {
         producer_state::Snapshot {
@@ -859,8 +873,16 @@ impl State {
                 }
             }
             let Some(log) = self.log.as_mut() else { break };
+            let active_before = log.active_base();
             match log.append(batch, 0).await {
                 Ok(appended) => {
+                    if log.active_base() != active_before {
+                        // The log rolled before this batch, and the roll
+                        // synced everything before it: the state as of
+                        // that point is what a start after a crash
+                        // replays from (as Kafka snapshots at roll).
+                        self.write_snapshot(appended.base_offset);
+                    }
                     if let Some(h) = header {
                         self.remember(&h, appended.base_offset);
                     }
@@ -911,9 +933,9 @@ impl State {
         });
     }
 
-    /// Rebuilds idempotent producers' recent batches from the active
-    /// segment, and committed offsets from the whole log of an offsets
-    /// partition.
+    /// Rebuilds idempotent producers' recent batches from the last
+    /// snapshot and the log after it (the active segment without one), and
+    /// committed offsets from the whole log of an offsets partition.
     async fn rebuild(&mut self, offsets: bool) -> Result<(), EngineError> {
         let Some(log) = self.log.as_ref() else {
             return Ok(());
@@ -922,13 +944,12 @@ impl State {
             self.committed = Some(HashMap::new());
             log.earliest()
         } else {
-            let active = log.segment_bases().last().copied().unwrap_or(0);
-            match load_snapshot(log, active) {
+            match load_snapshot(log) {
                 Some((end, producers)) => {
                     self.producers = producers;
                     end
                 }
-                None => active,
+                None => log.active_base(),
             }
         };
         let max = log.config().batch_bytes_max;
@@ -1101,33 +1122,36 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-/// Loads the producer-state snapshot of the last clean close, if it can
-/// stand in for reading the log up to its end offset: that offset is at or
-/// after the active segment's base (what a start reads otherwise) and at or
-/// before the log end. Returns the offset to replay from and the state. The
-/// file is removed once read, so a snapshot exists only right after a clean
-/// close and never describes a log that changed since.
-fn load_snapshot(log: &Log, active_base: u64) -> Option<(u64, HashMap<i64, ProducerState>)> {
+/// Loads the producer-state snapshot (written at the last segment roll or
+/// clean close), if it can stand in for reading the log up to its end
+/// offset: that offset is within the log (at or after its start, at or
+/// before its end). Returns the offset to replay from and the state. Every
+/// offset below a snapshot's end was synced before it was written, so
+/// recovery never cuts the log below it; a snapshot that does not match is
+/// removed, so it cannot come back to describe a log that changed since.
+fn load_snapshot(log: &Log) -> Option<(u64, HashMap<i64, ProducerState>)> {
     let path = log.dir().join(producer_state::SNAPSHOT_FILE);
     let bytes = std::fs::read(&path).ok()?;
-    if let Err(e) = std::fs::remove_file(&path) {
-        tracing::warn!(path = %path.display(), "removing the producer-state snapshot: {e}");
-    }
+    let discard = |why: &dyn std::fmt::Display| {
+        tracing::warn!(path = %path.display(), "ignoring the producer-state snapshot: {why}");
+        if let Err(e) = std::fs::remove_file(&path) {
+            tracing::warn!(path = %path.display(), "removing the producer-state snapshot: {e}");
+        }
+    };
     let snapshot = match producer_state::decode(&bytes) {
         Ok(s) => s,
         Err(why) => {
-            tracing::warn!(path = %path.display(), "ignoring the producer-state snapshot: {why}");
+            discard(&why);
             return None;
         }
     };
     let end = snapshot.end_offset;
-    if end < active_base.max(log.earliest()) || end > log.latest() {
-        tracing::warn!(
-            path = %path.display(),
-            end,
-            log_end = log.latest(),
-            "ignoring a producer-state snapshot that does not match the log"
-        );
+    if end < log.earliest() || end > log.latest() {
+        discard(&format!(
+            "it ends at {end}, outside the log ({}..{})",
+            log.earliest(),
+            log.latest()
+        ));
         return None;
     }
     let producers = snapshot

@@ -1,6 +1,8 @@
-//! The idempotent producers' state of a partition, snapshotted at a clean
-//! close so that the next start loads it instead of re-reading the active
-//! segment (up to a whole segment per partition). Pure functions over bytes.
+//! The idempotent producers' state of a partition, snapshotted at every
+//! segment roll and at a clean close (as Kafka does): a start after a clean
+//! close loads it instead of re-reading the active segment, and a start
+//! after a crash replays only the log after it, yet still knows producers
+//! whose last batches are in sealed segments. Pure functions over bytes.
 //!
 //! File `producer-state.snapshot` in the partition directory, big-endian:
 //!
