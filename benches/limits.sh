@@ -3,6 +3,7 @@
 #   machine DIR OUT      cores, CPU, memory, kernel, the disk under DIR
 #   disk_limit DIR OUT   fio: sequential 64 KiB direct writes, io_uring, iodepth 8
 #   loopback_limit OUT   iperf3: loopback TCP, one stream, 10 s
+#   all_limits DIR OUT   the three above
 
 machine() {
   echo "== machine"
@@ -24,4 +25,10 @@ loopback_limit() {
   sleep 1
   iperf3 -c 127.0.0.1 -p 5299 -t 10 -J > "$1/iperf3.json"
   wait $server || true
+}
+
+all_limits() {
+  machine "$1" "$2"
+  disk_limit "$1" "$2"
+  loopback_limit "$2"
 }

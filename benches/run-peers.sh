@@ -21,9 +21,7 @@ ticks=$(getconf CLK_TCK)
 
 # shellcheck source=benches/limits.sh
 . benches/limits.sh
-machine "$dir" "$out"
-disk_limit "$dir" "$out"
-loopback_limit "$out"
+all_limits "$dir" "$out"
 
 echo "== ringlog"
 cargo build --release -p ringlog-bench -p ringlog-server

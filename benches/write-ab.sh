@@ -22,9 +22,7 @@ dir=$(cd "$dir" && pwd)
 ticks=$(getconf CLK_TCK)
 # shellcheck source=benches/limits.sh
 . benches/limits.sh
-machine "$dir" "$out"
-disk_limit "$dir" "$out"
-loopback_limit "$out"
+all_limits "$dir" "$out"
 cargo build --release -p ringlog-bench -p ringlog-server
 data=$dir/write-ab
 start() { # write mode

@@ -710,6 +710,16 @@ impl Part {
         stamp
     }
 
+    /// Whether a batch sealed now would go out at once: nothing queued
+    /// before it and room in flight. A lingering batch is sealed only then,
+    /// so that under back-pressure records keep joining the open batch
+    /// instead of queueing as many tiny ones (Kafka drains a batch only when
+    /// its broker can take a request, for the same reason).
+    fn can_send(&self, max_in_flight: usize) -> bool {
+        let limit = if self.retrying { 1 } else { max_in_flight };
+        self.ready.is_empty() && self.in_flight.len() < limit
+    }
+
     /// Whether a batch before `order` is still unanswered or queued: an
     /// out-of-order refusal of `order` may then just mean it overtook that
     /// batch, which is resolved by sending them again in order.
@@ -802,9 +812,12 @@ impl Task {
     }
 
     fn next_wake(&self) -> Option<Instant> {
+        // A partition that cannot send is woken by its next answer instead.
+        let max = self.config.max_in_flight;
         let linger = self
             .parts
             .values()
+            .filter(|p| p.can_send(max))
             .filter_map(|p| p.open.as_ref().map(|o| o.deadline))
             .min();
         match (linger, self.backoff_until) {
@@ -971,10 +984,11 @@ impl Task {
 
     fn seal_expired(&mut self) {
         let now = Instant::now();
+        let max = self.config.max_in_flight;
         let keys: Vec<_> = self
             .parts
             .iter()
-            .filter(|(_, p)| p.open.as_ref().is_some_and(|o| o.deadline <= now))
+            .filter(|(_, p)| p.can_send(max) && p.open.as_ref().is_some_and(|o| o.deadline <= now))
             .map(|(k, _)| k.clone())
             .collect();
         for key in keys {

@@ -119,6 +119,21 @@ struct Stage {
 }
 
 impl Stage {
+    /// A stage at `start` (aligned) holding `tail`, the data of that block
+    /// already on disk.
+    fn new(start: u64, tail: &[u8]) -> Self {
+        let mut buf = Aligned::with_capacity(STAGE_BYTES);
+        buf.extend(tail);
+        Stage {
+            buf,
+            spare: None,
+            start,
+            carried: tail.len(),
+            last_seq: 0,
+            closed: false,
+        }
+    }
+
     fn end(&self) -> u64 {
         self.start + self.buf.data().len() as u64
     }
@@ -189,16 +204,7 @@ impl DirectWriter {
                 "segment shorter than its data",
             ));
         }
-        let mut buf = Aligned::with_capacity(STAGE_BYTES);
-        buf.extend(&tail);
-        let stage = Rc::new(RefCell::new(Stage {
-            buf,
-            spare: None,
-            start,
-            carried: tail.len(),
-            last_seq: 0,
-            closed: false,
-        }));
+        let stage = Rc::new(RefCell::new(Stage::new(start, &tail)));
         let wake = Rc::new(Notify::new());
         tokio_uring::spawn(write_loop(
             file.clone(),
@@ -320,24 +326,11 @@ async fn write_loop(file: LazyFile, stage: Rc<RefCell<Stage>>, wake: Rc<Notify>,
 mod tests {
     use super::*;
 
-    fn stage_at(start: u64, tail: &[u8]) -> Stage {
-        let mut buf = Aligned::with_capacity(16);
-        buf.extend(tail);
-        Stage {
-            buf,
-            spare: None,
-            start,
-            carried: tail.len(),
-            last_seq: 0,
-            closed: false,
-        }
-    }
-
     #[test]
     fn a_stage_filled_to_any_length_stays_aligned_when_padded() {
         // Lengths around every multiple of the block and of the capacity,
         // where padding a full buffer could reallocate it.
-        let mut stage = stage_at(0, &[]);
+        let mut stage = Stage::new(0, &[]);
         let mut written = 0u64;
         for len in (1..3 * STAGE_BYTES + 2 * BLOCK as usize).step_by(4093) {
             stage.buf.extend(&vec![7; len]);
@@ -359,7 +352,7 @@ mod tests {
     fn writes_cover_whole_aligned_blocks_and_carry_the_last_one() {
         let mut disk = vec![0u8; 64 << 10];
         let mut data = Vec::new();
-        let mut stage = stage_at(0, &[]);
+        let mut stage = Stage::new(0, &[]);
         let sizes = [100usize, 3996, 1, 5000, 4096, 8191, 7, 20_000, 3];
         // Appends staged one, two or three at a time per write.
         for (i, chunk) in sizes.chunks(2).enumerate() {
