@@ -71,10 +71,10 @@ pub struct Args {
     pub scrub_bytes: Option<u32>,
     /// How appends reach the disk: `direct` (O_DIRECT into preallocated
     /// segments, the page cache bypassed; where the file system has no
-    /// O_DIRECT, buffered) or `buffered` (through the page cache: faster for
-    /// bursts that fit under the kernel's dirty-page limit, 2-3x slower and
-    /// 4-5x the CPU under sustained load on the reference machine,
-    /// benches/RESULTS.md) [default: direct].
+    /// O_DIRECT, buffered) or `buffered` (through the page cache: lower
+    /// latency at light load and recent data served from memory, but 2-3.5x
+    /// slower and 4-5x the CPU under sustained load on the reference
+    /// machine, benches/RESULTS.md) [default: direct].
     #[arg(long, env = "RINGLOG_WRITE_MODE")]
     pub write_mode: Option<String>,
     /// Partitions of a topic created without a count [default: 1].
