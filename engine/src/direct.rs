@@ -21,6 +21,11 @@
 //! and readers never read past the completed prefix, whose bytes a rewrite
 //! of the last block repeats unchanged.
 //!
+//! What direct writes give up is the page cache's copy of fresh data, which
+//! a consumer just behind its producers reads. Each partition keeps its
+//! last [`RECENT_BYTES`] in memory instead ([`Recent`]), and the active
+//! segment answers reads inside that window from it.
+//!
 //! Preallocation: ext4 serialises direct writes that extend the file, so the
 //! active segment is grown with `fallocate` ahead of the writes, in steps of
 //! [`PREALLOCATE_BYTES`]; the zeros past the data are cut off when the
@@ -41,6 +46,9 @@ pub(crate) const BLOCK: u64 = 4096;
 
 /// How far ahead of the data the active segment is allocated.
 pub(crate) const PREALLOCATE_BYTES: u64 = 64 << 20;
+
+/// Bytes of each active segment's recent data kept in memory for readers.
+pub(crate) const RECENT_BYTES: usize = 2 << 20;
 
 /// A stage buffer's first capacity; it grows to the largest write seen.
 const STAGE_BYTES: usize = 1 << 20;
@@ -98,6 +106,68 @@ impl Aligned {
             *self = bigger;
         }
         self.vec.extend_from_slice(bytes);
+    }
+}
+
+/// The most recent bytes appended to a segment, in a ring: byte at file
+/// position `p` lives at `p % capacity` while `start <= p < end`.
+pub(crate) struct Recent {
+    ring: Vec<u8>,
+    capacity: usize,
+    /// File position of the oldest byte held.
+    start: u64,
+    /// File position after the newest.
+    end: u64,
+}
+
+impl Recent {
+    /// An empty window that starts at file position `at`; its memory is
+    /// taken at the first append.
+    pub(crate) fn new(capacity: usize, at: u64) -> Self {
+        Self {
+            ring: Vec::new(),
+            capacity,
+            start: at,
+            end: at,
+        }
+    }
+
+    /// Appends `bytes`, written at file position `at` (the end so far; if
+    /// not, the window restarts there).
+    pub(crate) fn push(&mut self, at: u64, bytes: &[u8]) {
+        if self.ring.is_empty() {
+            self.ring = vec![0; self.capacity];
+        }
+        if at != self.end {
+            self.start = at;
+        }
+        let cap = self.capacity;
+        let end = at + bytes.len() as u64;
+        // Only the newest `cap` bytes can be held.
+        let keep = bytes.len().min(cap);
+        let newest = &bytes[bytes.len() - keep..];
+        let from = ((end - keep as u64) % cap as u64) as usize;
+        let first_part = keep.min(cap - from);
+        self.ring[from..from + first_part].copy_from_slice(&newest[..first_part]);
+        self.ring[..keep - first_part].copy_from_slice(&newest[first_part..]);
+        self.end = end;
+        self.start = self.start.max(end.saturating_sub(cap as u64));
+    }
+
+    /// The `len` bytes at file position `at`, if the window holds them all.
+    pub(crate) fn get(&self, at: u64, len: usize) -> Option<Vec<u8>> {
+        if at < self.start || at + len as u64 > self.end {
+            return None;
+        }
+        if len == 0 {
+            return Some(Vec::new());
+        }
+        let from = (at % self.capacity as u64) as usize;
+        let first_part = len.min(self.capacity - from);
+        let mut out = Vec::with_capacity(len);
+        out.extend_from_slice(&self.ring[from..from + first_part]);
+        out.extend_from_slice(&self.ring[..len - first_part]);
+        Some(out)
     }
 }
 
@@ -169,6 +239,8 @@ impl Stage {
 /// The active segment's direct descriptor, its stage and writer task.
 pub(crate) struct DirectWriter {
     file: LazyFile,
+    /// The segment's recent bytes, shared with the segment's readers.
+    pub(crate) recent: Rc<RefCell<Recent>>,
     stage: Rc<RefCell<Stage>>,
     wake: Rc<Notify>,
     /// The file's length: allocated up to here.
@@ -214,6 +286,7 @@ impl DirectWriter {
         ));
         Ok(Self {
             file,
+            recent: Rc::new(RefCell::new(Recent::new(RECENT_BYTES, size))),
             stage,
             wake,
             allocated: std::fs::metadata(path)?.len(),
@@ -253,6 +326,7 @@ impl DirectWriter {
     /// writer task.
     pub(crate) fn stage(&mut self, batch: &[u8], seq: u64) {
         let mut stage = self.stage.borrow_mut();
+        self.recent.borrow_mut().push(stage.end(), batch);
         stage.buf.extend(batch);
         stage.last_seq = seq;
         self.allocated = self.allocated.max(round_up(stage.end()));
@@ -325,6 +399,44 @@ async fn write_loop(file: LazyFile, stage: Rc<RefCell<Stage>>, wake: Rc<Notify>,
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_recent_window_holds_exactly_the_newest_bytes() {
+        let mut recent = Recent::new(1000, 50);
+        let mut data: Vec<u8> = Vec::new();
+        assert_eq!(recent.get(50, 0), Some(Vec::new()));
+        assert_eq!(recent.get(50, 1), None);
+        for (i, len) in [10usize, 990, 1, 499, 2500, 7, 993].iter().enumerate() {
+            let bytes: Vec<u8> = (0..*len).map(|j| (i * 13 + j) as u8).collect();
+            recent.push(50 + data.len() as u64, &bytes);
+            data.extend_from_slice(&bytes);
+            let end = 50 + data.len() as u64;
+            let start = end.saturating_sub(1000).max(50);
+            // Every range inside the window reads back; nothing outside it.
+            let ranges = [
+                (start, (end - start) as usize),
+                (start, 1),
+                (end - 1, 1),
+                (start + 3, 400),
+                (end, 0),
+            ];
+            for (at, len) in ranges
+                .into_iter()
+                .filter(|&(at, len)| at + len as u64 <= end)
+            {
+                let want = &data[(at - 50) as usize..(at - 50) as usize + len];
+                assert_eq!(recent.get(at, len).as_deref(), Some(want), "{at}+{len}");
+            }
+            assert_eq!(recent.get(end, 1), None);
+            if start > 50 {
+                assert_eq!(recent.get(start - 1, 2), None);
+            }
+        }
+        // A push elsewhere (after a truncation) restarts the window there.
+        recent.push(10, b"abc");
+        assert_eq!(recent.get(10, 3).as_deref(), Some(&b"abc"[..]));
+        assert_eq!(recent.get(9, 1), None);
+    }
 
     #[test]
     fn a_stage_filled_to_any_length_stays_aligned_when_padded() {

@@ -289,7 +289,10 @@ impl Log {
         )
         .await
         {
-            Ok(writer) => self.direct = Some(writer),
+            Ok(writer) => {
+                self.active_mut().recent = Some(writer.recent.clone());
+                self.direct = Some(writer);
+            }
             Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
                 tracing::warn!(
                     dir = %self.dir.display(),
@@ -491,6 +494,9 @@ impl Log {
         self.trim_active()?;
         let next = self.next_offset();
         let sealing = self.active_mut();
+        // Sealed segments are read from the file (the window goes with the
+        // direct appender).
+        sealing.recent = None;
         sealing.seal().await?;
         let file = sealing.file.clone();
         self.flusher.sync_file(&file).await.map_err(Error::Failed)?;

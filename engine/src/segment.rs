@@ -9,12 +9,15 @@
 //! checkpoint anyway.
 
 use crate::batch::{peek, BatchHeader, BatchView, HEADER_BYTES};
+use crate::direct::Recent;
 use crate::error::{Error, IoContext};
 use crate::files::LazyFile;
 use crate::index::{OffsetEntry, SegmentIndex};
 use crate::io;
 use crate::recovery::{Feed, Scanner, Stop};
+use std::cell::RefCell;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 use zerocopy::FromBytes;
 
 /// Bytes read per step while scanning a segment at recovery.
@@ -132,6 +135,10 @@ pub(crate) struct Segment {
     pub(crate) size: u64,
     pub(crate) index: SegmentIndex,
     pub(crate) file: LazyFile,
+    /// The active segment's most recent bytes, in direct mode: reads that
+    /// fall inside are answered from memory (direct writes leave nothing in
+    /// the page cache for a reader just behind the writer).
+    pub(crate) recent: Option<Rc<RefCell<Recent>>>,
     /// Max timestamp of the first batch: the segment's age for rolling.
     pub(crate) first_timestamp: Option<i64>,
     dir: PathBuf,
@@ -161,6 +168,7 @@ impl Segment {
             index: SegmentIndex::new(index_interval_bytes),
             file,
             first_timestamp: None,
+            recent: None,
             dir: dir.to_path_buf(),
         })
     }
@@ -502,6 +510,13 @@ impl Segment {
     /// Up to `len` bytes of the log file at `position`, reopening the file
     /// if the shard's open-file budget closed it.
     async fn read_at(&self, position: u64, len: usize) -> Result<Vec<u8>, Error> {
+        if let Some(bytes) = self
+            .recent
+            .as_ref()
+            .and_then(|r| r.borrow().get(position, len))
+        {
+            return Ok(bytes);
+        }
         let path = self.log_path();
         let file = self.file.get().await.at(&path)?;
         io::read_at(&file, position, len).await.at(&path)
