@@ -110,7 +110,9 @@ impl Aligned {
 }
 
 /// The most recent bytes appended to a segment, in a ring: byte at file
-/// position `p` lives at `p % capacity` while `start <= p < end`.
+/// position `p` lives at `p % ring.len()` while `start <= p < end`. The ring
+/// grows (doubling, from [`RECENT_FIRST_BYTES`]) up to `capacity` as data
+/// arrives, so a quiet partition holds little.
 pub(crate) struct Recent {
     ring: Vec<u8>,
     capacity: usize,
@@ -120,13 +122,16 @@ pub(crate) struct Recent {
     end: u64,
 }
 
+/// A ring's first size.
+const RECENT_FIRST_BYTES: usize = 64 << 10;
+
 impl Recent {
-    /// An empty window that starts at file position `at`; its memory is
-    /// taken at the first append.
+    /// An empty window of at most `capacity` bytes that starts at file
+    /// position `at`; its memory is taken as data arrives.
     pub(crate) fn new(capacity: usize, at: u64) -> Self {
         Self {
             ring: Vec::new(),
-            capacity,
+            capacity: capacity.max(1),
             start: at,
             end: at,
         }
@@ -135,13 +140,15 @@ impl Recent {
     /// Appends `bytes`, written at file position `at` (the end so far; if
     /// not, the window restarts there).
     pub(crate) fn push(&mut self, at: u64, bytes: &[u8]) {
-        if self.ring.is_empty() {
-            self.ring = vec![0; self.capacity];
-        }
         if at != self.end {
             self.start = at;
+            self.end = at;
         }
-        let cap = self.capacity;
+        let want = ((self.end - self.start) as usize + bytes.len()).min(self.capacity);
+        if self.ring.len() < want {
+            self.grow(want);
+        }
+        let cap = self.ring.len();
         let end = at + bytes.len() as u64;
         // Only the newest `cap` bytes can be held.
         let keep = bytes.len().min(cap);
@@ -154,6 +161,26 @@ impl Recent {
         self.start = self.start.max(end.saturating_sub(cap as u64));
     }
 
+    /// Moves the window into a ring of at least `want` bytes.
+    fn grow(&mut self, want: usize) {
+        let size = want
+            .next_power_of_two()
+            .max(RECENT_FIRST_BYTES)
+            .min(self.capacity);
+        let held = self
+            .get(self.start, (self.end - self.start) as usize)
+            .unwrap_or_default();
+        let (start, end) = (self.start, self.end);
+        self.ring = vec![0; size];
+        self.start = end;
+        self.end = end;
+        if !held.is_empty() {
+            self.end = start;
+            self.start = start;
+            self.push(start, &held);
+        }
+    }
+
     /// The `len` bytes at file position `at`, if the window holds them all.
     pub(crate) fn get(&self, at: u64, len: usize) -> Option<Vec<u8>> {
         if at < self.start || at + len as u64 > self.end {
@@ -162,8 +189,9 @@ impl Recent {
         if len == 0 {
             return Some(Vec::new());
         }
-        let from = (at % self.capacity as u64) as usize;
-        let first_part = len.min(self.capacity - from);
+        let cap = self.ring.len();
+        let from = (at % cap as u64) as usize;
+        let first_part = len.min(cap - from);
         let mut out = Vec::with_capacity(len);
         out.extend_from_slice(&self.ring[from..from + first_part]);
         out.extend_from_slice(&self.ring[..len - first_part]);
@@ -402,16 +430,22 @@ mod tests {
 
     #[test]
     fn the_recent_window_holds_exactly_the_newest_bytes() {
-        let mut recent = Recent::new(1000, 50);
+        // 100 KiB at most, growing from 64 KiB: both the growth and the
+        // wrap are crossed.
+        let cap = 100_000;
+        let mut recent = Recent::new(cap, 50);
         let mut data: Vec<u8> = Vec::new();
         assert_eq!(recent.get(50, 0), Some(Vec::new()));
         assert_eq!(recent.get(50, 1), None);
-        for (i, len) in [10usize, 990, 1, 499, 2500, 7, 993].iter().enumerate() {
+        for (i, len) in [10usize, 60_000, 1, 4_999, 250_000, 7, 99_993, 30_000]
+            .iter()
+            .enumerate()
+        {
             let bytes: Vec<u8> = (0..*len).map(|j| (i * 13 + j) as u8).collect();
             recent.push(50 + data.len() as u64, &bytes);
             data.extend_from_slice(&bytes);
             let end = 50 + data.len() as u64;
-            let start = end.saturating_sub(1000).max(50);
+            let start = end.saturating_sub(cap as u64).max(50);
             // Every range inside the window reads back; nothing outside it.
             let ranges = [
                 (start, (end - start) as usize),
