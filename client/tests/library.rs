@@ -299,105 +299,106 @@ fn retries_across_a_broker_crash_store_each_record_once() {
     drop(b);
 }
 
+/// What a proxy hook does with a frame.
+enum Pass {
+    /// Send it on (changed or not).
+    Forward,
+    /// Drop it and cut the connection.
+    Cut,
+}
+
+/// Sees (and may change) each frame going one way through a proxy.
+type Hook = std::sync::Arc<dyn Fn(&mut Vec<u8>) -> Pass + Send + Sync>;
+
+/// A TCP proxy to the broker that hands every whole frame to a hook on its
+/// way: `requests` for the client's frames, `responses` for the broker's.
+fn proxy(
+    broker: std::net::SocketAddr,
+    requests: Option<Hook>,
+    responses: Option<Hook>,
+) -> std::net::SocketAddr {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            let server = std::net::TcpStream::connect(broker).unwrap();
+            let (c, s) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            let requests = requests.clone();
+            std::thread::spawn(move || pump(c, s, requests));
+            let responses = responses.clone();
+            std::thread::spawn(move || pump(server, client, responses));
+        }
+    });
+    addr
+}
+
+/// Copies length-prefixed frames from `from` to `to` through `hook`.
+fn pump(mut from: std::net::TcpStream, mut to: std::net::TcpStream, hook: Option<Hook>) {
+    use std::io::{Read, Write};
+    let Some(hook) = hook else {
+        let _ = std::io::copy(&mut from, &mut to);
+        return;
+    };
+    loop {
+        let mut frame = vec![0u8; 4];
+        if from.read_exact(&mut frame).is_err() {
+            break;
+        }
+        let len = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+        frame.resize(4 + len, 0);
+        if from.read_exact(&mut frame[4..]).is_err() {
+            break;
+        }
+        match hook(&mut frame) {
+            Pass::Forward => {
+                if to.write_all(&frame).is_err() {
+                    break;
+                }
+            }
+            Pass::Cut => {
+                let _ = to.shutdown(std::net::Shutdown::Both);
+                let _ = from.shutdown(std::net::Shutdown::Both);
+                break;
+            }
+        }
+    }
+}
+
 /// A TCP proxy to the broker that, once, forwards a produce request but
 /// swallows its response and cuts the connection: the broker stored the
 /// batch, the producer never heard, as when a broker dies after a write.
 fn lossy_proxy(broker: std::net::SocketAddr, swallow_response: usize) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    use std::net::{Shutdown, TcpListener, TcpStream};
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let fired = Arc::new(AtomicBool::new(false));
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let server = TcpStream::connect(broker).unwrap();
-            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
-            let (mut s_in, mut c_out) = (server, client);
-            let fired = fired.clone();
-            std::thread::spawn(move || {
-                let mut seen = 0;
-                loop {
-                    let mut head = [0u8; 16];
-                    if s_in.read_exact(&mut head).is_err() {
-                        break;
-                    }
-                    let len =
-                        u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize - 12;
-                    let mut body = vec![0u8; len];
-                    if s_in.read_exact(&mut body).is_err() {
-                        break;
-                    }
-                    let produce = u16::from_be_bytes([head[12], head[13]]) == 1;
-                    seen += usize::from(produce);
-                    if produce && seen == swallow_response && !fired.swap(true, Ordering::SeqCst) {
-                        let _ = c_out.shutdown(Shutdown::Both);
-                        let _ = s_in.shutdown(Shutdown::Both);
-                        break;
-                    }
-                    if c_out
-                        .write_all(&head)
-                        .and_then(|()| c_out.write_all(&body))
-                        .is_err()
-                    {
-                        break;
-                    }
-                }
-            });
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let (seen, fired) = (AtomicUsize::new(0), AtomicBool::new(false));
+    let hook: Hook = std::sync::Arc::new(move |frame: &mut Vec<u8>| {
+        // A response's api key follows its length and request id.
+        let produce = u16::from_be_bytes([frame[12], frame[13]]) == 1;
+        let n = seen.fetch_add(usize::from(produce), Ordering::SeqCst) + usize::from(produce);
+        if produce && n == swallow_response && !fired.swap(true, Ordering::SeqCst) {
+            Pass::Cut
+        } else {
+            Pass::Forward
         }
     });
-    addr
+    proxy(broker, None, Some(hook))
 }
 
 /// A TCP proxy to the broker that flips the last byte of the `nth` produce
 /// request on its way, so the broker refuses that request's last batch as
 /// corrupt: a batch that fails for good in the middle of a pipelined stream.
 fn corrupting_proxy(broker: std::net::SocketAddr, nth: usize) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
     use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let produces = Arc::new(AtomicUsize::new(0));
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let server = TcpStream::connect(broker).unwrap();
-            let (mut s_in, mut c_out) = (server.try_clone().unwrap(), client.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut s_in, &mut c_out));
-            let (mut c_in, mut s_out) = (client, server);
-            let produces = produces.clone();
-            std::thread::spawn(move || loop {
-                let mut head = [0u8; 16];
-                if c_in.read_exact(&mut head).is_err() {
-                    break;
-                }
-                let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]) as usize - 12;
-                let mut body = vec![0u8; len];
-                if c_in.read_exact(&mut body).is_err() {
-                    break;
-                }
-                let produce = u16::from_be_bytes([head[4], head[5]]) == 1;
-                if produce && produces.fetch_add(1, Ordering::SeqCst) + 1 == nth {
-                    if let Some(last) = body.last_mut() {
-                        *last ^= 0x55;
-                    }
-                }
-                if s_out
-                    .write_all(&head)
-                    .and_then(|()| s_out.write_all(&body))
-                    .is_err()
-                {
-                    break;
-                }
-            });
+    let produces = AtomicUsize::new(0);
+    let hook: Hook = std::sync::Arc::new(move |frame: &mut Vec<u8>| {
+        let produce = u16::from_be_bytes([frame[4], frame[5]]) == 1;
+        if produce && produces.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            if let Some(last) = frame.last_mut() {
+                *last ^= 0x55;
+            }
         }
+        Pass::Forward
     });
-    addr
+    proxy(broker, Some(hook), None)
 }
 
 #[test]
@@ -708,38 +709,11 @@ fn whole_batches_go_out_and_come_back_in_place() {
 /// A TCP proxy to the broker that holds every response for `delay`: a slow
 /// broker, as the producer sees it.
 fn slow_proxy(broker: std::net::SocketAddr, delay: Duration) -> std::net::SocketAddr {
-    use std::io::{Read, Write};
-    use std::net::{TcpListener, TcpStream};
-
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        for client in listener.incoming().flatten() {
-            let server = TcpStream::connect(broker).unwrap();
-            let (mut c_in, mut s_out) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-            std::thread::spawn(move || std::io::copy(&mut c_in, &mut s_out));
-            let (mut s_in, mut c_out) = (server, client);
-            std::thread::spawn(move || loop {
-                let mut head = [0u8; 4];
-                if s_in.read_exact(&mut head).is_err() {
-                    break;
-                }
-                let mut body = vec![0u8; u32::from_be_bytes(head) as usize];
-                if s_in.read_exact(&mut body).is_err() {
-                    break;
-                }
-                std::thread::sleep(delay);
-                if c_out
-                    .write_all(&head)
-                    .and_then(|()| c_out.write_all(&body))
-                    .is_err()
-                {
-                    break;
-                }
-            });
-        }
+    let hook: Hook = std::sync::Arc::new(move |_: &mut Vec<u8>| {
+        std::thread::sleep(delay);
+        Pass::Forward
     });
-    addr
+    proxy(broker, None, Some(hook))
 }
 
 /// With no linger, records sent while the partition's requests are all in
