@@ -14,6 +14,7 @@
 
 pub mod checkpoint;
 mod direct;
+pub mod epochs;
 mod error;
 pub mod files;
 mod flush;
