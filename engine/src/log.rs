@@ -620,7 +620,6 @@ impl Log {
     /// is emptied and restarts at `offset`. Durable when it returns.
     pub async fn truncate_to(&mut self, offset: u64) -> Result<(), Error> {
         self.flush_writes().await?;
-        self.trim_active()?;
         if offset >= self.latest() {
             return Ok(());
         }

@@ -203,20 +203,16 @@ impl Config {
                     format!("--metrics-listen {metrics:?} is not ADDR:PORT or off")
                 })?)
             };
-        let fsync_text = args
-            .default_fsync
-            .or(file.default_fsync)
-            .unwrap_or_else(|| "always".into());
-        let fsync = fsync_text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--default-fsync {fsync_text:?}: {e}"))?;
-        let write_mode_text = args
-            .write_mode
-            .or(file.write_mode)
-            .unwrap_or_else(|| "direct".into());
-        let write_mode = write_mode_text
-            .parse()
-            .map_err(|e| anyhow::anyhow!("--write-mode {write_mode_text:?}: {e}"))?;
+        let fsync = parse_setting(
+            "--default-fsync",
+            args.default_fsync.or(file.default_fsync),
+            "always",
+        )?;
+        let write_mode = parse_setting(
+            "--write-mode",
+            args.write_mode.or(file.write_mode),
+            "direct",
+        )?;
         let sendfile_min_bytes = args
             .sendfile_min_bytes
             .or(file.sendfile_min_bytes)
@@ -341,6 +337,18 @@ fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading config file {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+}
+
+/// A textual setting parsed by its type's `FromStr`, `default` when unset;
+/// an error names the flag and the text.
+fn parse_setting<T: std::str::FromStr<Err = String>>(
+    flag: &str,
+    text: Option<String>,
+    default: &str,
+) -> anyhow::Result<T> {
+    let text = text.unwrap_or_else(|| default.into());
+    text.parse()
+        .map_err(|e| anyhow::anyhow!("{flag} {text:?}: {e}"))
 }
 
 #[cfg(test)]
