@@ -189,8 +189,8 @@ struct Lead {
     epoch_start: u64,
     committed: BTreeSet<BrokerId>,
     pending: Option<Pending>,
-    /// An ISR change was refused as stale: propose nothing until newer
-    /// metadata arrives.
+    /// An ISR change was answered as stale: its outcome is unknown, so
+    /// propose nothing (and keep counting it) until newer metadata arrives.
     awaiting_metadata: bool,
     followers: BTreeMap<BrokerId, FollowerView>,
     /// `(end offset, token)`, in append order.
@@ -588,11 +588,18 @@ impl Replica {
         {
             return;
         }
-        lead.pending = None;
         match result {
-            Ok(state) => self.apply_state(&state, now),
+            Ok(state) => {
+                lead.pending = None;
+                self.apply_state(&state, now);
+            }
+            // The partition moved on, perhaps by this very change (a retry
+            // or a duplicate answered after the original was applied): the
+            // outcome is unknown, so the change keeps counting as pending
+            // until the controller's state arrives and settles it.
             Err(CommandError::Stale) => lead.awaiting_metadata = true,
-            Err(_) => {}
+            // Refused at the current partition epoch: it was not applied.
+            Err(_) => lead.pending = None,
         }
     }
 
@@ -609,7 +616,7 @@ impl Replica {
             return;
         };
         if let Some(p) = &mut lead.pending {
-            if now.saturating_sub(p.sent_at) >= retry {
+            if !lead.awaiting_metadata && now.saturating_sub(p.sent_at) >= retry {
                 p.sent_at = now;
                 let command = p.command.clone();
                 self.out.push_back(Output::AlterIsr(command));

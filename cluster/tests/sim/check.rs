@@ -159,6 +159,16 @@ pub fn after_step(w: &mut World) {
                 "broker {b} exposes {tp} high watermark {hw} after {last} was exposed"
             );
             *last = hw;
+            let synced = state
+                .replicas
+                .iter()
+                .filter(|m| w.brokers[*m].disks[&tp].durable >= hw)
+                .count();
+            assert!(
+                synced >= state.min_insync,
+                "{tp}: high watermark {hw} exposed by {b} is synced on {synced} replicas, fewer than min.insync.replicas {}",
+                state.min_insync
+            );
             for m in &state.isr {
                 let durable = w.brokers[m].disks[&tp].durable;
                 assert!(

@@ -32,6 +32,7 @@ pub fn settle(w: &mut World) {
     w.cfg.chaos = false;
     w.cfg.drop = 0.0;
     w.cfg.duplicate = 0.0;
+    w.cfg.stall = 0.0;
     w.heal();
     let brokers: Vec<u32> = w.brokers.keys().copied().collect();
     for b in brokers {
@@ -61,6 +62,7 @@ fn run_seed(seed: u64, steps: u64, slot: &mut Option<World>) {
         drop: 0.02,
         duplicate: 0.02,
         delay: (1, 40),
+        stall: 0.005,
         ..Config::default()
     };
     let mut shape = rng::Rng::new(seed.wrapping_mul(31));

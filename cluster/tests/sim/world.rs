@@ -128,6 +128,8 @@ pub struct Config {
     pub drop: f64,
     pub duplicate: f64,
     pub delay: (Millis, Millis),
+    /// The chance that a message is held for up to 3 s.
+    pub stall: f64,
     /// Random faults (crashes, pauses, partitions, failovers) while on.
     pub chaos: bool,
 }
@@ -150,6 +152,7 @@ impl Default for Config {
             drop: 0.0,
             duplicate: 0.0,
             delay: (1, 5),
+            stall: 0.0,
             chaos: false,
         }
     }
@@ -431,7 +434,14 @@ impl World {
             1
         };
         for _ in 0..copies {
-            let delay = self.rng.range(self.cfg.delay.0, self.cfg.delay.1 + 1);
+            // A long tail: now and then a message is held for seconds (a
+            // stalled stream), so requests from before a restart or an
+            // election arrive after it.
+            let delay = if self.rng.chance(self.cfg.stall) {
+                self.rng.range(self.cfg.delay.1, 3_000)
+            } else {
+                self.rng.range(self.cfg.delay.0, self.cfg.delay.1 + 1)
+            };
             self.schedule(
                 self.now + delay,
                 Event::Deliver {
