@@ -401,6 +401,29 @@ impl Liveness {
             .collect();
     }
 
+    /// Whether `broker` may register as `incarnation` at `now`. Not while a
+    /// different incarnation holds a live session (KRaft's rule): a restarted
+    /// process waits for its predecessor's session to run out, and a stale
+    /// registration of a dead process never fences a live one. So a
+    /// broker's epoch changes only once its lease ([`crate::lease`]) has run
+    /// out, or by its own doing.
+    pub fn may_register(
+        &self,
+        state: &ClusterState,
+        broker: BrokerId,
+        incarnation: u64,
+        now: Millis,
+    ) -> bool {
+        match state.brokers.get(&broker) {
+            Some(s) if s.incarnation != incarnation && !s.fenced => {
+                !self.last_heard.get(&broker).is_some_and(|(e, at)| {
+                    *e == s.epoch && now.saturating_sub(*at) <= self.session_timeout
+                })
+            }
+            _ => true,
+        }
+    }
+
     /// A broker registered at `epoch`: its session starts now.
     pub fn registered(&mut self, broker: BrokerId, epoch: u64, now: Millis) {
         self.last_heard.insert(broker, (epoch, now));
@@ -568,5 +591,20 @@ mod tests {
         );
         live.reset(&c, 1_001);
         assert!(live.expired(&c, 2_001).is_empty());
+    }
+
+    #[test]
+    fn another_incarnation_registers_only_once_the_live_session_ran_out() {
+        let c = cluster(3);
+        let mut live = Liveness::new(1_000);
+        live.reset(&c, 0);
+        assert!(live.may_register(&c, 1, 1, 500), "the same process again");
+        assert!(
+            !live.may_register(&c, 1, 2, 500),
+            "a new process while the old one's session lives"
+        );
+        assert!(!live.may_register(&c, 1, 2, 1_000));
+        assert!(live.may_register(&c, 1, 2, 1_001));
+        assert!(live.may_register(&c, 9, 1, 0), "a broker never seen");
     }
 }

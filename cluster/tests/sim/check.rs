@@ -26,6 +26,10 @@ pub struct History {
     pub acks_by: BTreeMap<BrokerId, usize>,
     /// Acknowledgements the producers received.
     pub client_acks: usize,
+    /// Errors the producers received, by name.
+    pub client_errors: BTreeMap<String, usize>,
+    /// ISR admissions the controller refused for a stale or fenced broker.
+    pub ineligible: usize,
 }
 
 impl History {
@@ -50,6 +54,11 @@ impl History {
         if !acks.contains(&batch) {
             acks.push(batch);
         }
+    }
+
+    /// Acknowledgements of `tp` so far.
+    pub fn acks_of(&self, tp: &TopicPartition) -> usize {
+        self.acks.get(tp).map_or(0, Vec::len)
     }
 
     fn max_acked_end(&self, tp: &TopicPartition) -> u64 {

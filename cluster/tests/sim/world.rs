@@ -294,6 +294,8 @@ pub struct World {
     producers: Vec<Producer>,
     /// Directed links that drop everything: `(from, to)`.
     pub blocked: BTreeSet<(u32, u32)>,
+    /// Directed links that hold every message this much longer.
+    pub slow: BTreeMap<(u32, u32), Millis>,
     /// Producers send new batches only while on.
     pub producing: bool,
     pub history: History,
@@ -366,6 +368,7 @@ impl World {
                 })
                 .collect(),
             blocked: BTreeSet::new(),
+            slow: BTreeMap::new(),
             producing: true,
             history: History::default(),
             steps: 0,
@@ -442,6 +445,7 @@ impl World {
             } else {
                 self.rng.range(self.cfg.delay.0, self.cfg.delay.1 + 1)
             };
+            let delay = delay + self.slow.get(&(from, to)).copied().unwrap_or(0);
             self.schedule(
                 self.now + delay,
                 Event::Deliver {
@@ -526,6 +530,7 @@ impl World {
 
     pub fn heal(&mut self) {
         self.blocked.clear();
+        self.slow.clear();
         self.note("network healed".into());
     }
 
@@ -703,6 +708,15 @@ impl World {
                 sent_at,
                 incarnation,
             } => {
+                if !self.controller.liveness.may_register(
+                    &self.controller.state,
+                    from,
+                    incarnation,
+                    self.now,
+                ) {
+                    // Refused: the broker asks again later.
+                    return;
+                }
                 let Ok(Applied::Registered(epoch)) =
                     self.controller.state.apply(&Command::RegisterBroker {
                         broker: from,
@@ -760,6 +774,25 @@ impl World {
                     Err(e) => Err(e),
                 };
                 self.note(format!("alter isr {command:?} -> {result:?}"));
+                if let Ok(state) = &result {
+                    // A broker joins an ISR only on the word of its current
+                    // incarnation (KIP-903).
+                    let Command::AlterIsr { isr, .. } = &command else {
+                        unreachable!()
+                    };
+                    for (b, epoch) in isr {
+                        if let Some(e) = epoch {
+                            let current = self.controller.state.brokers[b].epoch;
+                            assert_eq!(
+                                *e, current,
+                                "broker {b} joined the ISR of {partition} on a fetch of its incarnation {e}, not {current}: {state:?}"
+                            );
+                        }
+                    }
+                }
+                if let Err(CommandError::IneligibleReplica(_)) = &result {
+                    self.history.ineligible += 1;
+                }
                 let ok = result.is_ok();
                 self.send(
                     CONTROLLER,
@@ -1261,7 +1294,8 @@ impl World {
                         part.seq += 1;
                         self.history.client_acks += 1;
                     }
-                    Err(_) => {
+                    Err(e) => {
+                        *self.history.client_errors.entry(e.to_string()).or_default() += 1;
                         part.backoff_until = now + 50;
                         p.leaders.clear();
                     }
