@@ -49,6 +49,15 @@ pub enum Error {
     /// The configuration cannot work.
     #[error("invalid log configuration: {0}")]
     Config(String),
+    /// A replicated batch does not start where the log ends: the follower
+    /// must truncate or fetch from its own log end.
+    #[error("replicated batch starts at offset {found}, the log ends at {expected}")]
+    NotContiguous {
+        /// The log end offset.
+        expected: u64,
+        /// The batch's base offset.
+        found: i64,
+    },
 }
 
 impl Error {

@@ -11,6 +11,7 @@
 use crate::batch::{stamp_for_append, BatchView};
 use crate::checkpoint::{self, CHECKPOINT_FILE};
 use crate::direct::DirectWriter;
+use crate::epochs::{EpochCache, EPOCHS_FILE};
 use crate::error::{Error, IoContext};
 use crate::flush::{Durable, Flusher, FsyncPolicy};
 use crate::io;
@@ -163,6 +164,8 @@ pub struct Log {
     recovery_point: u64,
     /// The active segment's direct appender, in `WriteMode::Direct`.
     direct: Option<DirectWriter>,
+    /// The leader epochs of the log's batches, kept in `EPOCHS_FILE`.
+    epochs: EpochCache,
 }
 
 /// Where an append whose write may still be in flight begins.
@@ -266,9 +269,79 @@ impl Log {
             pending: VecDeque::new(),
             recovery_point: checkpoint.unwrap_or(0),
             direct: None,
+            epochs: EpochCache::new(),
         };
         log.open_direct().await?;
+        log.load_epochs(checkpoint).await?;
         Ok((log, report))
+    }
+
+    /// Loads the leader-epoch cache and brings it in line with the recovered
+    /// log. An entry is written before the first batch of its epoch, so the
+    /// file holds every epoch below the checkpoint; batches after it are
+    /// scanned, since a crash may have kept a batch whose entry was never
+    /// written, or lost batches whose entries were. A missing or damaged
+    /// file is rebuilt from every batch's `partitionLeaderEpoch`.
+    async fn load_epochs(&mut self, checkpoint: Option<u64>) -> Result<(), Error> {
+        let path = self.dir.join(EPOCHS_FILE);
+        let stored = io::read_file(&path).await.at(&path)?;
+        let (cache, scan_from, rewrite) = match stored.as_deref().map(EpochCache::decode) {
+            Some(Ok(cache)) => (cache, checkpoint.unwrap_or(0), false),
+            Some(Err(why)) => {
+                tracing::warn!(file = %path.display(), "rebuilding the leader-epoch cache: {why}");
+                (EpochCache::new(), 0, true)
+            }
+            // An empty log has nothing to rebuild: the first append writes it.
+            None => (EpochCache::new(), 0, self.latest() > self.earliest()),
+        };
+        self.epochs = cache;
+        let before = self.epochs.clone();
+        self.epochs.truncate_from_end(self.latest());
+        self.epochs.truncate_from_start(self.earliest());
+        let mut offset = scan_from.max(self.earliest());
+        while offset < self.latest() {
+            let bytes = self.read(offset, 1 << 20).await?;
+            let mut rest = &bytes[..];
+            if rest.is_empty() {
+                break;
+            }
+            while !rest.is_empty() {
+                let view = BatchView::parse_crc_checked(rest, self.config.batch_bytes_max)?;
+                let base = view.base_offset() as u64;
+                let epoch = view.header().partition_leader_epoch.get();
+                if epoch >= 0 {
+                    self.epochs.assign(epoch, base);
+                }
+                offset = base + view.offset_count();
+                rest = &rest[view.bytes().len()..];
+            }
+        }
+        if rewrite || self.epochs != before {
+            self.persist_epochs().await?;
+        }
+        Ok(())
+    }
+
+    async fn persist_epochs(&mut self) -> Result<(), Error> {
+        let path = self.dir.join(EPOCHS_FILE);
+        io::write_file_atomic(&path, self.epochs.encode(), true)
+            .await
+            .at(&path)
+    }
+
+    /// The leader epochs of the log's batches (persisted beside them).
+    pub fn epochs(&self) -> &EpochCache {
+        &self.epochs
+    }
+
+    /// Records that `epoch` starts at `start_offset` (a replica that becomes
+    /// leader does so at its log end before it appends anything), and
+    /// persists the cache if that changed it.
+    pub async fn assign_epoch(&mut self, epoch: i32, start_offset: u64) -> Result<(), Error> {
+        if self.epochs.assign(epoch, start_offset) {
+            self.persist_epochs().await?;
+        }
+        Ok(())
     }
 
     /// In direct mode, opens the active segment's direct appender. A file
@@ -438,6 +511,9 @@ impl Log {
             }
         };
         let base_offset = self.next_offset();
+        if leader_epoch >= 0 && self.epochs.assign(leader_epoch, base_offset) {
+            self.persist_epochs().await?;
+        }
         stamp_for_append(&mut batch, base_offset as i64, leader_epoch)?;
         let active = self.active_mut();
         let position = active.reserve(batch.len() as u64, offset_count, max_timestamp);
@@ -460,6 +536,27 @@ impl Log {
             last_offset: base_offset + offset_count - 1,
             durable,
         })
+    }
+
+    /// Appends a batch copied from the leader, byte for byte: it must start
+    /// at this log's end, and keeps the leader's base offset and epoch.
+    pub async fn append_replica<B: crate::BatchBuf>(
+        &mut self,
+        batch: B,
+    ) -> Result<Appended, Error> {
+        let view = BatchView::parse_crc_checked(&batch, self.config.batch_bytes_max)?;
+        let (base, epoch) = (
+            view.base_offset(),
+            view.header().partition_leader_epoch.get(),
+        );
+        let expected = self.next_offset();
+        if base != expected as i64 {
+            return Err(Error::NotContiguous {
+                expected,
+                found: base,
+            });
+        }
+        self.append(batch, epoch).await
     }
 
     async fn maybe_roll(
@@ -623,6 +720,7 @@ impl Log {
         if offset >= self.latest() {
             return Ok(());
         }
+        let emptied = offset < self.earliest();
         // Lower the checkpoint first: a crash half-way must not trust bytes
         // that are about to change.
         if self.recovery_point > offset {
@@ -650,7 +748,16 @@ impl Log {
         let file = self.active().file.clone();
         self.flusher.set_file(file.clone());
         self.open_direct().await?;
-        self.flusher.sync_file(&file).await.map_err(Error::Failed)
+        self.flusher.sync_file(&file).await.map_err(Error::Failed)?;
+        let before = self.epochs.entries().len();
+        self.epochs.truncate_from_end(self.latest());
+        if emptied {
+            self.epochs = EpochCache::new();
+        }
+        if emptied || self.epochs.entries().len() != before {
+            self.persist_epochs().await?;
+        }
+        Ok(())
     }
 
     /// Deletes whole segments past retention at `now_ms`, oldest first, never
@@ -697,6 +804,11 @@ impl Log {
             );
         }
         report.log_start_offset = self.earliest();
+        let before = self.epochs.clone();
+        self.epochs.truncate_from_start(self.earliest());
+        if self.epochs != before {
+            self.persist_epochs().await?;
+        }
         Ok(report)
     }
 

@@ -264,6 +264,8 @@ pub fn engine_failure(e: &EngineError) -> Failure {
             ErrorCode::StorageError
         }
         EngineError::Config(_) => ErrorCode::InvalidTopicConfig,
+        // Only replication appends a leader's batches; no client gets here.
+        EngineError::NotContiguous { .. } => ErrorCode::StorageError,
     };
     Failure::new(code, e.to_string())
 }
