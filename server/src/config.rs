@@ -15,8 +15,17 @@ use serde::Deserialize;
 /// or the `--config` TOML file (keys as the flag names, e.g.
 /// `data-dir = "/var/lib/ringlog"`), in that order of precedence.
 #[derive(Debug, Parser, Default)]
-#[command(name = "ringlog-server", version, about, long_about = None)]
+#[command(
+    name = "ringlog-server",
+    version,
+    about,
+    long_about = None,
+    args_conflicts_with_subcommands = true
+)]
 pub struct Args {
+    /// A tool instead of the broker.
+    #[command(subcommand)]
+    pub command: Option<Tool>,
     /// TOML file with settings (keys are the long flag names).
     #[arg(long, env = "RINGLOG_CONFIG")]
     pub config: Option<PathBuf>,
@@ -102,6 +111,20 @@ pub struct Args {
     /// holds two segments' worth [default: 67108864].
     #[arg(long, env = "RINGLOG_OFFSETS_SEGMENT_BYTES")]
     pub offsets_segment_bytes: Option<u64>,
+}
+
+/// `ringlog-server`'s tools.
+#[derive(Debug, clap::Subcommand)]
+pub enum Tool {
+    /// Writes a cluster CA and a key and certificate per node into DIR, for
+    /// the brokers' mutual TLS (`--tls-dir DIR`).
+    Certs {
+        /// Directory to write into (created if missing; never overwritten).
+        dir: PathBuf,
+        /// The node ids, comma-separated: `--nodes 1,2,3`.
+        #[arg(long, value_delimiter = ',', required = true)]
+        nodes: Vec<u32>,
+    },
 }
 
 /// The same settings, as read from the TOML file.

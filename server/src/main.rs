@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use clap::Parser;
-use ringlog_server::config::{Args, Config};
+use ringlog_server::config::{Args, Config, Tool};
 use ringlog_server::server::Broker;
 use signal_hook::consts::{SIGINT, SIGTERM};
 
@@ -23,6 +23,16 @@ fn main() {
 }
 
 fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(Tool::Certs { dir, nodes }) = &args.command {
+        for path in ringlog_server::cluster::certs::generate(dir, nodes)? {
+            println!("wrote {}", path.display());
+        }
+        println!(
+            "keep {} private: whoever holds it can add brokers to the cluster",
+            dir.join(ringlog_server::cluster::certs::CA_KEY).display()
+        );
+        return Ok(());
+    }
     let config = Config::resolve(args)?;
     let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let handle = signals.handle();
