@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use crate::{BrokerId, Millis, PartitionState, TopicPartition};
 
 /// A broker as the cluster metadata knows it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BrokerState {
     /// Raised at every registration (each start of the broker process) and
     /// at every fencing: requests carrying an older one are refused.
@@ -26,7 +26,7 @@ pub struct BrokerState {
 }
 
 /// A change to the cluster metadata.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     /// A broker process started: it gets a new broker epoch, which fences
     /// its previous incarnation (its replicas may have lost unsynced data).
@@ -70,7 +70,7 @@ pub enum Command {
 }
 
 /// Why a command was refused.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CommandError {
     /// The topic exists already.
     TopicExists,
@@ -86,7 +86,7 @@ pub enum CommandError {
 }
 
 /// What a command changed.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Applied {
     /// A broker's new epoch.
     Registered(u64),
@@ -99,7 +99,7 @@ pub enum Applied {
 }
 
 /// The replicated cluster metadata.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClusterState {
     /// Raised by every applied command: a broker compares it to know whether
     /// its copy is current.

@@ -28,7 +28,9 @@ pub type BrokerId = u32;
 pub type Millis = u64;
 
 /// A partition of a topic.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(
+    Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
 pub struct TopicPartition {
     /// The topic's name.
     pub topic: String,
@@ -53,7 +55,7 @@ impl fmt::Display for TopicPartition {
 }
 
 /// A partition's replication state as the controller last committed it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PartitionState {
     /// Every broker holding a replica, in preference order.
     pub replicas: Vec<BrokerId>,
