@@ -125,6 +125,12 @@ impl Admin {
             .await
     }
 
+    /// Cluster mode's brokers, controller and replica placement, as the
+    /// broker reached knows them (`cluster_mode` false for a lone broker).
+    pub async fn describe_cluster(&self) -> Result<ringlog_protocol::DescribeClusterResponse> {
+        self.client.call(ApiKey::DescribeCluster, None).await
+    }
+
     /// Every consumer group the broker coordinates, sorted.
     pub async fn list_groups(&self) -> Result<Vec<String>> {
         let resp: ringlog_protocol::ListGroupsResponse =

@@ -23,6 +23,8 @@ pub struct BrokerState {
     /// The process that registered (random per start): a registration
     /// retried or delivered twice gets the epoch it already got.
     pub incarnation: u64,
+    /// Where clients reach it.
+    pub address: String,
 }
 
 /// A change to the cluster metadata.
@@ -35,6 +37,8 @@ pub enum Command {
         broker: BrokerId,
         /// Chosen at random by each start of the process.
         incarnation: u64,
+        /// Where clients reach it (`host:port`).
+        address: String,
     },
     /// The broker's session expired at `epoch`: fence it unless it has
     /// registered again since.
@@ -126,6 +130,7 @@ impl ClusterState {
             Command::RegisterBroker {
                 broker,
                 incarnation,
+                address,
             } => {
                 if let Some(b) = self.brokers.get(broker) {
                     if b.incarnation == *incarnation && !b.fenced {
@@ -140,6 +145,7 @@ impl ClusterState {
                         epoch,
                         fenced: false,
                         incarnation: *incarnation,
+                        address: address.clone(),
                     },
                 );
                 // The previous incarnation may have lost unsynced writes:
@@ -430,21 +436,25 @@ impl Liveness {
     }
 
     /// The commands fencing every broker silent past the session timeout.
-    pub fn expired(&self, state: &ClusterState, now: Millis) -> Vec<Command> {
-        state
-            .brokers
-            .iter()
-            .filter(|(_, s)| !s.fenced)
-            .filter_map(|(id, s)| {
-                let heard = self.last_heard.get(id).filter(|(e, _)| *e == s.epoch);
-                let silent =
-                    heard.is_none_or(|(_, at)| now.saturating_sub(*at) > self.session_timeout);
-                silent.then_some(Command::FenceBroker {
+    /// A broker epoch this controller has no record of (it applied the
+    /// registration before [`Liveness::registered`] ran, or took office
+    /// since) gets a full session from now: its lease began earlier, so it
+    /// still ends first.
+    pub fn expired(&mut self, state: &ClusterState, now: Millis) -> Vec<Command> {
+        let mut fence = Vec::new();
+        for (id, s) in state.brokers.iter().filter(|(_, s)| !s.fenced) {
+            let heard = self.last_heard.entry(*id).or_insert((s.epoch, now));
+            if heard.0 != s.epoch {
+                *heard = (s.epoch, now);
+            }
+            if now.saturating_sub(heard.1) > self.session_timeout {
+                fence.push(Command::FenceBroker {
                     broker: *id,
                     epoch: s.epoch,
-                })
-            })
-            .collect()
+                });
+            }
+        }
+        fence
     }
 }
 
@@ -458,6 +468,7 @@ mod tests {
             c.apply(&Command::RegisterBroker {
                 broker: b,
                 incarnation: 1,
+                address: String::new(),
             })
             .unwrap();
         }
@@ -513,6 +524,7 @@ mod tests {
         c.apply(&Command::RegisterBroker {
             broker: 2,
             incarnation: 2,
+            address: String::new(),
         })
         .unwrap();
         assert_eq!(c.partitions[&tp()].leader, None);
@@ -520,6 +532,7 @@ mod tests {
         c.apply(&Command::RegisterBroker {
             broker: 1,
             incarnation: 2,
+            address: String::new(),
         })
         .unwrap();
         assert_eq!(c.partitions[&tp()].leader, Some(1));
@@ -548,6 +561,7 @@ mod tests {
         let restart = Command::RegisterBroker {
             broker: 3,
             incarnation: 2,
+            address: String::new(),
         };
         c.apply(&restart).unwrap();
         let version = c.version;

@@ -145,11 +145,13 @@ pub enum ApiKey {
     ListGroups = 12,
     /// Members, assignments and offsets of a group.
     DescribeGroup = 13,
+    /// Cluster mode's brokers, controller and replica placement.
+    DescribeCluster = 14,
 }
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 13] = [
+    pub const ALL: [ApiKey; 14] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -163,6 +165,7 @@ impl ApiKey {
         ApiKey::GroupHeartbeat,
         ApiKey::ListGroups,
         ApiKey::DescribeGroup,
+        ApiKey::DescribeCluster,
     ];
 
     /// The API for a wire key, if there is one.
@@ -186,6 +189,7 @@ impl ApiKey {
             ApiKey::GroupHeartbeat => "group_heartbeat",
             ApiKey::ListGroups => "list_groups",
             ApiKey::DescribeGroup => "describe_group",
+            ApiKey::DescribeCluster => "describe_cluster",
         }
     }
 }
@@ -577,6 +581,8 @@ pub enum Request {
     ListGroups,
     /// See [`ApiKey::DescribeGroup`].
     DescribeGroup(DescribeGroupRequest),
+    /// See [`ApiKey::DescribeCluster`].
+    DescribeCluster,
 }
 
 /// Decodes the payload of a request for `api`: the broker's one decoder.
@@ -611,6 +617,10 @@ pub fn decode_request(api: ApiKey, payload: &[u8]) -> Result<Request, DecodeErro
             Request::ListGroups
         }
         ApiKey::DescribeGroup => Request::DescribeGroup(Payload::decode(api, payload)?),
+        ApiKey::DescribeCluster => {
+            empty(api, payload)?;
+            Request::DescribeCluster
+        }
     })
 }
 

@@ -57,7 +57,53 @@ rkyv_payload!(
     ListGroupsResponse,
     DescribeGroupRequest,
     DescribeGroupResponse,
+    DescribeClusterResponse,
 );
+
+/// A broker as the cluster metadata knows it.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClusterBroker {
+    /// Node id.
+    pub id: u32,
+    /// Where clients reach it.
+    pub address: String,
+    /// Its broker epoch (raised by every registration and fencing).
+    pub epoch: u64,
+    /// Fenced: silent past the session timeout, leading nothing.
+    pub fenced: bool,
+}
+
+/// A partition's replicas as the cluster metadata knows them.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ClusterPartition {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// Leader, if any replica in the ISR is alive.
+    pub leader: Option<u32>,
+    /// Leader epoch.
+    pub leader_epoch: i32,
+    /// Every replica.
+    pub replicas: Vec<u32>,
+    /// The in-sync replicas.
+    pub isr: Vec<u32>,
+}
+
+/// Describe-cluster response.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct DescribeClusterResponse {
+    /// False for a broker running alone (the rest is then empty).
+    pub cluster_mode: bool,
+    /// The broker that answered.
+    pub node_id: u32,
+    /// The active controller, if known.
+    pub controller: Option<u32>,
+    /// Every registered broker.
+    pub brokers: Vec<ClusterBroker>,
+    /// Every replicated partition.
+    pub partitions: Vec<ClusterPartition>,
+}
 
 /// One partition to fetch from.
 #[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]

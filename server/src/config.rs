@@ -111,6 +111,29 @@ pub struct Args {
     /// holds two segments' worth [default: 67108864].
     #[arg(long, env = "RINGLOG_OFFSETS_SEGMENT_BYTES")]
     pub offsets_segment_bytes: Option<u64>,
+    /// Cluster mode: every node of the cluster with its replication
+    /// address, `ID@HOST:PORT,...` (this one included). Without it the
+    /// broker runs alone.
+    #[arg(long, env = "RINGLOG_PEERS")]
+    pub peers: Option<String>,
+    /// Cluster mode: this broker's node id, one of --peers.
+    #[arg(long, env = "RINGLOG_NODE_ID")]
+    pub node_id: Option<u32>,
+    /// Cluster mode: where the QUIC endpoint (controller and replication)
+    /// listens [default: this node's --peers address].
+    #[arg(long, env = "RINGLOG_REPLICATION_LISTEN")]
+    pub replication_listen: Option<SocketAddr>,
+    /// Cluster mode: the directory `ringlog-server certs` wrote.
+    #[arg(long, env = "RINGLOG_TLS_DIR")]
+    pub tls_dir: Option<PathBuf>,
+    /// Cluster mode: a broker silent this long is fenced and its
+    /// leaderships move, in ms [default: 9000].
+    #[arg(long, env = "RINGLOG_BROKER_SESSION_TIMEOUT_MS")]
+    pub broker_session_timeout_ms: Option<u64>,
+    /// Cluster mode: a follower that has not caught up for this long leaves
+    /// the ISR, in ms [default: 10000].
+    #[arg(long, env = "RINGLOG_REPLICA_LAG_TIME_MAX_MS")]
+    pub replica_lag_time_max_ms: Option<u64>,
 }
 
 /// `ringlog-server`'s tools.
@@ -150,6 +173,12 @@ struct FileConfig {
     default_segment_bytes: Option<u64>,
     retention_check_ms: Option<u64>,
     offsets_segment_bytes: Option<u64>,
+    peers: Option<String>,
+    node_id: Option<u32>,
+    replication_listen: Option<SocketAddr>,
+    tls_dir: Option<PathBuf>,
+    broker_session_timeout_ms: Option<u64>,
+    replica_lag_time_max_ms: Option<u64>,
 }
 
 /// Defaults a new topic takes for what its creator left out.
@@ -204,6 +233,8 @@ pub struct Config {
     pub retention_check_ms: u64,
     /// Segment size of `__consumer_offsets`.
     pub offsets_segment_bytes: u64,
+    /// Cluster mode's settings; `None` runs the broker alone.
+    pub cluster: Option<crate::cluster::agent::ClusterConfig>,
 }
 
 impl Config {
@@ -213,6 +244,7 @@ impl Config {
             Some(path) => read_file(path)?,
             None => FileConfig::default(),
         };
+        let cluster = resolve_cluster(&args, &file)?;
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let metrics = args
             .metrics_listen
@@ -302,12 +334,21 @@ impl Config {
                 .offsets_segment_bytes
                 .or(file.offsets_segment_bytes)
                 .unwrap_or(64 << 20),
+            cluster,
         };
         config.validate()?;
         Ok(config)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if let Some(c) = &self.cluster {
+            if c.session_timeout_ms < 100 {
+                bail!(
+                    "--broker-session-timeout-ms {} must be at least 100",
+                    c.session_timeout_ms
+                );
+            }
+        }
         if self.shards == 0 || self.shards > 1024 {
             bail!("--shards {} must be in 1..=1024", self.shards);
         }
@@ -372,6 +413,50 @@ fn parse_setting<T: std::str::FromStr<Err = String>>(
     let text = text.unwrap_or_else(|| default.into());
     text.parse()
         .map_err(|e| anyhow::anyhow!("{flag} {text:?}: {e}"))
+}
+
+/// Cluster mode's settings, if `--peers` asks for it.
+fn resolve_cluster(
+    args: &Args,
+    file: &FileConfig,
+) -> anyhow::Result<Option<crate::cluster::agent::ClusterConfig>> {
+    let node_id = args.node_id.or(file.node_id);
+    let listen = args.replication_listen.or(file.replication_listen);
+    let tls_dir = args.tls_dir.clone().or(file.tls_dir.clone());
+    let Some(spec) = args.peers.clone().or(file.peers.clone()) else {
+        if node_id.is_some() || listen.is_some() || tls_dir.is_some() {
+            bail!(
+                "--node-id, --replication-listen and --tls-dir are for cluster mode: add --peers"
+            );
+        }
+        return Ok(None);
+    };
+    let peers = crate::cluster::agent::ClusterConfig::parse_peers(&spec)?;
+    let node_id = node_id.context("cluster mode (--peers) needs --node-id")?;
+    let own = peers
+        .get(&node_id)
+        .with_context(|| format!("--node-id {node_id} is not one of --peers {spec}"))?;
+    let tls_dir = tls_dir.with_context(|| {
+        let ids: Vec<String> = peers.keys().map(u32::to_string).collect();
+        format!(
+            "cluster mode needs certificates: make them with\n  ringlog-server certs ./certs --nodes {}\nand pass --tls-dir ./certs",
+            ids.join(",")
+        )
+    })?;
+    Ok(Some(crate::cluster::agent::ClusterConfig {
+        node_id,
+        listen: listen.unwrap_or(*own),
+        peers,
+        tls_dir,
+        session_timeout_ms: args
+            .broker_session_timeout_ms
+            .or(file.broker_session_timeout_ms)
+            .unwrap_or(9_000),
+        replica_lag_max_ms: args
+            .replica_lag_time_max_ms
+            .or(file.replica_lag_time_max_ms)
+            .unwrap_or(10_000),
+    }))
 }
 
 #[cfg(test)]

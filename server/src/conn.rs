@@ -498,6 +498,11 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Request::DescribeGroup(req) => handlers::describe_group(shard, req)
             .await
             .map(|r| payload_response(api_key, request_id, &r)),
+        Request::DescribeCluster => Ok(payload_response(
+            api_key,
+            request_id,
+            &handlers::describe_cluster(shard),
+        )),
     };
     Some(result.unwrap_or_else(|f| error_response(shard, api_key, request_id, f.code, &f.message)))
 }

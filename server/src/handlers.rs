@@ -678,3 +678,47 @@ pub async fn describe_group(
     rx.await
         .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "stopped"))
 }
+
+/// Cluster mode's brokers, controller and replica placement, as this broker
+/// knows them.
+pub fn describe_cluster(shard: &Rc<Shard>) -> ringlog_protocol::DescribeClusterResponse {
+    let Some(cluster) = &shard.shared.cluster else {
+        return ringlog_protocol::DescribeClusterResponse {
+            cluster_mode: false,
+            node_id: 0,
+            controller: None,
+            brokers: Vec::new(),
+            partitions: Vec::new(),
+        };
+    };
+    let view = cluster.view();
+    ringlog_protocol::DescribeClusterResponse {
+        cluster_mode: true,
+        node_id: view.node_id,
+        controller: view.controller,
+        brokers: view
+            .state
+            .brokers
+            .iter()
+            .map(|(id, b)| ringlog_protocol::ClusterBroker {
+                id: *id,
+                address: b.address.clone(),
+                epoch: b.epoch,
+                fenced: b.fenced,
+            })
+            .collect(),
+        partitions: view
+            .state
+            .partitions
+            .iter()
+            .map(|(tp, p)| ringlog_protocol::ClusterPartition {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                leader: p.leader,
+                leader_epoch: p.leader_epoch,
+                replicas: p.replicas.clone(),
+                isr: p.isr.clone(),
+            })
+            .collect(),
+    }
+}

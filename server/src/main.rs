@@ -37,6 +37,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     let signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])?;
     let handle = signals.handle();
     let data_dir = config.data_dir.clone();
+    let cluster = config.cluster.clone();
     let shards = config.shards;
     let mut broker = Broker::start(config)?;
     // Tests and scripts read these lines: keep their shape.
@@ -49,6 +50,15 @@ fn run(args: Args) -> anyhow::Result<()> {
         "ringlog-server data in {} ({shards} shards)",
         data_dir.display()
     );
+    match &cluster {
+        Some(c) => println!(
+            "ringlog-server cluster node {} of {}, replication on {}",
+            c.node_id,
+            c.peers.len(),
+            c.listen
+        ),
+        None => println!("ringlog-server alone (no --peers)"),
+    }
     let (tx, rx) = std::sync::mpsc::channel();
     let mut signals = signals;
     std::thread::spawn(move || {

@@ -69,6 +69,7 @@ pub struct Broker {
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     shard_count: usize,
+    cluster: Option<Arc<crate::cluster::agent::ClusterNode>>,
 }
 
 impl Broker {
@@ -107,7 +108,17 @@ impl Broker {
             ),
             None => None,
         };
-        let shared = Arc::new(Shared::load(config, listen)?);
+        let mut shared = Shared::load(config, listen)?;
+        if let Some(c) = &shared.config.cluster {
+            let node = crate::cluster::agent::ClusterNode::start(
+                c,
+                &shared.config.data_dir,
+                listen.to_string(),
+            )?;
+            shared.cluster = Some(Arc::new(node));
+        }
+        let cluster = shared.cluster.clone();
+        let shared = Arc::new(shared);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let drained = Arc::new(Barrier::new(n));
         let opened = Arc::new(Barrier::new(n));
@@ -146,6 +157,7 @@ impl Broker {
             shutdown,
             threads,
             shard_count: n,
+            cluster,
         };
         let mut partitions = 0;
         for _ in 0..n {
@@ -184,6 +196,9 @@ impl Broker {
         let _ = self.shutdown.send(true);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
+        }
+        if let Some(cluster) = &self.cluster {
+            cluster.stop();
         }
     }
 

@@ -69,6 +69,8 @@ pub struct Shared {
     /// Descriptors fetches sent with sendfile may hold: one permit per
     /// segment-file duplicate, released once its range is sent.
     pub sendfile_files: Arc<tokio::sync::Semaphore>,
+    /// This broker's cluster membership, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::agent::ClusterNode>>,
     producer_ids: Mutex<ProducerIds>,
 }
 
@@ -118,6 +120,7 @@ impl Shared {
             metrics: Arc::new(Metrics::new()),
             connections: AtomicUsize::new(0),
             cluster_id,
+            cluster: None,
             producer_ids: Mutex::new(ProducerIds {
                 path,
                 next,

@@ -27,7 +27,7 @@ async fn start(
 ) -> Node {
     let endpoint = bind(certs, id, addr).await;
     let peers = Peers::new(endpoint.clone(), addrs.clone());
-    let controller = Controller::start(id, &data.join(format!("n{id}")), peers)
+    let controller = Controller::start(id, &data.join(format!("n{id}")), peers, 3_000)
         .await
         .unwrap();
     tokio::spawn(controller.clone().serve(endpoint.clone()));
@@ -99,6 +99,7 @@ fn a_three_node_quorum_applies_commands_and_survives_its_leader() {
                     Command::RegisterBroker {
                         broker,
                         incarnation: 7,
+                        address: format!("127.0.0.1:{}", 9000 + broker),
                     },
                     Duration::from_secs(10),
                 )
@@ -148,6 +149,7 @@ fn a_three_node_quorum_applies_commands_and_survives_its_leader() {
                 Command::RegisterBroker {
                     broker: 4,
                     incarnation: 1,
+                    address: String::new(),
                 },
                 Duration::from_secs(10),
             )

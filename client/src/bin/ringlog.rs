@@ -185,7 +185,35 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Cluster {
             command: ClusterCommand::Info,
         } => {
-            let meta = Admin::new(client).metadata().await?;
+            let admin = Admin::new(client);
+            let cluster = admin.describe_cluster().await?;
+            if cluster.cluster_mode {
+                let controller = cluster
+                    .controller
+                    .map_or("none (electing)".to_string(), |c| c.to_string());
+                writeln!(
+                    out,
+                    "controller {controller} (asked broker {})",
+                    cluster.node_id
+                )?;
+                for b in &cluster.brokers {
+                    let state = if b.fenced { "fenced" } else { "alive" };
+                    writeln!(
+                        out,
+                        "broker {} at {} {state} epoch {}",
+                        b.id, b.address, b.epoch
+                    )?;
+                }
+                for p in &cluster.partitions {
+                    let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+                    writeln!(
+                        out,
+                        "partition {}-{} leader {leader} epoch {} replicas {:?} isr {:?}",
+                        p.topic, p.partition, p.leader_epoch, p.replicas, p.isr
+                    )?;
+                }
+            }
+            let meta = admin.metadata().await?;
             writeln!(out, "cluster {}", meta.cluster_id)?;
             for b in &meta.brokers {
                 writeln!(

@@ -317,6 +317,7 @@ impl World {
                 .apply(&Command::RegisterBroker {
                     broker: b,
                     incarnation: 0,
+                    address: String::new(),
                 })
                 .unwrap();
         }
@@ -721,6 +722,7 @@ impl World {
                     self.controller.state.apply(&Command::RegisterBroker {
                         broker: from,
                         incarnation,
+                        address: String::new(),
                     })
                 else {
                     unreachable!("registration cannot fail")

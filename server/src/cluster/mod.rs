@@ -3,6 +3,7 @@
 //! watermark, epochs, elections) are `ringlog-cluster`'s sans-I/O machines;
 //! see `docs/replication.md`.
 
+pub mod agent;
 pub mod certs;
 pub mod quic;
 pub mod raft;

@@ -43,7 +43,10 @@ use openraft::{
     BasicNode, Entry, EntryPayload, LogId, RaftLogReader, RaftNetwork, RaftNetworkFactory,
     RaftSnapshotBuilder, SnapshotMeta, StorageError, StorageIOError, StoredMembership, Vote,
 };
-use ringlog_cluster::controller::{Applied, ClusterState, Command, CommandError};
+use ringlog_cluster::controller::{
+    Applied, ClusterState, Command, CommandError, HeartbeatReply, Liveness,
+};
+use ringlog_cluster::Millis;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
@@ -501,6 +504,55 @@ pub enum Kind {
     InstallSnapshot = 3,
     /// A controller command, from any broker; the Raft leader applies it.
     Command = 10,
+    /// A broker process registers (its first words to the controller).
+    Register = 11,
+    /// A broker's heartbeat.
+    Heartbeat = 12,
+}
+
+/// A broker process's registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RegisterRequest {
+    /// Its node id.
+    pub broker: u32,
+    /// Random per start of the process.
+    pub incarnation: u64,
+    /// Where clients reach it.
+    pub address: String,
+}
+
+/// The controller's answer to a registration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum RegisterAnswer {
+    /// Registered with this broker epoch.
+    Registered(u64),
+    /// Another incarnation of this broker still holds a live session: ask
+    /// again once it has run out.
+    Busy,
+    /// Not the controller; it may be the node named.
+    NotLeader(Option<u64>),
+    /// The command failed.
+    Failed(String),
+}
+
+/// A broker's heartbeat.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HeartbeatRequest {
+    /// Its node id.
+    pub broker: u32,
+    /// The epoch it registered with.
+    pub epoch: u64,
+}
+
+/// The controller's answer to a heartbeat.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub enum HeartbeatAnswer {
+    /// The session is extended.
+    Alive,
+    /// The epoch is not current: register again.
+    Fenced,
+    /// Not the controller; it may be the node named.
+    NotLeader(Option<u64>),
 }
 
 /// A request's largest accepted body: a snapshot chunk or a batch of
@@ -566,10 +618,25 @@ impl Peers {
     /// One request to `node`; a failed connection is forgotten so the next
     /// call makes a new one.
     pub async fn request(&self, node: u64, kind: Kind, body: &[u8]) -> anyhow::Result<Vec<u8>> {
-        let conn = self.connection(node).await?;
-        let result = tokio::time::timeout(Duration::from_secs(5), call(&conn, kind, body))
+        self.request_within(node, kind, body, Duration::from_secs(5))
             .await
-            .map_err(|_| anyhow!("node {node} did not answer within 5 s"))
+    }
+
+    /// [`Peers::request`] with its own deadline (connecting included).
+    pub async fn request_within(
+        &self,
+        node: u64,
+        kind: Kind,
+        body: &[u8],
+        within: Duration,
+    ) -> anyhow::Result<Vec<u8>> {
+        let attempt = async {
+            let conn = self.connection(node).await?;
+            call(&conn, kind, body).await
+        };
+        let result = tokio::time::timeout(within, attempt)
+            .await
+            .map_err(|_| anyhow!("node {node} did not answer within {within:?}"))
             .and_then(|r| r);
         if result.is_err() {
             self.conns
@@ -671,6 +738,9 @@ pub struct Controller {
     node: u64,
     peers: Peers,
     state: watch::Receiver<ClusterState>,
+    /// Heartbeats, kept while this node is the active controller.
+    liveness: Mutex<Liveness>,
+    started: std::time::Instant,
 }
 
 /// An answer to [`Kind::Command`].
@@ -685,8 +755,15 @@ enum CommandAnswer {
 impl Controller {
     /// Starts node `node` of the quorum of `peers` (every node, this one
     /// included, with its replication address), keeping its files in `dir`.
-    /// A pristine quorum initializes itself with every peer as a voter.
-    pub async fn start(node: u64, dir: &Path, peers: Peers) -> anyhow::Result<Arc<Self>> {
+    /// A pristine quorum initializes itself with every peer as a voter. As
+    /// the active controller it fences brokers silent for `session_timeout`
+    /// ms.
+    pub async fn start(
+        node: u64,
+        dir: &Path,
+        peers: Peers,
+        session_timeout: Millis,
+    ) -> anyhow::Result<Arc<Self>> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let log = LogStore(Arc::new(Mutex::new(LogInner::open(dir)?)));
         let (sm, state) = StateMachine::open(dir)?;
@@ -718,7 +795,154 @@ impl Controller {
             node,
             peers,
             state,
+            liveness: Mutex::new(Liveness::new(session_timeout)),
+            started: std::time::Instant::now(),
         }))
+    }
+
+    fn now(&self) -> Millis {
+        self.started.elapsed().as_millis() as Millis
+    }
+
+    fn leads(&self) -> bool {
+        self.leader() == Some(self.node)
+    }
+
+    /// While this node is the active controller: starts every session
+    /// afresh when it takes office, and fences brokers whose sessions ran
+    /// out. Runs until the Raft node shuts down.
+    pub async fn run_liveness(self: Arc<Self>) {
+        let mut was_leader = false;
+        let mut metrics = self.raft.metrics();
+        loop {
+            let leads = self.leads();
+            if leads {
+                let state = self.state.borrow().clone();
+                let expired = {
+                    let mut liveness = self.liveness.lock().unwrap_or_else(|e| e.into_inner());
+                    if !was_leader {
+                        liveness.reset(&state, self.now());
+                    }
+                    liveness.expired(&state, self.now())
+                };
+                for command in expired {
+                    tracing::warn!(?command, "fencing a broker whose session ran out");
+                    if let Err(e) = self.raft.client_write(command).await {
+                        tracing::warn!("fencing failed: {e}");
+                    }
+                }
+            }
+            was_leader = leads;
+            let tick = tokio::time::sleep(Duration::from_millis(100));
+            tokio::select! {
+                _ = tick => {}
+                changed = metrics.changed() => if changed.is_err() { return },
+            }
+        }
+    }
+
+    /// Handles a registration here, as the active controller.
+    async fn handle_register(&self, req: RegisterRequest) -> RegisterAnswer {
+        if !self.leads() {
+            return RegisterAnswer::NotLeader(self.leader());
+        }
+        let state = self.state.borrow().clone();
+        let may = self
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .may_register(&state, req.broker, req.incarnation, self.now());
+        if !may {
+            return RegisterAnswer::Busy;
+        }
+        let command = Command::RegisterBroker {
+            broker: req.broker,
+            incarnation: req.incarnation,
+            address: req.address,
+        };
+        match self.raft.client_write(command).await {
+            Ok(r) => match r.data.0 {
+                Ok(Applied::Registered(epoch)) => {
+                    self.liveness
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .registered(req.broker, epoch, self.now());
+                    RegisterAnswer::Registered(epoch)
+                }
+                other => RegisterAnswer::Failed(format!("{other:?}")),
+            },
+            Err(e) => match e.forward_to_leader() {
+                Some(f) => RegisterAnswer::NotLeader(f.leader_id),
+                None => RegisterAnswer::Failed(e.to_string()),
+            },
+        }
+    }
+
+    /// Handles a heartbeat here, as the active controller.
+    fn handle_heartbeat(&self, req: &HeartbeatRequest) -> HeartbeatAnswer {
+        if !self.leads() {
+            return HeartbeatAnswer::NotLeader(self.leader());
+        }
+        let state = self.state.borrow().clone();
+        let reply = self
+            .liveness
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .heartbeat(&state, req.broker, req.epoch, self.now());
+        match reply {
+            HeartbeatReply::Alive => HeartbeatAnswer::Alive,
+            HeartbeatReply::Fenced => HeartbeatAnswer::Fenced,
+        }
+    }
+
+    /// Registers this broker with the active controller, wherever it is;
+    /// waits while another incarnation's session runs out.
+    pub async fn register(&self, req: RegisterRequest) -> anyhow::Result<u64> {
+        loop {
+            let answer = match self.leader() {
+                Some(l) if l == self.node => self.handle_register(req.clone()).await,
+                Some(l) => {
+                    let body = serde_json::to_vec(&req).expect("requests serialize");
+                    match self.peers.request(l, Kind::Register, &body).await {
+                        Ok(bytes) => serde_json::from_slice(&bytes)
+                            .unwrap_or_else(|e| RegisterAnswer::Failed(e.to_string())),
+                        Err(e) => RegisterAnswer::Failed(format!("{e:#}")),
+                    }
+                }
+                None => RegisterAnswer::NotLeader(None),
+            };
+            match answer {
+                RegisterAnswer::Registered(epoch) => return Ok(epoch),
+                RegisterAnswer::Busy => {
+                    tracing::info!("waiting for this broker's previous session to run out")
+                }
+                RegisterAnswer::NotLeader(_) => {}
+                RegisterAnswer::Failed(e) => tracing::debug!("registration failed: {e}"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Sends one heartbeat to the active controller, giving up after
+    /// `within` (a dead controller must not hold the next heartbeat back
+    /// past its successor's election).
+    pub async fn heartbeat(
+        &self,
+        req: &HeartbeatRequest,
+        within: Duration,
+    ) -> anyhow::Result<HeartbeatAnswer> {
+        match self.leader() {
+            Some(l) if l == self.node => Ok(self.handle_heartbeat(req)),
+            Some(l) => {
+                let body = serde_json::to_vec(req).expect("requests serialize");
+                let bytes = self
+                    .peers
+                    .request_within(l, Kind::Heartbeat, &body, within)
+                    .await?;
+                Ok(serde_json::from_slice(&bytes)?)
+            }
+            None => Ok(HeartbeatAnswer::NotLeader(None)),
+        }
     }
 
     /// The cluster state as this node last applied it.
@@ -835,6 +1059,12 @@ impl Controller {
                 };
                 serde_json::to_vec(&answer)?
             }
+            k if k == Kind::Register as u8 => {
+                serde_json::to_vec(&self.handle_register(serde_json::from_slice(body)?).await)?
+            }
+            k if k == Kind::Heartbeat as u8 => {
+                serde_json::to_vec(&self.handle_heartbeat(&serde_json::from_slice(body)?))?
+            }
             other => bail!("unknown request kind {other}"),
         };
         send.write_all(&answer).await?;
@@ -854,6 +1084,7 @@ mod tests {
             payload: EntryPayload::Normal(Command::RegisterBroker {
                 broker,
                 incarnation: 1,
+                address: String::new(),
             }),
         }
     }

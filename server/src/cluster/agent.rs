@@ -1,0 +1,273 @@
+//! A broker's membership of the cluster: its member of the controller
+//! quorum, its registration and heartbeats, and what it knows of the
+//! cluster, on a thread of its own (plain tokio; the shards never wait on
+//! it). The data path's replication runs on the shards.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use ringlog_cluster::controller::ClusterState;
+use ringlog_cluster::lease::BrokerLease;
+
+use super::quic::Tls;
+use super::raft::{Controller, HeartbeatAnswer, HeartbeatRequest, Peers, RegisterRequest};
+
+/// Cluster-mode settings.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// This broker's node id.
+    pub node_id: u32,
+    /// Where this broker's QUIC endpoint listens.
+    pub listen: SocketAddr,
+    /// Every node of the cluster (this one included) and its QUIC address.
+    pub peers: BTreeMap<u32, SocketAddr>,
+    /// Certificates written by `ringlog-server certs`.
+    pub tls_dir: PathBuf,
+    /// A broker silent this long is fenced (ms).
+    pub session_timeout_ms: u64,
+    /// A follower that has not caught up for this long leaves the ISR (ms).
+    pub replica_lag_max_ms: u64,
+}
+
+impl ClusterConfig {
+    /// Parses `--peers 1@127.0.0.1:9392,2@127.0.0.1:9393`.
+    pub fn parse_peers(spec: &str) -> anyhow::Result<BTreeMap<u32, SocketAddr>> {
+        let mut peers = BTreeMap::new();
+        for item in spec.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let (id, addr) = item
+                .split_once('@')
+                .with_context(|| format!("--peers entry {item:?} is not ID@HOST:PORT"))?;
+            let id: u32 = id
+                .parse()
+                .with_context(|| format!("--peers entry {item:?}: {id:?} is not a node id"))?;
+            let addr: SocketAddr = addr
+                .parse()
+                .with_context(|| format!("--peers entry {item:?}: {addr:?} is not HOST:PORT"))?;
+            if peers.insert(id, addr).is_some() {
+                bail!("--peers names node {id} twice");
+            }
+        }
+        if peers.is_empty() {
+            bail!("--peers names no node");
+        }
+        Ok(peers)
+    }
+}
+
+/// What this broker knows of the cluster.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// The cluster metadata as this broker's controller member applied it.
+    pub state: ClusterState,
+    /// The active controller, if known.
+    pub controller: Option<u32>,
+    /// This broker's epoch, once registered.
+    pub epoch: Option<u64>,
+    /// This broker's node id.
+    pub node_id: u32,
+    /// Whether this broker may act as a leader now (its lease runs).
+    pub lease_valid: bool,
+}
+
+/// This broker's cluster membership, running.
+pub struct ClusterNode {
+    view: Arc<Mutex<View>>,
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl ClusterNode {
+    /// Joins the cluster: loads the certificates (refusing to start without
+    /// them), binds the QUIC endpoint, starts this broker's controller member
+    /// and registers. Returns once the endpoint and the controller run;
+    /// registration goes on in the background.
+    pub fn start(
+        config: &ClusterConfig,
+        data_dir: &Path,
+        client_address: String,
+    ) -> anyhow::Result<Self> {
+        let tls = Tls::load(&config.tls_dir, config.node_id)?;
+        let view = Arc::new(Mutex::new(View {
+            state: ClusterState::new(),
+            controller: None,
+            epoch: None,
+            node_id: config.node_id,
+            lease_valid: false,
+        }));
+        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let config = config.clone();
+        let dir = data_dir.join("controller");
+        let shared = view.clone();
+        let thread = std::thread::Builder::new()
+            .name("ringlog-cluster".into())
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(anyhow::anyhow!("cluster runtime: {e}")));
+                        return;
+                    }
+                };
+                runtime.block_on(async move {
+                    let started = async {
+                        let endpoint = tls.endpoint(config.listen)?;
+                        let addrs = config
+                            .peers
+                            .iter()
+                            .map(|(id, a)| (u64::from(*id), *a))
+                            .collect();
+                        let peers = Peers::new(endpoint.clone(), addrs);
+                        let controller = Controller::start(
+                            u64::from(config.node_id),
+                            &dir,
+                            peers,
+                            config.session_timeout_ms,
+                        )
+                        .await?;
+                        tokio::spawn(controller.clone().serve(endpoint.clone()));
+                        tokio::spawn(controller.clone().run_liveness());
+                        anyhow::Ok((endpoint, controller))
+                    };
+                    let (endpoint, controller) = match started.await {
+                        Ok(s) => {
+                            let _ = ready_tx.send(Ok(()));
+                            s
+                        }
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    tokio::select! {
+                        _ = stopped => {}
+                        _ = membership(&config, controller.clone(), client_address, shared) => {}
+                    }
+                    let _ = controller.raft.shutdown().await;
+                    endpoint.close(0u32.into(), b"broker stopping");
+                    endpoint.wait_idle().await;
+                });
+            })
+            .context("spawning the cluster thread")?;
+        match ready_rx.recv() {
+            Ok(Ok(())) => Ok(Self {
+                view,
+                stop: Mutex::new(Some(stop)),
+                thread: Mutex::new(Some(thread)),
+            }),
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                Err(e)
+            }
+            Err(_) => {
+                let _ = thread.join();
+                bail!("the cluster thread ended during start-up")
+            }
+        }
+    }
+
+    /// What this broker knows of the cluster now.
+    pub fn view(&self) -> View {
+        self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Leaves: stops the controller member and closes the endpoint.
+    pub fn stop(&self) {
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = stop.send(());
+        }
+        let thread = self.thread.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = thread {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for ClusterNode {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A different number at every start of the process.
+fn incarnation() -> u64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    nanos ^ (u64::from(std::process::id()) << 40)
+}
+
+/// Registers, then heartbeats for as long as the session lasts; registers
+/// again when fenced. Keeps `view` current.
+async fn membership(
+    config: &ClusterConfig,
+    controller: Arc<Controller>,
+    client_address: String,
+    view: Arc<Mutex<View>>,
+) {
+    let started = Instant::now();
+    let now = || started.elapsed().as_millis() as u64;
+    let every = Duration::from_millis((config.session_timeout_ms / 4).clamp(50, 1_000));
+    let mut lease = BrokerLease::new(config.session_timeout_ms);
+    let incarnation = incarnation();
+    let update = |epoch: Option<u64>, lease: &BrokerLease| {
+        let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
+        v.state = controller.state().borrow().clone();
+        v.controller = controller.leader().map(|l| l as u32);
+        v.epoch = epoch;
+        v.lease_valid = lease.valid(now());
+    };
+    loop {
+        let sent = now();
+        let registration = controller.register(RegisterRequest {
+            broker: config.node_id,
+            incarnation,
+            address: client_address.clone(),
+        });
+        let epoch = match registration.await {
+            Ok(epoch) => epoch,
+            Err(e) => {
+                tracing::warn!("registration failed: {e:#}");
+                tokio::time::sleep(every).await;
+                continue;
+            }
+        };
+        tracing::info!(epoch, "registered with the controller");
+        lease.renewed(sent);
+        update(Some(epoch), &lease);
+        let mut wait = every;
+        loop {
+            tokio::time::sleep(wait).await;
+            let sent = now();
+            let request = HeartbeatRequest {
+                broker: config.node_id,
+                epoch,
+            };
+            // A heartbeat that failed is sent again soon, to whichever node
+            // leads by then.
+            wait = every / 5;
+            match controller.heartbeat(&request, every).await {
+                Ok(HeartbeatAnswer::Alive) => {
+                    lease.renewed(sent);
+                    wait = every;
+                }
+                Ok(HeartbeatAnswer::Fenced) => {
+                    tracing::warn!(epoch, "fenced by the controller: registering again");
+                    lease.revoke();
+                    update(None, &lease);
+                    break;
+                }
+                Ok(HeartbeatAnswer::NotLeader(_)) => {}
+                Err(e) => tracing::debug!("heartbeat failed: {e:#}"),
+            }
+            update(Some(epoch), &lease);
+        }
+    }
+}
