@@ -75,7 +75,7 @@ pub struct PartitionState {
 
 /// Why a replication request or a produce was refused. The names and
 /// meanings follow Kafka's error codes of the same name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ReplicaError {
     /// This broker does not lead the partition (or its lease expired).
     NotLeader,

@@ -66,7 +66,7 @@ pub struct LogState {
 }
 
 /// A follower's fetch, as the leader receives it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FetchRequest {
     /// The fetching broker.
     pub replica: BrokerId,
@@ -86,7 +86,7 @@ pub struct FetchRequest {
 }
 
 /// The leader's answer to a fetch.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum FetchAnswer {
     /// Send the log from `from` (as much as fits) with this high watermark.
     Records {
@@ -295,6 +295,15 @@ impl Replica {
     /// The leader epoch of the partition state applied last.
     pub fn leader_epoch(&self) -> i32 {
         self.leader_epoch
+    }
+
+    /// The leader a follower fetches from (`None` on a leader, or while no
+    /// replica leads).
+    pub fn fetch_leader(&self) -> Option<BrokerId> {
+        match &self.role {
+            Role::Follower(f) => f.leader,
+            _ => None,
+        }
     }
 
     /// Whether this replica leads its partition.

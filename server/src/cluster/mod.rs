@@ -7,3 +7,4 @@ pub mod agent;
 pub mod certs;
 pub mod quic;
 pub mod raft;
+pub mod replication;
