@@ -27,21 +27,23 @@ pub fn node_name(node: u32) -> String {
     format!("node-{node}.ringlog")
 }
 
-/// Flow-control windows sized for replication, not for the internet.
+/// The transport settings between brokers: quinn's flow-control windows as
+/// they are, measured rather than raised.
 ///
-/// quinn's defaults (a 1.25 MB stream window, the bandwidth-delay product of
-/// 100 Mbit/s at 100 ms, and a send window of 8 of those) make a follower's
-/// fetch of several megabytes wait for window updates round trip after
-/// round trip, and cap a connection below a disk's speed. A stream window of
-/// 16 MiB holds a whole fetch response (8 MiB at most) with room to spare; the
-/// connection window of 64 MiB lets a follower shard's fetch session run
-/// several partitions' responses at once. Keep-alives every second and a 10 s
-/// idle timeout notice a dead peer well within the broker session timeout.
+/// Raising them was the plan (quinn's 1.25 MB stream window is smaller than a
+/// 4 MiB fetch answer, so an answer waits a round trip per window). Measured
+/// on this machine (`benches/quic-windows.sh`, `benches/RESULTS.md`), larger
+/// windows gain nothing with each end on its own core (0.93-1.14x with 4 MiB
+/// stream and 16 MiB connection windows, 0.92-1.06x with 16/64 MiB) and lose
+/// with both ends on one core (0.70-0.81x and 0.54-0.89x), which brokers of
+/// a small cluster on few cores often are. QUIC's own processing bounds a
+/// connection (0.35-0.46 GB/s here, 0.2-0.26 of loopback TCP) long before the
+/// window does: at 1.25 MB per round trip the window caps a stream only past
+/// about 3 ms of RTT, beyond one datacenter. Keep-alives every second and a
+/// 10 s idle timeout notice a dead peer well within the broker session
+/// timeout; a fetch session per shard and leader needs few streams.
 pub fn transport_config() -> TransportConfig {
     let mut t = TransportConfig::default();
-    t.stream_receive_window(VarInt::from_u32(16 << 20));
-    t.receive_window(VarInt::from_u32(64 << 20));
-    t.send_window(64 << 20);
     t.max_concurrent_bidi_streams(VarInt::from_u32(1_024));
     t.keep_alive_interval(Some(Duration::from_secs(1)));
     t.max_idle_timeout(Some(VarInt::from_u32(10_000).into()));
