@@ -67,16 +67,36 @@ pub struct Client {
 
 struct Inner {
     addr: String,
+    /// The bootstrap list: `addr` split at commas.
+    addrs: Vec<String>,
+    /// Which of `addrs` to try first: the one that answered last.
+    preferred: std::sync::atomic::AtomicUsize,
     connect_timeout: Duration,
     conn: tokio::sync::Mutex<Option<Arc<conn::Connection>>>,
 }
 
 impl Client {
-    /// Connects to the broker at `addr` (`HOST:PORT`).
+    /// Connects to the broker at `addr` (`HOST:PORT`), or to the first that
+    /// answers of a comma-separated list (`HOST:PORT,HOST:PORT`): a broken
+    /// connection is made again to whichever of them answers.
     pub async fn connect(addr: &str) -> Result<Client> {
+        let addrs: Vec<String> = addr
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_string)
+            .collect();
+        if addrs.is_empty() {
+            return Err(Error::new(
+                ErrorKind::InvalidArgument,
+                format!("no broker address in {addr:?}"),
+            ));
+        }
         let client = Client {
             inner: Arc::new(Inner {
                 addr: addr.to_string(),
+                addrs,
+                preferred: std::sync::atomic::AtomicUsize::new(0),
                 connect_timeout: Duration::from_secs(10),
                 conn: tokio::sync::Mutex::new(None),
             }),
@@ -96,11 +116,36 @@ impl Client {
         if let Some(c) = slot.as_ref().filter(|c| !c.is_closed()) {
             return Ok(c.clone());
         }
-        let c = Arc::new(
-            conn::Connection::connect(&self.inner.addr, self.inner.connect_timeout).await?,
-        );
-        *slot = Some(c.clone());
-        Ok(c)
+        let n = self.inner.addrs.len();
+        let first = self
+            .inner
+            .preferred
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for i in 0..n {
+            let at = (first + i) % n;
+            let addr = &self.inner.addrs[at];
+            match conn::Connection::connect(addr, self.inner.connect_timeout).await {
+                Ok(c) => {
+                    let c = Arc::new(c);
+                    self.inner
+                        .preferred
+                        .store(at, std::sync::atomic::Ordering::Relaxed);
+                    *slot = Some(c.clone());
+                    return Ok(c);
+                }
+                Err(e) if n == 1 => return Err(e),
+                Err(e) => failures.push(e.to_string()),
+            }
+        }
+        Err(Error::new(
+            ErrorKind::BrokerUnreachable,
+            format!(
+                "no broker of {} answered: {}",
+                self.inner.addr,
+                failures.join("; ")
+            ),
+        ))
     }
 
     /// Sends a request; a request-level error becomes `Err`.

@@ -769,3 +769,51 @@ fn records_sent_while_requests_are_in_flight_join_one_batch() {
         assert!(sizes.len() <= 3, "batches of {sizes:?}");
     });
 }
+
+#[test]
+fn a_bootstrap_list_skips_brokers_that_do_not_answer_and_fails_over_to_the_next() {
+    let d1 = tempfile::tempdir().unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let b1 = broker(d1.path(), 1);
+    let b2 = broker(d2.path(), 1);
+    // A port nobody listens on.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    runtime().block_on(async {
+        let none = Client::connect(&format!("{dead}, 127.0.0.1:1")).await;
+        let err = none.err().expect("connected to nothing");
+        assert_eq!(err.kind(), ErrorKind::BrokerUnreachable);
+        assert!(err.to_string().contains(&dead.to_string()), "{err}");
+
+        let only_b2 = Client::connect(&b2.addr.to_string()).await.unwrap();
+        Admin::new(only_b2)
+            .create_topic(NewTopic::new("on-b2", 1))
+            .await
+            .unwrap();
+        let client = Client::connect(&format!("{dead},{},{}", b1.addr, b2.addr))
+            .await
+            .unwrap();
+        let admin = Admin::new(client);
+        let names = |t: Vec<ringlog_protocol::TopicSummary>| {
+            t.into_iter().map(|s| s.name).collect::<Vec<_>>()
+        };
+        assert!(!names(admin.list_topics().await.unwrap()).contains(&"on-b2".to_string()));
+        b1.kill();
+        // The next calls reach the next broker of the list.
+        let mut reached = None;
+        for _ in 0..5 {
+            if let Ok(t) = admin.list_topics().await {
+                reached = Some(names(t));
+                break;
+            }
+        }
+        assert!(
+            reached
+                .expect("no broker answered")
+                .contains(&"on-b2".to_string()),
+            "the client did not fail over to the second broker"
+        );
+    });
+}

@@ -14,7 +14,8 @@ use tokio::io::AsyncBufReadExt;
 #[derive(Debug, Parser)]
 #[command(name = "ringlog", version, about)]
 struct Cli {
-    /// Broker address.
+    /// Broker address, or a comma-separated list of them: the first that
+    /// answers serves, and the next is tried when it stops answering.
     #[arg(long, global = true, env = "RINGLOG_BROKER", default_value = ringlog_client::DEFAULT_BROKER)]
     broker: String,
     #[command(subcommand)]
