@@ -844,6 +844,10 @@ impl State {
     ) {
         let mut base_offsets = Vec::with_capacity(batches.len());
         let mut tickets = Vec::with_capacity(batches.len());
+        // Ends of duplicates' originals: a duplicate is acknowledged only once
+        // its original is as durable as a new append would have to be (the
+        // original may still sit in a write buffer that a crash loses).
+        let mut duplicate_ends: Vec<u64> = Vec::new();
         let mut failure = None;
         let bytes: usize = batches.iter().map(|b| b.len()).sum();
         for batch in batches {
@@ -865,6 +869,8 @@ impl State {
             match self.idempotence(&batch, header.as_ref(), max) {
                 Ok(Idempotence::Duplicate(offset)) => {
                     base_offsets.push(offset);
+                    let count = header.map_or(1, |h| h.last_offset_delta.get().max(0) as u64 + 1);
+                    duplicate_ends.push(offset + count);
                     continue;
                 }
                 Ok(Idempotence::Append) => {}
@@ -927,6 +933,21 @@ impl State {
                     advanced
                 });
                 metrics.partition_offsets(&labels, start, *end.borrow());
+            }
+            if failure.is_none() {
+                if let Some(&needed) = duplicate_ends.iter().max() {
+                    let mut durable_end = end.subscribe();
+                    let reached =
+                        tokio::time::timeout(timeout, durable_end.wait_for(|e| *e >= needed)).await;
+                    if !matches!(reached, Ok(Ok(_))) {
+                        failure = Some(Failure::new(
+                            ErrorCode::Timeout,
+                            format!(
+                                "a retried batch's original is not durable within {timeout:?}; it may still be stored"
+                            ),
+                        ));
+                    }
+                }
             }
             let _ = reply.send(ProduceOutcome {
                 base_offsets,
