@@ -293,7 +293,9 @@ fn parse_topic(name: &str, text: &str) -> anyhow::Result<Topic> {
     Topic::new(name.to_string(), config).map_err(|Refusal(_, m)| anyhow::anyhow!(m))
 }
 
-fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Replaces `path` with `bytes` so that a crash leaves the old file or the
+/// new one, never a mix, and the new one survives once this returns.
+pub(crate) fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let tmp = path.with_extension("tmp");
     let mut file = std::fs::File::create(&tmp)?;

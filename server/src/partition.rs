@@ -744,7 +744,7 @@ impl State {
         }
         let path = dir.join(producer_state::SNAPSHOT_FILE);
         let bytes = producer_state::encode(&self.snapshot(end_offset));
-        if let Err(e) = write_atomically(&path, &bytes) {
+        if let Err(e) = crate::catalog::write_durably(&path, &bytes) {
             tracing::warn!(path = %path.display(), "writing the producer-state snapshot: {e}");
         }
     }
@@ -1200,14 +1200,6 @@ fn load_snapshot(log: &Log) -> Option<(u64, HashMap<i64, ProducerState>)> {
         })
         .collect();
     Some((end, producers))
-}
-
-/// Replaces `path` with `bytes`: a crash leaves the old file or the new one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    std::fs::rename(&tmp, path)
 }
 
 #[cfg(test)]

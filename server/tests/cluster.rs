@@ -50,25 +50,23 @@ fn three_brokers_elect_a_controller_and_fence_the_one_that_dies() {
         .map(|i| format!("{i}@{}", quic[i - 1]))
         .collect::<Vec<_>>()
         .join(",");
-    let mut brokers: Vec<Option<Broker>> = (1..=3)
-        .map(|i| {
-            let id = i.to_string();
-            Some(Broker::start_with(
-                &dir.path().join(format!("d{i}")),
-                1,
-                &[
-                    "--node-id",
-                    &id,
-                    "--peers",
-                    &peers,
-                    "--tls-dir",
-                    certs.to_str().unwrap(),
-                    "--broker-session-timeout-ms",
-                    "3000",
-                ],
-            ))
-        })
-        .collect();
+    let start = |i: usize| {
+        Broker::start_with(
+            &dir.path().join(format!("d{i}")),
+            1,
+            &[
+                "--node-id",
+                &i.to_string(),
+                "--peers",
+                &peers,
+                "--tls-dir",
+                certs.to_str().unwrap(),
+                "--broker-session-timeout-ms",
+                "3000",
+            ],
+        )
+    };
+    let mut brokers: Vec<Option<Broker>> = (1..=3).map(|i| Some(start(i))).collect();
     let addr = |b: &[Option<Broker>], i: usize| b[i - 1].as_ref().unwrap().addr;
 
     let formed = until("three registered brokers and a controller", 20, || {
@@ -106,20 +104,7 @@ fn three_brokers_elect_a_controller_and_fence_the_one_that_dies() {
     );
 
     // Back with its data directory: registered again, under a new epoch.
-    brokers[controller - 1] = Some(Broker::start_with(
-        &dir.path().join(format!("d{controller}")),
-        1,
-        &[
-            "--node-id",
-            &controller.to_string(),
-            "--peers",
-            &peers,
-            "--tls-dir",
-            certs.to_str().unwrap(),
-            "--broker-session-timeout-ms",
-            "3000",
-        ],
-    ));
+    brokers[controller - 1] = Some(start(controller));
     let back = until("the restarted broker registered again", 20, || {
         let d = describe(addr(&brokers, survivor))?;
         let b = d.brokers.iter().find(|b| b.id as usize == controller)?;

@@ -77,17 +77,6 @@ const SNAPSHOT_FILE: &str = "snapshot";
 /// A record larger than this is damage, not data.
 const RECORD_MAX: usize = 64 << 20;
 
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new
-/// one, never a mix.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    let mut file = std::fs::File::create(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(path.parent().unwrap_or(Path::new(".")))?.sync_all()
-}
-
 #[derive(Serialize, Deserialize)]
 enum Record {
     Entry(Entry<TypeConfig>),
@@ -212,7 +201,7 @@ impl LogInner {
         for e in self.entries.values() {
             bytes.extend(encode_record(&Record::Entry(e.clone())));
         }
-        write_atomic(&path, &bytes)?;
+        crate::catalog::write_durably(&path, &bytes)?;
         self.file = std::fs::OpenOptions::new().append(true).open(&path)?;
         self.dead = 0;
         Ok(())
@@ -267,7 +256,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote<u64>) -> StorageResult<()> {
         let mut inner = self.lock();
         let bytes = serde_json::to_vec(vote).expect("a vote serializes");
-        write_atomic(&inner.dir.join(VOTE_FILE), &bytes)
+        crate::catalog::write_durably(&inner.dir.join(VOTE_FILE), &bytes)
             .map_err(|e| StorageIOError::write_vote(&e))?;
         inner.vote = Some(*vote);
         Ok(())
@@ -395,7 +384,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             None => "empty".into(),
         };
         let bytes = serde_json::to_vec(&inner.data).expect("the cluster state serializes");
-        write_atomic(&inner.dir.join(SNAPSHOT_FILE), &bytes)
+        crate::catalog::write_durably(&inner.dir.join(SNAPSHOT_FILE), &bytes)
             .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         inner.snapshot = Some(bytes.clone());
         Ok(Snapshot {
@@ -461,7 +450,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         data.last_applied = meta.last_log_id;
         data.membership = meta.last_membership.clone();
         let mut inner = self.lock();
-        write_atomic(&inner.dir.join(SNAPSHOT_FILE), &bytes)
+        crate::catalog::write_durably(&inner.dir.join(SNAPSHOT_FILE), &bytes)
             .map_err(|e| StorageIOError::write_snapshot(Some(meta.signature()), &e))?;
         inner.published.send_replace(data.state.clone());
         inner.data = data;
