@@ -848,3 +848,134 @@ impl Replica {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tp() -> TopicPartition {
+        TopicPartition::new("t", 0)
+    }
+
+    fn state(leader_epoch: i32, partition_epoch: i32, isr: &[BrokerId]) -> PartitionState {
+        PartitionState {
+            replicas: vec![1, 2, 3],
+            leader: Some(1),
+            leader_epoch,
+            partition_epoch,
+            isr: isr.to_vec(),
+            min_insync: 2,
+        }
+    }
+
+    /// A leader at epoch 5 whose log holds `end` records from epoch 4.
+    fn leader(end: u64, isr: &[BrokerId]) -> Replica {
+        let mut epochs = EpochCache::new();
+        epochs.assign(4, 0);
+        let log = LogState {
+            log_start: 0,
+            log_end: end,
+            durable: end,
+            high_watermark: 0,
+            epochs,
+        };
+        let mut r = Replica::new(tp(), 1, 1, ReplicaConfig::default(), log);
+        r.set_lease(u64::MAX, 0);
+        r.apply_state(&state(5, 0, isr), 0);
+        assert_eq!(r.poll_output(), Some(Output::EpochsChanged));
+        r
+    }
+
+    fn fetch(replica: BrokerId, seq: u64, offset: u64, durable: u64) -> FetchRequest {
+        FetchRequest {
+            replica,
+            broker_epoch: 7,
+            leader_epoch: 5,
+            fetch_offset: offset,
+            // The leader's epoch 5 starts at 10.
+            last_fetched_epoch: Some(if offset > 10 { 5 } else { 4 }),
+            durable_offset: durable,
+            seq,
+        }
+    }
+
+    fn proposals(r: &mut Replica) -> Vec<Command> {
+        std::iter::from_fn(|| r.poll_output())
+            .filter_map(|o| match o {
+                Output::AlterIsr(c) => Some(c),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_follower_joins_only_with_everything_below_the_epoch_start_synced() {
+        // The new leader's high watermark (0) lags what its predecessor may
+        // have acknowledged (up to 10, its epoch start).
+        let mut r = leader(10, &[1, 2]);
+        r.on_fetch(&fetch(3, 1, 10, 6), 1);
+        assert!(proposals(&mut r).is_empty(), "admitted with 6 of 10 synced");
+        r.on_fetch(&fetch(3, 2, 10, 10), 2);
+        let p = proposals(&mut r);
+        assert!(
+            matches!(&p[..], [Command::AlterIsr { isr, .. }] if isr.contains(&(3, Some(7)))),
+            "{p:?}"
+        );
+    }
+
+    #[test]
+    fn a_change_answered_stale_keeps_counting_until_the_controller_settles_it() {
+        let mut r = leader(10, &[1, 2]);
+        r.on_fetch(&fetch(2, 1, 10, 10), 1);
+        r.on_fetch(&fetch(3, 1, 10, 10), 1);
+        assert_eq!(proposals(&mut r).len(), 1, "3 proposed");
+        assert_eq!(r.high_watermark(), 10);
+        // New records, synced on 1 and 2 but not on 3.
+        r.leader_appended(20);
+        r.durable_to(20, 2);
+        r.on_fetch(&fetch(2, 2, 20, 20), 2);
+        assert_eq!(
+            r.high_watermark(),
+            10,
+            "3 counts while its admission is pending"
+        );
+        // The answer is lost; a retry finds the partition moved on.
+        r.on_alter_isr_reply(0, Err(CommandError::Stale), 3);
+        r.on_fetch(&fetch(2, 3, 20, 20), 3);
+        assert_eq!(
+            r.high_watermark(),
+            10,
+            "3 may have been admitted: it still counts"
+        );
+        // The controller's state says it was.
+        r.apply_state(&state(5, 1, &[1, 2, 3]), 4);
+        assert_eq!(r.committed_isr(), Some(vec![1, 2, 3]));
+        r.on_fetch(&fetch(3, 2, 20, 20), 5);
+        assert_eq!(r.high_watermark(), 20);
+    }
+
+    #[test]
+    fn acks_all_fails_at_once_below_min_insync_and_waits_otherwise() {
+        let r = leader(10, &[1]);
+        assert_eq!(
+            r.check_produce(true, 1),
+            Err(ReplicaError::NotEnoughReplicas)
+        );
+        assert_eq!(r.check_produce(false, 1), Ok(()));
+        let mut r = leader(10, &[1, 2]);
+        r.leader_appended(12);
+        r.durable_to(12, 1);
+        r.wait_for(12, 9, 1);
+        assert_eq!(
+            r.poll_output(),
+            None,
+            "acknowledged before the follower synced"
+        );
+        r.on_fetch(&fetch(2, 1, 12, 12), 2);
+        assert_eq!(r.poll_output(), Some(Output::Acked(9)));
+        // A leader without its lease acknowledges nothing and serves no one.
+        r.set_lease(3, 2);
+        assert_eq!(r.check_produce(true, 3), Err(ReplicaError::NotLeader));
+        assert_eq!(r.exposed_high_watermark(3), None);
+    }
+}

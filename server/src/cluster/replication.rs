@@ -292,10 +292,13 @@ pub async fn run_session(
         let answers: Vec<PartAnswer> = serde_json::from_slice(&header)?;
         let mut at = 0;
         for answer in answers {
+            let end = at
+                .checked_add(answer.bytes)
+                .context("an answer longer than its frame")?;
             let bytes = data
-                .get(at..at + answer.bytes)
+                .get(at..end)
                 .context("an answer shorter than its header says")?;
-            at += answer.bytes;
+            at = end;
             if let Some(part) = replicas.get(&answer.partition) {
                 let now = replicas.now();
                 part.lock()
