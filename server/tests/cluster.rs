@@ -40,53 +40,81 @@ fn free_udp_port() -> SocketAddr {
         .unwrap()
 }
 
-#[test]
-fn three_brokers_elect_a_controller_and_fence_the_one_that_dies() {
-    let dir = tempfile::tempdir().unwrap();
-    let certs = dir.path().join("certs");
-    ringlog_server::cluster::certs::generate(&certs, &[1, 2, 3]).unwrap();
-    let quic: Vec<SocketAddr> = (0..3).map(|_| free_udp_port()).collect();
-    let peers = (1..=3)
-        .map(|i| format!("{i}@{}", quic[i - 1]))
-        .collect::<Vec<_>>()
-        .join(",");
-    let start = |i: usize| {
+/// Three brokers on loopback with their certificates and data directories.
+struct Cluster {
+    dir: tempfile::TempDir,
+    peers: String,
+    session_ms: String,
+    brokers: Vec<Option<Broker>>,
+}
+
+impl Cluster {
+    fn start(session_ms: u64) -> Cluster {
+        let dir = tempfile::tempdir().unwrap();
+        ringlog_server::cluster::certs::generate(&dir.path().join("certs"), &[1, 2, 3]).unwrap();
+        let peers = (1..=3)
+            .map(|i| format!("{i}@{}", free_udp_port()))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            dir,
+            peers,
+            session_ms: session_ms.to_string(),
+            brokers: Vec::new(),
+        };
+        c.brokers = (1..=3).map(|i| Some(c.start_node(i))).collect();
+        c
+    }
+
+    fn start_node(&self, i: usize) -> Broker {
+        let certs = self.dir.path().join("certs");
         Broker::start_with(
-            &dir.path().join(format!("d{i}")),
+            &self.dir.path().join(format!("d{i}")),
             1,
             &[
                 "--node-id",
                 &i.to_string(),
                 "--peers",
-                &peers,
+                &self.peers,
                 "--tls-dir",
                 certs.to_str().unwrap(),
                 "--broker-session-timeout-ms",
-                "3000",
+                &self.session_ms,
             ],
         )
-    };
-    let mut brokers: Vec<Option<Broker>> = (1..=3).map(|i| Some(start(i))).collect();
-    let addr = |b: &[Option<Broker>], i: usize| b[i - 1].as_ref().unwrap().addr;
+    }
 
-    let formed = until("three registered brokers and a controller", 20, || {
-        let d = describe(addr(&brokers, 1))?;
-        (d.cluster_mode
-            && d.controller.is_some()
-            && d.brokers.len() == 3
-            && d.brokers.iter().all(|b| !b.fenced))
-        .then_some(d)
-    });
+    fn addr(&self, i: usize) -> SocketAddr {
+        self.brokers[i - 1].as_ref().unwrap().addr
+    }
+
+    /// Waits until broker `via` sees three live brokers and a controller.
+    fn formed(&self, via: usize) -> DescribeClusterResponse {
+        until("three registered brokers and a controller", 20, || {
+            let d = describe(self.addr(via))?;
+            (d.cluster_mode
+                && d.controller.is_some()
+                && d.brokers.len() == 3
+                && d.brokers.iter().all(|b| !b.fenced))
+            .then_some(d)
+        })
+    }
+}
+
+#[test]
+fn three_brokers_elect_a_controller_and_fence_the_one_that_dies() {
+    let mut cluster = Cluster::start(3_000);
+    let formed = cluster.formed(1);
     for (i, b) in formed.brokers.iter().enumerate() {
-        assert_eq!(b.address, addr(&brokers, i + 1).to_string(), "{formed:?}");
+        assert_eq!(b.address, cluster.addr(i + 1).to_string(), "{formed:?}");
     }
     let controller = formed.controller.unwrap() as usize;
     let old_epoch = formed.brokers[controller - 1].epoch;
 
-    brokers[controller - 1].take().unwrap().kill();
+    cluster.brokers[controller - 1].take().unwrap().kill();
     let survivor = if controller == 1 { 2 } else { 1 };
     let after = until("a new controller that fenced the dead broker", 20, || {
-        let d = describe(addr(&brokers, survivor))?;
+        let d = describe(cluster.addr(survivor))?;
         let fenced = d
             .brokers
             .iter()
@@ -104,13 +132,34 @@ fn three_brokers_elect_a_controller_and_fence_the_one_that_dies() {
     );
 
     // Back with its data directory: registered again, under a new epoch.
-    brokers[controller - 1] = Some(start(controller));
+    cluster.brokers[controller - 1] = Some(cluster.start_node(controller));
     let back = until("the restarted broker registered again", 20, || {
-        let d = describe(addr(&brokers, survivor))?;
+        let d = describe(cluster.addr(survivor))?;
         let b = d.brokers.iter().find(|b| b.id as usize == controller)?;
         (!b.fenced && b.epoch > old_epoch).then_some(d)
     });
     assert_eq!(back.brokers.len(), 3);
+}
+
+#[test]
+fn a_clean_stop_hands_over_at_once_and_the_restart_registers_without_waiting() {
+    // A session far longer than the test: only a controlled shutdown can
+    // fence the stopped broker, and only that lets it register again.
+    let mut cluster = Cluster::start(120_000);
+    let formed = cluster.formed(1);
+    let controller = formed.controller.unwrap() as usize;
+    let stopping = if controller == 3 { 2 } else { 3 };
+    let status = cluster.brokers[stopping - 1].take().unwrap().terminate();
+    assert!(status.success());
+    until("the stopped broker fenced by its own leave", 30, || {
+        let d = describe(cluster.addr(controller))?;
+        d.brokers
+            .iter()
+            .any(|b| b.id as usize == stopping && b.fenced)
+            .then_some(())
+    });
+    cluster.brokers[stopping - 1] = Some(cluster.start_node(stopping));
+    cluster.formed(controller);
 }
 
 #[test]

@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use ringlog_cluster::controller::ClusterState;
+use ringlog_cluster::controller::{ClusterState, Command};
 use ringlog_cluster::lease::BrokerLease;
 
 use super::quic::Tls;
@@ -148,8 +148,9 @@ impl ClusterNode {
                     };
                     tokio::select! {
                         _ = stopped => {}
-                        _ = membership(&config, controller.clone(), client_address, shared) => {}
+                        _ = membership(&config, controller.clone(), client_address, shared.clone()) => {}
                     }
+                    leave(&config, &controller, &shared).await;
                     let _ = controller.raft.shutdown().await;
                     endpoint.close(0u32.into(), b"broker stopping");
                     endpoint.wait_idle().await;
@@ -193,6 +194,23 @@ impl ClusterNode {
 impl Drop for ClusterNode {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// A clean stop fences this broker's own epoch through the controller
+/// (Kafka's controlled shutdown): its leaderships move at once rather than
+/// after the session timeout, and its next start registers without waiting
+/// for this session to run out. Gives up after a few seconds (no quorum).
+async fn leave(config: &ClusterConfig, controller: &Controller, view: &Mutex<View>) {
+    let epoch = view.lock().unwrap_or_else(|e| e.into_inner()).epoch;
+    let Some(epoch) = epoch else { return };
+    let fence = Command::FenceBroker {
+        broker: config.node_id,
+        epoch,
+    };
+    match controller.submit(fence, Duration::from_secs(3)).await {
+        Ok(_) => tracing::info!(epoch, "left the cluster: leaderships handed over"),
+        Err(e) => tracing::warn!("could not leave the cluster cleanly: {e:#}"),
     }
 }
 

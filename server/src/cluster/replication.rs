@@ -290,7 +290,7 @@ pub async fn run_session(
             bail!("the leader ended the session");
         };
         let answers: Vec<PartAnswer> = serde_json::from_slice(&header)?;
-        let mut at = 0;
+        let mut at: usize = 0;
         for answer in answers {
             let end = at
                 .checked_add(answer.bytes)
