@@ -58,6 +58,18 @@ impl NewTopic {
         self.request.fsync = Some(policy.to_string());
         self
     }
+
+    /// Replicas per partition (cluster mode).
+    pub fn replication_factor(mut self, replicas: u32) -> Self {
+        self.request.replication_factor = Some(replicas);
+        self
+    }
+
+    /// Replicas that must be in sync for an `acks=all` write (cluster mode).
+    pub fn min_insync_replicas(mut self, replicas: u32) -> Self {
+        self.request.min_insync_replicas = Some(replicas);
+        self
+    }
 }
 
 /// Creates, deletes, lists and describes topics.

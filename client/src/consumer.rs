@@ -110,8 +110,12 @@ pub struct ConsumerRecord {
 
 type Tp = (Arc<str>, u32);
 
+/// Pause before fetching again from a partition whose leader moved.
+const NOT_LEADER_BACKOFF: Duration = Duration::from_millis(100);
+
 struct InFlight {
-    rx: oneshot::Receiver<Result<Bytes>>,
+    /// One response per leader asked.
+    rx: oneshot::Receiver<Result<Vec<Bytes>>>,
     /// Bumped by seeks and assignments: an older fetch's data is dropped.
     generation: u64,
 }
@@ -288,8 +292,13 @@ impl Consumer {
         };
         let resp: ListOffsetsResponse = self
             .client
-            .call(ApiKey::ListOffsets, Some(req.encode()))
-            .await?;
+            .call_for(topic, partition, ApiKey::ListOffsets, req.encode())
+            .await
+            .inspect_err(|e| {
+                if e.is_retriable() {
+                    self.client.routes_stale();
+                }
+            })?;
         let r = resp
             .partitions
             .first()
@@ -311,32 +320,78 @@ impl Consumer {
         if self.fetch.is_some() || self.fetch_positions.is_empty() {
             return;
         }
-        let req = FetchRequest {
-            max_wait_ms: self
-                .config
-                .fetch_max_wait
-                .as_millis()
-                .min(u128::from(u32::MAX)) as u32,
-            min_bytes: self.config.fetch_min_bytes,
-            max_bytes: self.config.fetch_max_bytes,
-            partitions: self
-                .fetch_positions
-                .iter()
-                .map(|((t, p), o)| FetchPartition {
-                    topic: t.to_string(),
-                    partition: *p,
-                    offset: *o,
-                    max_bytes: self.config.max_partition_fetch_bytes,
-                })
-                .collect(),
-        };
+        let max_wait_ms = self
+            .config
+            .fetch_max_wait
+            .as_millis()
+            .min(u128::from(u32::MAX)) as u32;
+        let (min_bytes, max_bytes) = (self.config.fetch_min_bytes, self.config.fetch_max_bytes);
+        let partition_bytes = self.config.max_partition_fetch_bytes;
+        let positions: Vec<(Tp, u64)> = self
+            .fetch_positions
+            .iter()
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
         let (tx, rx) = oneshot::channel();
         let client = self.client.clone();
         tokio::spawn(async move {
-            let result = client
-                .call_raw(ApiKey::Fetch, vec![Bytes::from(req.encode())])
-                .await;
-            let _ = tx.send(result);
+            // One fetch per leader (one in all for a broker alone), all at
+            // once.
+            let mut groups: Vec<(Arc<crate::conn::Connection>, Vec<FetchPartition>)> = Vec::new();
+            for ((t, p), offset) in positions {
+                let conn = match client.connection_for(&t, p).await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                };
+                let part = FetchPartition {
+                    topic: t.to_string(),
+                    partition: p,
+                    offset,
+                    max_bytes: partition_bytes,
+                };
+                match groups.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &conn)) {
+                    Some((_, parts)) => parts.push(part),
+                    None => groups.push((conn, vec![part])),
+                }
+            }
+            let calls: Vec<_> = groups
+                .into_iter()
+                .map(|(conn, partitions)| {
+                    let req = FetchRequest {
+                        max_wait_ms,
+                        min_bytes,
+                        max_bytes,
+                        partitions,
+                    };
+                    tokio::spawn(async move {
+                        let reply = conn
+                            .call(ApiKey::Fetch, vec![Bytes::from(req.encode())])
+                            .await?;
+                        crate::reply_payload(reply)
+                    })
+                })
+                .collect();
+            let mut payloads = Vec::with_capacity(calls.len());
+            for call in calls {
+                match call.await {
+                    Ok(Ok(payload)) => payloads.push(payload),
+                    Ok(Err(e)) => {
+                        if e.is_retriable() {
+                            client.routes_stale();
+                        }
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(Error::new(ErrorKind::Other, e.to_string())));
+                        return;
+                    }
+                }
+            }
+            let _ = tx.send(Ok(payloads));
         });
         self.fetch = Some(InFlight {
             rx,
@@ -446,7 +501,9 @@ impl Consumer {
             if generation != self.fetch_epoch {
                 continue;
             }
-            self.take_fetched(result?).await?;
+            for payload in result? {
+                self.take_fetched(payload).await?;
+            }
             self.ensure_fetch();
         }
     }
@@ -676,6 +733,13 @@ impl Consumer {
                         OffsetReset::Latest => SeekTo::End,
                     };
                     self.seek(&part.topic, part.partition, to).await?;
+                    continue;
+                }
+                // The leader moved: ask the new one after a pause (a
+                // failover takes a moment to settle).
+                ErrorCode::NotLeader => {
+                    self.client.routes_stale();
+                    tokio::time::sleep(NOT_LEADER_BACKOFF).await;
                     continue;
                 }
                 code => {

@@ -46,6 +46,8 @@ pub enum ErrorKind {
     UnknownMember,
     /// A rebalance moved the group to a newer generation.
     IllegalGeneration,
+    /// Too few replicas in sync for an `acks=all` write.
+    NotEnoughReplicas,
     /// The producer or consumer was closed.
     Closed,
     /// Anything else; the message says what.
@@ -86,6 +88,7 @@ impl Error {
                 | ErrorKind::Timeout
                 | ErrorKind::ShuttingDown
                 | ErrorKind::NotLeader
+                | ErrorKind::NotEnoughReplicas
         )
     }
 
@@ -110,6 +113,9 @@ impl Error {
             ErrorCode::InvalidRequest => ErrorKind::InvalidArgument,
             ErrorCode::UnknownMember => ErrorKind::UnknownMember,
             ErrorCode::IllegalGeneration => ErrorKind::IllegalGeneration,
+            ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend => {
+                ErrorKind::NotEnoughReplicas
+            }
             ErrorCode::None | ErrorCode::Unknown => ErrorKind::Other,
         };
         let message = message.into();

@@ -31,11 +31,13 @@ mod error;
 pub mod partitioner;
 mod producer;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use ringlog_protocol::{ApiKey, ErrorCode, Payload};
+use ringlog_protocol::{ApiKey, ErrorCode, MetadataRequest, Payload};
 
 pub use admin::{Admin, NewTopic};
 pub use consumer::{
@@ -73,6 +75,22 @@ struct Inner {
     preferred: std::sync::atomic::AtomicUsize,
     connect_timeout: Duration,
     conn: tokio::sync::Mutex<Option<Arc<conn::Connection>>>,
+    /// Where each partition's leader is (cluster mode).
+    routes: tokio::sync::Mutex<Routes>,
+    /// Set when a leader moved or a route failed: the next routed request
+    /// reads the metadata again first.
+    routes_stale: AtomicBool,
+}
+
+/// Partition leaders and their brokers, from the metadata. Empty while the
+/// metadata names one broker: everything then goes to the bootstrap
+/// connection.
+#[derive(Default)]
+struct Routes {
+    /// Topic -> leader per partition (`u32::MAX`: none now).
+    leaders: HashMap<String, Vec<u32>>,
+    addrs: HashMap<u32, String>,
+    conns: HashMap<u32, Arc<conn::Connection>>,
 }
 
 impl Client {
@@ -99,6 +117,8 @@ impl Client {
                 preferred: std::sync::atomic::AtomicUsize::new(0),
                 connect_timeout: Duration::from_secs(10),
                 conn: tokio::sync::Mutex::new(None),
+                routes: tokio::sync::Mutex::new(Routes::default()),
+                routes_stale: AtomicBool::new(true),
             }),
         };
         client.connection().await?;
@@ -146,6 +166,97 @@ impl Client {
                 failures.join("; ")
             ),
         ))
+    }
+
+    /// The connection to the leader of `topic`'s `partition`: in cluster
+    /// mode the broker the metadata names, else the bootstrap connection.
+    pub(crate) async fn connection_for(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> Result<Arc<conn::Connection>> {
+        let mut routes = self.inner.routes.lock().await;
+        if self.inner.routes_stale.load(Ordering::Acquire) {
+            self.refresh_routes(&mut routes).await;
+        }
+        let leader = routes
+            .leaders
+            .get(topic)
+            .and_then(|l| l.get(partition as usize))
+            .copied();
+        let Some(leader) = leader else {
+            drop(routes);
+            return self.connection().await;
+        };
+        if let Some(c) = routes.conns.get(&leader).filter(|c| !c.is_closed()) {
+            return Ok(c.clone());
+        }
+        let Some(addr) = routes.addrs.get(&leader).cloned() else {
+            self.routes_stale();
+            return Err(Error::new(
+                ErrorKind::NotLeader,
+                format!("{topic}-{partition} has no leader now"),
+            ));
+        };
+        match conn::Connection::connect(&addr, self.inner.connect_timeout).await {
+            Ok(c) => {
+                let c = Arc::new(c);
+                routes.conns.insert(leader, c.clone());
+                Ok(c)
+            }
+            Err(e) => {
+                self.routes_stale();
+                Err(e)
+            }
+        }
+    }
+
+    /// Partition leaders may have moved: read the metadata again before
+    /// the next routed request.
+    pub(crate) fn routes_stale(&self) {
+        self.inner.routes_stale.store(true, Ordering::Release);
+    }
+
+    async fn refresh_routes(&self, routes: &mut Routes) {
+        let request = MetadataRequest { topics: None }.encode();
+        let Ok(meta) = self
+            .call::<ringlog_protocol::MetadataResponse>(ApiKey::Metadata, Some(request))
+            .await
+        else {
+            return;
+        };
+        routes.leaders.clear();
+        routes.addrs.clear();
+        if meta.brokers.len() > 1 {
+            routes.addrs = meta
+                .brokers
+                .iter()
+                .map(|b| (b.id, format!("{}:{}", b.host, b.port)))
+                .collect();
+            for t in &meta.topics {
+                let mut leaders = vec![u32::MAX; t.partitions.len()];
+                for p in &t.partitions {
+                    if let Some(slot) = leaders.get_mut(p.partition as usize) {
+                        *slot = p.leader;
+                    }
+                }
+                routes.leaders.insert(t.name.clone(), leaders);
+            }
+        }
+        self.inner.routes_stale.store(false, Ordering::Release);
+    }
+
+    /// Sends a request to the leader of `topic`'s `partition`.
+    pub(crate) async fn call_for<T: Payload>(
+        &self,
+        topic: &str,
+        partition: u32,
+        api: ApiKey,
+        request: Vec<u8>,
+    ) -> Result<T> {
+        let conn = self.connection_for(topic, partition).await?;
+        let bytes = reply_payload(conn.call(api, vec![Bytes::from(request)]).await?)?;
+        T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
     }
 
     /// Sends a request; a request-level error becomes `Err`.

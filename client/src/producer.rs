@@ -1042,24 +1042,42 @@ impl Task {
         if sections.is_empty() {
             return;
         }
-        let done = self.done.0.clone();
-        // Queue the request on the connection before anything else can:
-        // requests (hence batches of a partition) go out in sequence order.
-        let sent = match self.client.connection().await {
-            Ok(conn) => produce(
-                &conn,
-                self.config.acks,
-                self.config.request_timeout,
-                &sections,
-            ),
-            Err(e) => Sent::Failed(e),
-        };
-        tokio::spawn(async move {
-            let results = sent.outcomes(sections.len()).await;
-            for (sealed, result) in sections.into_iter().zip(results) {
-                let _ = done.send(Done { sealed, result });
+        // One request per leader (one in all for a broker alone), each
+        // queued on its connection before anything else can: requests
+        // (hence batches of a partition) go out in sequence order.
+        let mut groups: Vec<(Result<Arc<crate::conn::Connection>>, Vec<Sealed>)> = Vec::new();
+        for sealed in sections {
+            let conn = self
+                .client
+                .connection_for(&sealed.topic, sealed.partition)
+                .await;
+            let same = groups.iter_mut().find(|(c, _)| match (c, &conn) {
+                (Ok(a), Ok(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            });
+            match same {
+                Some((_, group)) => group.push(sealed),
+                None => groups.push((conn, vec![sealed])),
             }
-        });
+        }
+        for (conn, sections) in groups {
+            let done = self.done.0.clone();
+            let sent = match conn {
+                Ok(conn) => produce(
+                    &conn,
+                    self.config.acks,
+                    self.config.request_timeout,
+                    &sections,
+                ),
+                Err(e) => Sent::Failed(e),
+            };
+            tokio::spawn(async move {
+                let results = sent.outcomes(sections.len()).await;
+                for (sealed, result) in sections.into_iter().zip(results) {
+                    let _ = done.send(Done { sealed, result });
+                }
+            });
+        }
     }
 
     /// Takes a new producer id and numbers every queued batch from 0 under
@@ -1126,6 +1144,10 @@ impl Task {
                 let out_of_order = idempotent && e.kind() == ErrorKind::OutOfOrderSequence;
                 let retry =
                     in_time && self.config.acks != Acks::None && (e.is_retriable() || out_of_order);
+                if e.is_retriable() {
+                    // The leader may have moved (or died).
+                    self.client.routes_stale();
+                }
                 if retry {
                     if out_of_order {
                         sealed.unresolved = false;

@@ -552,18 +552,18 @@ fn errors_have_kinds() {
             .err()
             .unwrap();
         assert_eq!(err.kind(), ErrorKind::UnknownPartition);
+        // Alone, the broker is every replica: acks=all is stored at once.
         let all = ProducerConfig {
             acks: ringlog_client::Acks::All,
             ..ProducerConfig::default()
         };
         let producer = Producer::new(client.clone(), all).await.unwrap();
-        let err = producer
+        producer
             .send(Record::new("t", "v"))
             .await
             .unwrap()
             .await
-            .unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::InvalidAcks);
+            .unwrap();
         let list = admin.list_topics().await.unwrap();
         assert!(list.iter().any(|t| t.name == "t"));
         admin.delete_topic("t").await.unwrap();

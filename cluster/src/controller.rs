@@ -56,6 +56,10 @@ pub enum Command {
         assignments: Vec<Vec<BrokerId>>,
         /// `min.insync.replicas`.
         min_insync: usize,
+        /// The topic's settings, opaque here: every broker holding a
+        /// replica creates the topic locally from them.
+        #[serde(default)]
+        config: String,
     },
     /// A leader asks to change its partition's ISR (Kafka's AlterPartition).
     AlterIsr {
@@ -112,6 +116,9 @@ pub struct ClusterState {
     pub brokers: BTreeMap<BrokerId, BrokerState>,
     /// Every partition's replication state.
     pub partitions: BTreeMap<TopicPartition, PartitionState>,
+    /// Every topic's settings, as its creation gave them.
+    #[serde(default)]
+    pub topics: BTreeMap<String, String>,
     /// Source of broker epochs: never reused, so an epoch names one
     /// incarnation for the cluster's lifetime.
     next_broker_epoch: u64,
@@ -173,8 +180,10 @@ impl ClusterState {
                 topic,
                 assignments,
                 min_insync,
+                config,
             } => {
                 self.create_topic(topic, assignments, *min_insync)?;
+                self.topics.insert(topic.clone(), config.clone());
                 Applied::TopicCreated
             }
             Command::AlterIsr {
@@ -476,6 +485,7 @@ mod tests {
             topic: "t".into(),
             assignments: vec![(1..=brokers).collect()],
             min_insync: 2,
+            config: String::new(),
         })
         .unwrap();
         c

@@ -39,7 +39,7 @@ pub enum ErrorCode {
     OutOfOrderSequence = 15,
     /// An idempotent batch carries an older producer epoch than seen before.
     InvalidProducerEpoch = 16,
-    /// `acks` is not 0 or 1 (`all` needs replication, not built yet).
+    /// `acks` is not 0, 1 or -1 (all).
     InvalidAcks = 17,
     /// The broker is shutting down.
     ShuttingDown = 18,
@@ -51,11 +51,17 @@ pub enum ErrorCode {
     /// The generation is not the group's current one: a rebalance happened;
     /// heartbeat to learn the new assignment, then commit again.
     IllegalGeneration = 21,
+    /// `acks=all` with fewer replicas in sync than the topic's
+    /// `min.insync.replicas`: nothing was written.
+    NotEnoughReplicas = 22,
+    /// Written on the leader, but the in-sync replicas fell below
+    /// `min.insync.replicas` before it was replicated: it may be stored.
+    NotEnoughReplicasAfterAppend = 23,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 22] = [
+    pub const ALL: [ErrorCode; 24] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::UnsupportedApi,
@@ -78,6 +84,8 @@ impl ErrorCode {
         ErrorCode::InvalidRequest,
         ErrorCode::UnknownMember,
         ErrorCode::IllegalGeneration,
+        ErrorCode::NotEnoughReplicas,
+        ErrorCode::NotEnoughReplicasAfterAppend,
     ];
 
     /// The code for a wire value; values this build does not know read as
@@ -97,6 +105,8 @@ impl ErrorCode {
                 | ErrorCode::Timeout
                 | ErrorCode::ShuttingDown
                 | ErrorCode::IllegalGeneration
+                | ErrorCode::NotEnoughReplicas
+                | ErrorCode::NotEnoughReplicasAfterAppend
         )
     }
 
@@ -121,6 +131,8 @@ impl ErrorCode {
             ErrorCode::OutOfOrderSequence => "out_of_order_sequence",
             ErrorCode::InvalidProducerEpoch => "invalid_producer_epoch",
             ErrorCode::InvalidAcks => "invalid_acks",
+            ErrorCode::NotEnoughReplicas => "not_enough_replicas",
+            ErrorCode::NotEnoughReplicasAfterAppend => "not_enough_replicas_after_append",
             ErrorCode::ShuttingDown => "shutting_down",
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::UnknownMember => "unknown_member",

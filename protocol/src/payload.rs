@@ -259,6 +259,10 @@ pub struct CreateTopicRequest {
     pub segment_bytes: Option<u64>,
     /// `always`, `never` or `interval:MS`.
     pub fsync: Option<String>,
+    /// Replicas per partition (cluster mode; a broker alone holds one).
+    pub replication_factor: Option<u32>,
+    /// Replicas that must be in sync for `acks=all` (cluster mode).
+    pub min_insync_replicas: Option<u32>,
 }
 
 /// Delete topic request.

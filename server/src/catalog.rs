@@ -138,6 +138,20 @@ impl Topic {
             .unwrap_or_else(|_| unreachable!("constant config is valid"))
     }
 
+    /// The settings as the catalog file (and the controller) keeps them.
+    pub fn to_text(&self) -> String {
+        let c = &self.config;
+        format!(
+            "partitions={}\nretention-ms={}\nretention-bytes={}\nsegment-bytes={}\nfsync={}\n",
+            c.partitions, c.retention_ms, c.retention_bytes, c.segment_bytes, c.fsync
+        )
+    }
+
+    /// A topic from [`Topic::to_text`]'s form, checked.
+    pub fn from_text(name: &str, text: &str) -> anyhow::Result<Topic> {
+        parse_topic(name, text)
+    }
+
     /// Directory of one partition's log.
     pub fn partition_dir(data_dir: &Path, topic: &str, partition: u32) -> PathBuf {
         data_dir.join(format!("{topic}-{partition}"))
@@ -226,11 +240,7 @@ impl Catalog {
                 format!("topic {:?} already exists", topic.name),
             ));
         }
-        let c = &topic.config;
-        let text = format!(
-            "partitions={}\nretention-ms={}\nretention-bytes={}\nsegment-bytes={}\nfsync={}\n",
-            c.partitions, c.retention_ms, c.retention_bytes, c.segment_bytes, c.fsync
-        );
+        let text = topic.to_text();
         let path = self.dir.join(format!("{}.topic", topic.name));
         write_durably(&path, text.as_bytes()).map_err(|e| {
             Refusal(

@@ -72,13 +72,8 @@ pub async fn produce_start(
     mut payload: BytesMut,
 ) -> Result<PendingProduce, Failure> {
     match req.acks {
-        0 | 1 => {}
-        -1 => {
-            return Err(Failure::new(
-                ErrorCode::InvalidAcks,
-                "acks=all needs replication, which this broker does not have yet; use acks=1",
-            ))
-        }
+        // Alone, the leader is every replica: acks=all is acks=1.
+        -1..=1 => {}
         other => {
             return Err(Failure::new(
                 ErrorCode::InvalidAcks,
@@ -104,6 +99,7 @@ pub async fn produce_start(
                 let cmd = PartCmd::Produce {
                     batches,
                     timeout,
+                    acks_all: req.acks == -1,
                     reply,
                 };
                 shard.route(&section.topic, section.partition, cmd).await;
@@ -360,12 +356,23 @@ async fn topic_metadata(shard: &Rc<Shard>, topic: &Topic) -> TopicMetadata {
             .await;
         waits.push((p, rx));
     }
+    let view = shard.shared.cluster.as_ref().map(|c| c.view());
     let mut partitions = Vec::new();
     for (p, rx) in waits {
         let (log_start, log_end) = rx.await.unwrap_or((0, 0));
+        let leader = match &view {
+            // Cluster mode: the controller's leader (u32::MAX for none);
+            // the internal topic is this broker's own.
+            Some(v) => v
+                .state
+                .partitions
+                .get(&ringlog_cluster::TopicPartition::new(topic.name.clone(), p))
+                .map_or(v.node_id, |s| s.leader.unwrap_or(u32::MAX)),
+            None => 0,
+        };
         partitions.push(PartitionMetadata {
             partition: p,
-            leader: 0,
+            leader,
             shard: shard.owner(&topic.name, p) as u32,
             log_start,
             log_end,
@@ -398,17 +405,46 @@ pub async fn metadata(
     for t in topics {
         out.push(topic_metadata(shard, &t).await);
     }
-    let listen = shard.shared.listen;
     Ok(MetadataResponse {
         cluster_id: shard.shared.cluster_id.clone(),
-        brokers: vec![BrokerMetadata {
-            id: 0,
-            host: listen.ip().to_string(),
-            port: listen.port(),
-            shards: shard.shared.config.shards as u32,
-        }],
+        brokers: brokers(shard),
         topics: out,
     })
+}
+
+/// The brokers clients may reach: this one alone, or every registered
+/// broker of the cluster.
+fn brokers(shard: &Shard) -> Vec<BrokerMetadata> {
+    let shards = shard.shared.config.shards as u32;
+    let listen = shard.shared.listen;
+    let me = |id| BrokerMetadata {
+        id,
+        host: listen.ip().to_string(),
+        port: listen.port(),
+        shards,
+    };
+    let Some(cluster) = &shard.shared.cluster else {
+        return vec![me(0)];
+    };
+    let view = cluster.view();
+    let mut out: Vec<BrokerMetadata> = view
+        .state
+        .brokers
+        .iter()
+        .filter(|(id, _)| **id != view.node_id)
+        .filter_map(|(id, b)| {
+            let addr: std::net::SocketAddr = b.address.parse().ok()?;
+            Some(BrokerMetadata {
+                id: *id,
+                host: addr.ip().to_string(),
+                port: addr.port(),
+                shards,
+            })
+        })
+        .collect();
+    out.push(me(view.node_id));
+    out.sort_by_key(|b| b.id);
+    out
 }
 
 fn refusal(r: Refusal) -> Failure {
@@ -422,6 +458,16 @@ pub async fn create_topic(
     req: CreateTopicRequest,
 ) -> Result<MetadataResponse, Failure> {
     let topic = Topic::from_request(&req, &shard.shared.config.topic_defaults).map_err(refusal)?;
+    if let Some(node) = &shard.shared.cluster {
+        create_replicated_topic(shard, node, &req, &topic).await?;
+        return metadata(
+            shard,
+            MetadataRequest {
+                topics: Some(vec![topic.name.clone()]),
+            },
+        )
+        .await;
+    }
     let topic = shard
         .shared
         .catalog
@@ -468,12 +514,104 @@ pub async fn create_topic(
     .await
 }
 
+/// How long a topic the controller created may take to open here.
+const REPLICAS_OPEN_WITHIN: Duration = Duration::from_secs(10);
+
+/// Cluster mode: places the replicas (partition `p` on the live brokers
+/// from the `p`-th on, so leaderships spread) and has the controller create
+/// the topic; every broker holding a replica then creates it locally.
+/// Returns once this broker has it in its catalog.
+async fn create_replicated_topic(
+    shard: &Rc<Shard>,
+    node: &crate::cluster::agent::ClusterNode,
+    req: &CreateTopicRequest,
+    topic: &Topic,
+) -> Result<(), Failure> {
+    use ringlog_cluster::controller::{Command, CommandError};
+    let view = node.view();
+    let live: Vec<u32> = view
+        .state
+        .brokers
+        .iter()
+        .filter(|(_, b)| !b.fenced)
+        .map(|(id, _)| *id)
+        .collect();
+    let rf = req
+        .replication_factor
+        .unwrap_or_else(|| (live.len() as u32).min(3)) as usize;
+    if rf == 0 || rf > live.len() {
+        return Err(Failure::new(
+            ErrorCode::InvalidTopicConfig,
+            format!(
+                "replication factor {rf} needs as many live brokers; {} are live",
+                live.len()
+            ),
+        ));
+    }
+    let min_insync = req
+        .min_insync_replicas
+        .unwrap_or_else(|| (rf as u32).min(2)) as usize;
+    if min_insync == 0 || min_insync > rf {
+        return Err(Failure::new(
+            ErrorCode::InvalidTopicConfig,
+            format!(
+                "min.insync.replicas {min_insync} must be in 1..={rf} (the replication factor)"
+            ),
+        ));
+    }
+    let assignments = (0..topic.config.partitions as usize)
+        .map(|p| (0..rf).map(|i| live[(p + i) % live.len()]).collect())
+        .collect();
+    let command = Command::CreateTopic {
+        topic: topic.name.clone(),
+        assignments,
+        min_insync,
+        config: topic.to_text(),
+    };
+    match node.submit(command).await {
+        Ok(reply) => match reply.0 {
+            Ok(_) => {}
+            Err(CommandError::TopicExists) => {
+                return Err(Failure::new(
+                    ErrorCode::TopicExists,
+                    format!("topic {:?} already exists", topic.name),
+                ))
+            }
+            Err(e) => {
+                return Err(Failure::new(
+                    ErrorCode::InvalidTopicConfig,
+                    format!("the controller refused the topic: {e:?}"),
+                ))
+            }
+        },
+        Err(e) => return Err(Failure::new(ErrorCode::Timeout, format!("{e:#}"))),
+    }
+    tracing::info!(topic = %topic.name, partitions = topic.config.partitions, rf, min_insync, "replicated topic created");
+    let deadline = Instant::now() + REPLICAS_OPEN_WITHIN;
+    while shard.shared.topic(&topic.name).is_none() {
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                ErrorCode::Timeout,
+                "the controller created the topic, but it did not open here in time",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
 /// Delete topic: gone from the catalog first (no new requests reach it),
 /// then every shard closes and deletes its partitions.
 pub async fn delete_topic(
     shard: &Rc<Shard>,
     req: DeleteTopicRequest,
 ) -> Result<ListTopicsResponse, Failure> {
+    if shard.shared.cluster.is_some() {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            "deleting a topic in cluster mode is not supported yet (its replicas live on other brokers)",
+        ));
+    }
     let topic = shard
         .shared
         .catalog

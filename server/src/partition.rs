@@ -13,12 +13,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use ringlog_cluster::controller::{Applied, Command, CommandError};
+use ringlog_cluster::replica::{
+    BatchMeta, FetchAnswer, FetchReply, FetchRequest as ReplicaFetchRequest, FollowerStep,
+    LogState, Output, Replica, ReplicaConfig,
+};
+use ringlog_cluster::{BrokerId, PartitionState, ReplicaError};
 use ringlog_engine::batch::{self, BatchError, BatchHeader, BatchView};
 use ringlog_engine::{Error as EngineError, FileRange, Log, RecoveryReport, Stored};
 use ringlog_protocol::{CommitOffset, ErrorCode, TopicPartition, EARLIEST, LATEST};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use crate::catalog::{Topic, OFFSETS_TOPIC};
+use crate::cluster::agent::ClusterNode;
+use crate::cluster::replication::{Verdict, PARTITION_FETCH_BYTES};
 use crate::metrics::{Metrics, PartitionLabels};
 use crate::producer_state;
 
@@ -30,6 +38,8 @@ pub enum PartCmd {
         batches: Vec<BytesMut>,
         /// Longest wait for durability before answering Timeout.
         timeout: Duration,
+        /// `acks=all`: answer once the in-sync replicas hold the batches.
+        acks_all: bool,
         /// Where the outcome goes.
         reply: oneshot::Sender<ProduceOutcome>,
     },
@@ -115,6 +125,57 @@ pub enum PartCmd {
         bytes: usize,
         /// Fired when the step is done.
         done: oneshot::Sender<()>,
+    },
+    /// Cluster mode: the controller's state of this partition, and the
+    /// epoch this broker registered with.
+    ClusterState {
+        /// The partition's state.
+        state: PartitionState,
+        /// This broker's epoch.
+        broker_epoch: u64,
+    },
+    /// Follower: the fetch due to `leader` now, if any.
+    PollFetch {
+        /// The leader a session fetches from.
+        leader: BrokerId,
+        /// The fetch, or `None`.
+        reply: oneshot::Sender<Option<ReplicaFetchRequest>>,
+    },
+    /// Follower: the leader's answer to fetch `seq`.
+    ApplyFetch {
+        /// The fetch answered.
+        seq: u64,
+        /// The leader's verdict.
+        verdict: Verdict,
+        /// The records, as the leader stores them.
+        bytes: Vec<u8>,
+        /// Done, or why the records could not be stored.
+        reply: oneshot::Sender<Result<(), String>>,
+    },
+    /// Leader: a follower's fetch.
+    ReplicaFetch {
+        /// The fetch.
+        req: ReplicaFetchRequest,
+        /// The verdict and the records to send.
+        reply: oneshot::Sender<(Verdict, Vec<u8>)>,
+    },
+    /// Leader: the records from `from`, if this broker still leads under
+    /// `leader_epoch` (a long-polled fetch's records).
+    ReplicaRead {
+        /// First offset.
+        from: u64,
+        /// The epoch the fetch was answered under.
+        leader_epoch: i32,
+        /// The records (none if leadership moved).
+        reply: oneshot::Sender<Vec<u8>>,
+    },
+    /// Leader: a message on `notify` once the log holds records at
+    /// `offset`; given up when `notify`'s receiver is gone.
+    WaitAppended {
+        /// The offset a follower fetches from.
+        offset: u64,
+        /// Where to say so.
+        notify: mpsc::Sender<()>,
     },
     /// Sync and close the log, deleting its files if `delete`.
     Close {
@@ -236,6 +297,16 @@ impl PartCmd {
             PartCmd::Close { reply, .. } => {
                 let _ = reply.send(());
             }
+            PartCmd::ApplyFetch { reply, .. } => {
+                let _ = reply.send(Err(failure.message));
+            }
+            PartCmd::ReplicaFetch { reply, .. } => {
+                let _ = reply.send((Verdict::Error(ReplicaError::NotLeader), Vec::new()));
+            }
+            PartCmd::ClusterState { .. }
+            | PartCmd::PollFetch { .. }
+            | PartCmd::ReplicaRead { .. }
+            | PartCmd::WaitAppended { .. } => {}
         }
     }
 }
@@ -309,7 +380,11 @@ const COMMIT_BATCH_BYTES: usize = 1 << 20;
 /// Bytes a producer-state or offsets rebuild reads at a time.
 const REBUILD_READ_BYTES: usize = 1 << 20;
 
-/// Opens (recovering) a partition's log and starts its task.
+/// How often a replica checks its followers' lag and its lease.
+const REPLICA_TICK: Duration = Duration::from_millis(100);
+
+/// Opens (recovering) a partition's log and starts its task; with `cluster`,
+/// the partition is a replica driven by the controller's state.
 pub async fn open(
     data_dir: &Path,
     topic: Arc<Topic>,
@@ -317,6 +392,7 @@ pub async fn open(
     shard: usize,
     metrics: Arc<Metrics>,
     write_mode: ringlog_engine::WriteMode,
+    cluster: Option<Arc<ClusterNode>>,
 ) -> Result<(PartitionHandle, RecoveryReport), EngineError> {
     let dir = Topic::partition_dir(data_dir, &topic.name, partition);
     let config = ringlog_engine::LogConfig {
@@ -324,13 +400,32 @@ pub async fn open(
         ..topic.log.clone()
     };
     let (log, report) = Log::open(&dir, config).await?;
+    let (internal, internal_rx) = mpsc::unbounded_channel();
+    let replication = cluster.map(|node| Replication {
+        node,
+        partition: ringlog_cluster::TopicPartition::new(topic.name.clone(), partition),
+        replica: None,
+        broker_epoch: 0,
+        waiters: HashMap::new(),
+        next_token: 0,
+        internal,
+        appended: Rc::new(watch::channel(log.latest()).0),
+    });
+    // A replica's consumers read below the high watermark, which its
+    // replication sets; alone, everything durable is readable.
+    let visible = if replication.is_some() {
+        0
+    } else {
+        log.latest()
+    };
     let mut state = State {
         labels: PartitionLabels {
             topic: topic.name.clone(),
             partition,
             shard: shard as u32,
         },
-        end: Rc::new(watch::channel(log.latest()).0),
+        end: Rc::new(watch::channel(visible).0),
+        replication,
         producers: HashMap::new(),
         committed: None,
         groups: crate::group::Groups::default(),
@@ -344,7 +439,7 @@ pub async fn open(
     state.rebuild(topic.name == OFFSETS_TOPIC).await?;
     state.publish_offsets();
     let (tx, rx) = mpsc::channel(QUEUE_DEPTH);
-    tokio_uring::spawn(state.run(rx));
+    tokio_uring::spawn(state.run(rx, internal_rx));
     Ok((PartitionHandle { tx }, report))
 }
 
@@ -370,10 +465,83 @@ enum Idempotence {
 
 type CommitKey = (String, String, u32);
 
+/// What a replica's own helpers tell its task.
+enum Internal {
+    /// Appends up to `end` are durable here; with `wait`, answer it once
+    /// the in-sync replicas hold them too (`acks=all`).
+    Durable {
+        end: u64,
+        wait: Option<oneshot::Sender<Result<(), ReplicaError>>>,
+    },
+    /// The controller answered the ISR change based on this partition
+    /// epoch.
+    AlterIsrReply {
+        base_partition_epoch: i32,
+        result: Result<PartitionState, CommandError>,
+    },
+}
+
+/// A replicated partition's replication state (cluster mode).
+struct Replication {
+    node: Arc<ClusterNode>,
+    partition: ringlog_cluster::TopicPartition,
+    /// Made once this broker's epoch is known.
+    replica: Option<Replica>,
+    broker_epoch: u64,
+    /// `acks=all` producers waiting, by token.
+    waiters: HashMap<u64, oneshot::Sender<Result<(), ReplicaError>>>,
+    next_token: u64,
+    internal: mpsc::UnboundedSender<Internal>,
+    /// The log end durable here: followers' long polls wait on it.
+    appended: Rc<watch::Sender<u64>>,
+}
+
+/// What a producer is told when the replica refuses.
+fn replica_failure(partition: &ringlog_cluster::TopicPartition, e: ReplicaError) -> Failure {
+    match e {
+        ReplicaError::NotEnoughReplicas => Failure::new(
+            ErrorCode::NotEnoughReplicas,
+            format!(
+                "{partition}: fewer replicas in sync than min.insync.replicas; nothing written"
+            ),
+        ),
+        ReplicaError::NotEnoughReplicasAfterAppend => Failure::new(
+            ErrorCode::NotEnoughReplicasAfterAppend,
+            format!(
+                "{partition}: the in-sync replicas fell below min.insync.replicas before the \
+                 write was replicated; it may be stored"
+            ),
+        ),
+        other => Failure::new(
+            ErrorCode::NotLeader,
+            format!("{partition}: this broker does not lead it now ({other:?})"),
+        ),
+    }
+}
+
+/// The whole batches of `bytes` that end at or below `limit`.
+fn batches_below(mut bytes: Vec<u8>, limit: u64) -> Vec<u8> {
+    let mut keep = 0;
+    let mut rest = &bytes[..];
+    while let Ok((header, size)) = batch::peek(rest, usize::MAX) {
+        let end = header.base_offset.get() as u64 + header.last_offset_delta.get() as u64 + 1;
+        if end > limit || size > rest.len() {
+            break;
+        }
+        keep += size;
+        rest = &rest[size..];
+    }
+    bytes.truncate(keep);
+    bytes
+}
+
 struct State {
     labels: PartitionLabels,
-    /// Log end offset of durable data: fetch long polls wait on it.
+    /// What consumers may read below (the durable log end alone, the high
+    /// watermark in a cluster): fetch long polls wait on it.
     end: Rc<watch::Sender<u64>>,
+    /// Cluster mode: this replica's replication.
+    replication: Option<Replication>,
     producers: HashMap<i64, ProducerState>,
     /// Committed offsets, for partitions of the offsets topic.
     committed: Option<HashMap<CommitKey, u64>>,
@@ -406,10 +574,16 @@ fn last_seq(h: &BatchHeader) -> i32 {
 }
 
 impl State {
-    async fn run(mut self, mut rx: mpsc::Receiver<PartCmd>) {
+    async fn run(
+        mut self,
+        mut rx: mpsc::Receiver<PartCmd>,
+        mut internal: mpsc::UnboundedReceiver<Internal>,
+    ) {
         // Offsets partitions coordinate groups: evict silent members.
         let mut tick = tokio::time::interval(GROUP_TICK);
         let coordinator = self.committed.is_some();
+        let mut replica_tick = tokio::time::interval(REPLICA_TICK);
+        let replicated = self.replication.is_some();
         loop {
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
@@ -417,6 +591,14 @@ impl State {
                     for evicted in self.groups.expire(std::time::Instant::now()) {
                         tracing::info!(member = %evicted, "session timed out: member evicted");
                     }
+                    continue;
+                }
+                Some(message) = internal.recv(), if replicated => {
+                    self.internal(message).await;
+                    continue;
+                }
+                _ = replica_tick.tick(), if replicated => {
+                    self.replica_tick().await;
                     continue;
                 }
             };
@@ -432,8 +614,18 @@ impl State {
                 PartCmd::Produce {
                     batches,
                     timeout,
+                    acks_all,
                     reply,
-                } => self.produce(batches, timeout, reply).await,
+                } => self.produce(batches, timeout, acks_all, reply).await,
+                PartCmd::Fetch {
+                    offset,
+                    max_bytes,
+                    reply,
+                    ..
+                } if self.replication.is_some() => {
+                    let outcome = self.replica_consumer_fetch(offset, max_bytes).await;
+                    let _ = reply.send(outcome);
+                }
                 PartCmd::Fetch {
                     offset,
                     max_bytes,
@@ -472,10 +664,18 @@ impl State {
                         }
                     });
                 }
+                PartCmd::ListOffset { reply, .. } if !serves_clients(&self.replication) => {
+                    let _ = reply.send(Err(replica_failure(
+                        &tp_of(&self.labels),
+                        ReplicaError::NotLeader,
+                    )));
+                }
                 PartCmd::ListOffset { spec, reply } => {
                     let answer = match spec {
                         EARLIEST => Ok(log.earliest() as i64),
-                        LATEST => Ok(log.latest() as i64),
+                        LATEST => {
+                            Ok(readable_end(self.replication.is_some(), &self.end, log) as i64)
+                        }
                         ts if ts >= 0 => log
                             .offset_for_timestamp(ts)
                             .await
@@ -489,8 +689,37 @@ impl State {
                     let _ = reply.send(answer);
                 }
                 PartCmd::Offsets { reply } => {
-                    let _ = reply.send((log.earliest(), log.latest()));
+                    let _ = reply.send((
+                        log.earliest(),
+                        readable_end(self.replication.is_some(), &self.end, log),
+                    ));
                 }
+                PartCmd::ClusterState {
+                    state,
+                    broker_epoch,
+                } => self.cluster_state(state, broker_epoch).await,
+                PartCmd::PollFetch { leader, reply } => {
+                    let _ = reply.send(self.poll_fetch(leader));
+                }
+                PartCmd::ApplyFetch {
+                    seq,
+                    verdict,
+                    bytes,
+                    reply,
+                } => {
+                    let _ = reply.send(self.apply_fetch(seq, verdict, bytes).await);
+                }
+                PartCmd::ReplicaFetch { req, reply } => {
+                    let _ = reply.send(self.replica_fetch(req).await);
+                }
+                PartCmd::ReplicaRead {
+                    from,
+                    leader_epoch,
+                    reply,
+                } => {
+                    let _ = reply.send(self.replica_read(from, leader_epoch).await);
+                }
+                PartCmd::WaitAppended { offset, notify } => self.wait_appended(offset, notify),
                 PartCmd::Commit {
                     group,
                     member_id,
@@ -840,8 +1069,20 @@ impl State {
         &mut self,
         batches: Vec<BytesMut>,
         timeout: Duration,
+        acks_all: bool,
         reply: oneshot::Sender<ProduceOutcome>,
     ) {
+        // A replica appends only as the leader, stamping its epoch.
+        let leader_epoch = match self.leader_check(acks_all) {
+            Ok(epoch) => epoch,
+            Err(failure) => {
+                let _ = reply.send(ProduceOutcome {
+                    base_offsets: Vec::new(),
+                    failure: Some(failure),
+                });
+                return;
+            }
+        };
         let mut base_offsets = Vec::with_capacity(batches.len());
         let mut tickets = Vec::with_capacity(batches.len());
         // Ends of duplicates' originals: a duplicate is acknowledged only once
@@ -882,8 +1123,13 @@ impl State {
             }
             let Some(log) = self.log.as_mut() else { break };
             let active_before = log.active_base();
-            match log.append(batch, 0).await {
+            match log.append(batch, leader_epoch).await {
                 Ok(appended) => {
+                    if let Some(replica) =
+                        self.replication.as_mut().and_then(|r| r.replica.as_mut())
+                    {
+                        replica.leader_appended(appended.last_offset + 1);
+                    }
                     if log.active_base() != active_before {
                         // The log rolled before this batch, and the roll
                         // synced everything before it: the state as of
@@ -908,6 +1154,7 @@ impl State {
         let metrics = self.metrics.clone();
         let labels = self.labels.clone();
         let start = self.log.as_ref().map_or(0, |l| l.earliest());
+        let internal = self.replication.as_ref().map(|r| r.internal.clone());
         tokio_uring::spawn(async move {
             let mut stored_end = None;
             for (last, durable) in tickets {
@@ -926,13 +1173,45 @@ impl State {
                     }
                 }
             }
-            if let Some(new_end) = stored_end {
-                end.send_if_modified(|e| {
-                    let advanced = new_end > *e;
-                    *e = (*e).max(new_end);
-                    advanced
-                });
-                metrics.partition_offsets(&labels, start, *end.borrow());
+            match (stored_end, internal) {
+                // A replica: the high watermark decides what is readable
+                // and when an acks=all write is acknowledged.
+                (Some(new_end), Some(internal)) => {
+                    let (wait, replicated) = if acks_all {
+                        let (tx, rx) = oneshot::channel();
+                        (Some(tx), Some(rx))
+                    } else {
+                        (None, None)
+                    };
+                    let _ = internal.send(Internal::Durable { end: new_end, wait });
+                    if let Some(replicated) = replicated {
+                        match tokio::time::timeout(timeout, replicated).await {
+                            Ok(Ok(Ok(()))) => {}
+                            Ok(Ok(Err(e))) => failure = Some(replica_failure(&tp_of(&labels), e)),
+                            Ok(Err(_)) => {
+                                failure =
+                                    Some(replica_failure(&tp_of(&labels), ReplicaError::NotLeader))
+                            }
+                            Err(_) => {
+                                failure = Some(Failure::new(
+                                    ErrorCode::Timeout,
+                                    format!(
+                                        "not replicated within {timeout:?}; it may still be stored"
+                                    ),
+                                ))
+                            }
+                        }
+                    }
+                }
+                (Some(new_end), None) => {
+                    end.send_if_modified(|e| {
+                        let advanced = new_end > *e;
+                        *e = (*e).max(new_end);
+                        advanced
+                    });
+                    metrics.partition_offsets(&labels, start, *end.borrow());
+                }
+                (None, _) => {}
             }
             if failure.is_none() {
                 if let Some(&needed) = duplicate_ends.iter().max() {
@@ -1107,6 +1386,424 @@ impl State {
         );
         self.publish_offsets();
         Ok(())
+    }
+}
+
+/// What consumers may read below: the high watermark of a replica, the
+/// log end otherwise.
+fn readable_end(replicated: bool, end: &watch::Sender<u64>, log: &Log) -> u64 {
+    if replicated {
+        *end.borrow()
+    } else {
+        log.latest()
+    }
+}
+
+/// Whether clients may read a partition here: alone always, in a cluster
+/// on the leader only.
+fn serves_clients(replication: &Option<Replication>) -> bool {
+    replication
+        .as_ref()
+        .is_none_or(|r| r.replica.as_ref().is_some_and(Replica::is_leader))
+}
+
+fn tp_of(labels: &PartitionLabels) -> ringlog_cluster::TopicPartition {
+    ringlog_cluster::TopicPartition::new(labels.topic.clone(), labels.partition)
+}
+
+/// Cluster mode: the partition as a replica, driving its
+/// [`Replica`] machine with the log it owns.
+impl State {
+    /// The leader epoch to stamp, or why this replica may not append now.
+    fn leader_check(&mut self, acks_all: bool) -> Result<i32, Failure> {
+        let Some(r) = self.replication.as_mut() else {
+            return Ok(0);
+        };
+        let now = r.node.now();
+        let Some(replica) = r.replica.as_mut() else {
+            return Err(replica_failure(&r.partition, ReplicaError::NotLeader));
+        };
+        replica.set_lease(r.node.lease_until(), now);
+        replica
+            .check_produce(acks_all, now)
+            .map_err(|e| replica_failure(&r.partition, e))?;
+        Ok(replica.leader_epoch())
+    }
+
+    async fn internal(&mut self, message: Internal) {
+        let Some(r) = self.replication.as_mut() else {
+            return;
+        };
+        let now = r.node.now();
+        match message {
+            Internal::Durable { end, wait } => {
+                r.appended.send_if_modified(|e| {
+                    let advanced = end > *e;
+                    *e = (*e).max(end);
+                    advanced
+                });
+                match r.replica.as_mut() {
+                    Some(replica) => {
+                        replica.durable_to(end, now);
+                        if let Some(wait) = wait {
+                            let token = r.next_token;
+                            r.next_token += 1;
+                            r.waiters.insert(token, wait);
+                            replica.wait_for(end, token, now);
+                        }
+                    }
+                    None => {
+                        if let Some(wait) = wait {
+                            let _ = wait.send(Err(ReplicaError::NotLeader));
+                        }
+                    }
+                }
+            }
+            Internal::AlterIsrReply {
+                base_partition_epoch,
+                result,
+            } => {
+                if let Some(replica) = r.replica.as_mut() {
+                    replica.on_alter_isr_reply(base_partition_epoch, result, now);
+                }
+            }
+        }
+        self.drive().await;
+    }
+
+    async fn replica_tick(&mut self) {
+        if let Some(r) = self.replication.as_mut() {
+            let now = r.node.now();
+            if let Some(replica) = r.replica.as_mut() {
+                replica.set_lease(r.node.lease_until(), now);
+                replica.tick(now);
+            }
+        }
+        self.drive().await;
+    }
+
+    /// Carries out what the replica machine asks: acknowledgements, ISR
+    /// changes for the controller, the epoch cache, and the high watermark
+    /// consumers see.
+    async fn drive(&mut self) {
+        let Some(r) = self.replication.as_mut() else {
+            return;
+        };
+        let now = r.node.now();
+        let Some(replica) = r.replica.as_mut() else {
+            return;
+        };
+        let mut epochs_changed = false;
+        while let Some(output) = replica.poll_output() {
+            match output {
+                Output::Acked(token) => {
+                    if let Some(w) = r.waiters.remove(&token) {
+                        let _ = w.send(Ok(()));
+                    }
+                }
+                Output::Failed(token, e) => {
+                    if let Some(w) = r.waiters.remove(&token) {
+                        let _ = w.send(Err(e));
+                    }
+                }
+                Output::AlterIsr(command) => {
+                    let Command::AlterIsr {
+                        partition_epoch, ..
+                    } = &command
+                    else {
+                        continue;
+                    };
+                    let base_partition_epoch = *partition_epoch;
+                    let node = r.node.clone();
+                    let internal = r.internal.clone();
+                    tokio_uring::spawn(async move {
+                        match node.submit(command).await {
+                            Ok(reply) => {
+                                let result = reply.0.and_then(|applied| match applied {
+                                    Applied::IsrChanged(state) => Ok(state),
+                                    other => Err(CommandError::Invalid(format!(
+                                        "an ISR change answered with {other:?}"
+                                    ))),
+                                });
+                                let _ = internal.send(Internal::AlterIsrReply {
+                                    base_partition_epoch,
+                                    result,
+                                });
+                            }
+                            // Unanswered: the replica sends it again.
+                            Err(e) => tracing::debug!("an ISR change was not answered: {e:#}"),
+                        }
+                    });
+                }
+                Output::EpochsChanged => epochs_changed = true,
+            }
+        }
+        if let Some(hw) = replica.exposed_high_watermark(now) {
+            self.end.send_if_modified(|e| {
+                let advanced = hw > *e;
+                *e = (*e).max(hw);
+                advanced
+            });
+        }
+        // A new leader's epoch starts at its log end before anything is
+        // appended under it (followers' epochs come with their batches).
+        let latest = replica.epochs().latest().filter(|_| replica.is_leader());
+        if let (true, Some(entry), Some(log)) = (epochs_changed, latest, self.log.as_mut()) {
+            if let Err(e) = log.assign_epoch(entry.epoch, entry.start_offset).await {
+                tracing::error!(partition = %r.partition, "persisting the leader epoch failed: {e}");
+            }
+        }
+        if let Some(log) = self.log.as_ref() {
+            self.metrics
+                .partition_offsets(&self.labels, log.earliest(), *self.end.borrow());
+        }
+    }
+
+    async fn cluster_state(&mut self, state: PartitionState, broker_epoch: u64) {
+        let (Some(r), Some(log)) = (self.replication.as_mut(), self.log.as_mut()) else {
+            return;
+        };
+        if r.replica.is_none() || r.broker_epoch != broker_epoch {
+            // A new incarnation in the cluster's eyes: a fresh replica over
+            // the log as it is, everything in it synced first.
+            for (_, w) in r.waiters.drain() {
+                let _ = w.send(Err(ReplicaError::NotLeader));
+            }
+            if let Err(e) = log.sync().await {
+                tracing::error!(partition = %r.partition, "syncing before replicating failed: {e}");
+                return;
+            }
+            let config = ReplicaConfig {
+                lag_max: r.node.config().replica_lag_max_ms,
+                ..ReplicaConfig::default()
+            };
+            let log_state = LogState {
+                log_start: log.earliest(),
+                log_end: log.latest(),
+                durable: log.latest(),
+                high_watermark: 0,
+                epochs: log.epochs().clone(),
+            };
+            r.replica = Some(Replica::new(
+                r.partition.clone(),
+                r.node.config().node_id,
+                broker_epoch,
+                config,
+                log_state,
+            ));
+            r.broker_epoch = broker_epoch;
+        }
+        let now = r.node.now();
+        if let Some(replica) = r.replica.as_mut() {
+            replica.set_lease(r.node.lease_until(), now);
+            replica.apply_state(&state, now);
+        }
+        self.drive().await;
+    }
+
+    fn poll_fetch(&mut self, leader: BrokerId) -> Option<ReplicaFetchRequest> {
+        let r = self.replication.as_mut()?;
+        let replica = r.replica.as_mut()?;
+        if replica.fetch_leader() != Some(leader) {
+            return None;
+        }
+        replica.poll_fetch(r.node.now()).map(|(_, req)| req)
+    }
+
+    /// Follower: checks and stores the leader's answer to fetch `seq`.
+    async fn apply_fetch(
+        &mut self,
+        seq: u64,
+        verdict: Verdict,
+        bytes: Vec<u8>,
+    ) -> Result<(), String> {
+        let (Some(r), Some(log)) = (self.replication.as_mut(), self.log.as_mut()) else {
+            return Err("not a replica".into());
+        };
+        let Some(replica) = r.replica.as_mut() else {
+            return Ok(());
+        };
+        let now = r.node.now();
+        // The records crossed a network: every CRC is checked before any
+        // byte is stored.
+        let max = log.config().batch_bytes_max;
+        let mut slices = Vec::new();
+        let mut metas = Vec::new();
+        let mut rest = &bytes[..];
+        while !rest.is_empty() {
+            let view = BatchView::parse_crc_only(rest, max)
+                .map_err(|e| format!("a replicated batch: {e}"))?;
+            let base = view.base_offset() as u64;
+            metas.push(BatchMeta {
+                base_offset: base,
+                end_offset: base + view.offset_count(),
+                leader_epoch: view.header().partition_leader_epoch.get(),
+            });
+            slices.push((*view.header(), view.bytes().len()));
+            rest = &rest[view.bytes().len()..];
+        }
+        let reply = match &verdict {
+            Verdict::Records { high_watermark } => FetchReply::Records {
+                high_watermark: *high_watermark,
+                batches: metas.clone(),
+            },
+            Verdict::Diverging { epoch, end_offset } => FetchReply::Diverging {
+                epoch: *epoch,
+                end_offset: *end_offset,
+            },
+            Verdict::Error(e) => FetchReply::Error(*e),
+        };
+        match replica.on_fetch_reply(seq, &reply, now) {
+            FollowerStep::Ignore => {}
+            FollowerStep::Truncate(to) => {
+                tracing::info!(partition = %r.partition, to, "truncating a diverged tail");
+                log.truncate_to(to).await.map_err(|e| e.to_string())?;
+                // Batches cut off are no longer stored: a retry of one must
+                // be written again, not answered as a duplicate.
+                for p in self.producers.values_mut() {
+                    p.recent.retain(|b| b.base_offset < to);
+                }
+            }
+            FollowerStep::Append => {
+                let Verdict::Records { high_watermark } = verdict else {
+                    return Err("records appended without a records verdict".into());
+                };
+                let mut at = 0;
+                let mut last = None;
+                let mut headers = Vec::with_capacity(slices.len());
+                for (header, len) in slices {
+                    let appended = log
+                        .append_replica(bytes[at..at + len].to_vec())
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    headers.push((header, appended.base_offset));
+                    at += len;
+                    last = Some(appended);
+                }
+                replica.follower_appended(seq, &metas, high_watermark, now);
+                if let Some(appended) = last {
+                    let end = appended.last_offset + 1;
+                    appended.durable.wait().await.map_err(|e| e.to_string())?;
+                    replica.durable_to(end, r.node.now());
+                    r.appended.send_if_modified(|e| {
+                        let advanced = end > *e;
+                        *e = (*e).max(end);
+                        advanced
+                    });
+                }
+                // A follower keeps the idempotent producers' state too: it
+                // may lead next.
+                for (header, base) in headers {
+                    self.remember(&header, base);
+                }
+            }
+        }
+        self.drive().await;
+        Ok(())
+    }
+
+    /// Leader: answers a follower's fetch with the stored records.
+    async fn replica_fetch(&mut self, req: ReplicaFetchRequest) -> (Verdict, Vec<u8>) {
+        let (Some(r), Some(log)) = (self.replication.as_mut(), self.log.as_ref()) else {
+            return (Verdict::Error(ReplicaError::NotLeader), Vec::new());
+        };
+        let Some(replica) = r.replica.as_mut() else {
+            return (Verdict::Error(ReplicaError::NotLeader), Vec::new());
+        };
+        let now = r.node.now();
+        replica.set_lease(r.node.lease_until(), now);
+        let answer = match replica.on_fetch(&req, now) {
+            FetchAnswer::Records {
+                from,
+                high_watermark,
+            } => {
+                let bytes = read_for_follower(log, from).await;
+                (Verdict::Records { high_watermark }, bytes)
+            }
+            FetchAnswer::Diverging { epoch, end_offset } => {
+                (Verdict::Diverging { epoch, end_offset }, Vec::new())
+            }
+            FetchAnswer::Error(e) => (Verdict::Error(e), Vec::new()),
+        };
+        self.drive().await;
+        answer
+    }
+
+    async fn replica_read(&self, from: u64, leader_epoch: i32) -> Vec<u8> {
+        let (Some(r), Some(log)) = (self.replication.as_ref(), self.log.as_ref()) else {
+            return Vec::new();
+        };
+        match &r.replica {
+            Some(replica) if replica.is_leader() && replica.leader_epoch() == leader_epoch => {
+                read_for_follower(log, from).await
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    fn wait_appended(&self, offset: u64, notify: mpsc::Sender<()>) {
+        let Some(r) = self.replication.as_ref() else {
+            return;
+        };
+        let mut appended = r.appended.subscribe();
+        tokio_uring::spawn(async move {
+            tokio::select! {
+                ready = appended.wait_for(|e| *e > offset) => if ready.is_ok() {
+                    let _ = notify.try_send(());
+                },
+                () = notify.closed() => {}
+            }
+        });
+    }
+
+    /// A consumer's fetch from a replica: only the leader answers, and
+    /// only below the high watermark.
+    async fn replica_consumer_fetch(&mut self, offset: u64, max_bytes: usize) -> FetchOutcome {
+        let Some(log) = self.log.as_ref() else {
+            return FetchOutcome {
+                result: Err(Failure::new(
+                    ErrorCode::UnknownTopic,
+                    "the partition was closed",
+                )),
+                log_start: 0,
+                log_end: 0,
+            };
+        };
+        let hw = *self.end.borrow();
+        let result = if !serves_clients(&self.replication) {
+            let partition = tp_of(&self.labels);
+            Err(replica_failure(&partition, ReplicaError::NotLeader))
+        } else if offset >= hw && offset <= log.latest() && offset >= log.earliest() {
+            Ok(Answer::Read(Vec::new()))
+        } else {
+            log.read(offset, max_bytes)
+                .await
+                .map(|bytes| Answer::Read(batches_below(bytes, hw)))
+                .map_err(|e| engine_failure(&e))
+        };
+        if let Ok(answer) = &result {
+            self.metrics.partition_bytes_out(&self.labels, answer.len());
+        }
+        FetchOutcome {
+            result,
+            log_start: log.earliest(),
+            log_end: hw,
+        }
+    }
+}
+
+/// The records a follower fetching from `from` gets: whole batches, up to
+/// [`PARTITION_FETCH_BYTES`].
+async fn read_for_follower(log: &Log, from: u64) -> Vec<u8> {
+    if from >= log.latest() {
+        return Vec::new();
+    }
+    match log.read(from, PARTITION_FETCH_BYTES).await {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            tracing::warn!(dir = %log.dir().display(), from, "reading for a follower failed: {e}");
+            Vec::new()
+        }
     }
 }
 

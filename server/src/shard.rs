@@ -3,7 +3,7 @@
 //! each other partition commands through bounded per-pair queues.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
@@ -144,7 +144,8 @@ impl Shared {
     }
 
     /// Hands out a producer id never handed out before by this data
-    /// directory: ids are reserved on disk a block at a time.
+    /// directory (nor by another broker of its cluster): ids are reserved
+    /// on disk a block at a time.
     pub fn next_producer_id(&self) -> Result<i64, Failure> {
         let mut ids = self.producer_ids.lock().unwrap_or_else(|e| e.into_inner());
         if ids.next >= ids.reserved_until {
@@ -163,7 +164,13 @@ impl Shared {
         }
         let id = ids.next;
         ids.next += 1;
-        Ok(id)
+        // In a cluster every broker hands out ids: the node id in the high
+        // bits keeps them apart (2^40 ids per broker).
+        let node = self
+            .cluster
+            .as_ref()
+            .map_or(0, |c| i64::from(c.config().node_id));
+        Ok(id | (node << 40))
     }
 }
 
@@ -175,6 +182,11 @@ pub struct Shard {
     pub shared: Arc<Shared>,
     peers: PeerSenders,
     partitions: RefCell<HashMap<(String, u32), PartitionHandle>>,
+    /// Cluster mode: the partitions open here as replicas.
+    replicated: RefCell<BTreeSet<ringlog_cluster::TopicPartition>>,
+    /// Cluster mode: the partition state and broker epoch each replica was
+    /// told last.
+    told: RefCell<HashMap<ringlog_cluster::TopicPartition, (ringlog_cluster::PartitionState, u64)>>,
     /// Fires once when the broker begins shutting down.
     pub shutdown: watch::Receiver<bool>,
 }
@@ -254,6 +266,8 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
         shared,
         peers,
         partitions: RefCell::new(HashMap::new()),
+        replicated: RefCell::new(BTreeSet::new()),
+        told: RefCell::new(HashMap::new()),
         shutdown,
     });
     for mut inbox in inboxes {
@@ -279,6 +293,9 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
             shard.close_all().await;
             return Ok(());
         }
+    }
+    if shard.shared.cluster.is_some() {
+        start_replication(&shard);
     }
     tokio_uring::spawn(retention_timer(shard.clone()));
     if shard.shared.config.scrub_interval_ms > 0 {
@@ -325,6 +342,113 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
     shard.close_all().await;
     tracing::info!(shard = id, "shard stopped");
     Ok(())
+}
+
+/// Cluster mode: takes the replication sessions peers open with this
+/// shard, fetches from every other broker for the partitions it leads, and
+/// keeps this shard's replicas in step with the controller's state.
+fn start_replication(shard: &Rc<Shard>) {
+    let Some(node) = shard.shared.cluster.clone() else {
+        return;
+    };
+    let (inbox, mut sessions) = mpsc::unbounded_channel();
+    node.session_inbox(shard.id, inbox);
+    let serving = shard.clone();
+    tokio_uring::spawn(async move {
+        while let Some((send, recv)) = sessions.recv().await {
+            let shard = serving.clone();
+            tokio_uring::spawn(async move {
+                if let Err(e) = crate::cluster::replication::serve_session(shard, send, recv).await
+                {
+                    tracing::debug!("a follower's replication session ended: {e:#}");
+                }
+            });
+        }
+    });
+    for &peer in node.config().peers.keys() {
+        if peer != node.config().node_id {
+            tokio_uring::spawn(crate::cluster::replication::follow(shard.clone(), peer));
+        }
+    }
+    tokio_uring::spawn(follow_cluster(shard.clone(), node));
+}
+
+/// Applies every change of the cluster metadata to this shard: creates the
+/// topics the controller created (the first shard to see one writes the
+/// catalog), opens this shard's replicas of them, and hands each replica
+/// its partition's new state.
+async fn follow_cluster(shard: Rc<Shard>, node: Arc<crate::cluster::agent::ClusterNode>) {
+    let mut changes = node.changes();
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        let view = node.view();
+        if let Some(broker_epoch) = view.epoch {
+            for (name, text) in &view.state.topics {
+                if shard.shared.topic(name).is_none() {
+                    match Topic::from_text(name, text) {
+                        Ok(topic) => {
+                            let created = shard
+                                .shared
+                                .catalog
+                                .write()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .create(topic);
+                            match created {
+                                Ok(_) => {
+                                    tracing::info!(topic = %name, "topic created by the controller")
+                                }
+                                Err(catalog::Refusal(ErrorCode::TopicExists, _)) => {}
+                                Err(catalog::Refusal(_, e)) => {
+                                    tracing::error!(topic = %name, "creating a replicated topic: {e}")
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            tracing::error!(topic = %name, "the controller's topic settings: {e:#}")
+                        }
+                    }
+                }
+                if let Some(topic) = shard.shared.topic(name) {
+                    if let Err(e) = shard.open_topic(topic, false).await {
+                        tracing::error!(topic = %name, "opening replicas: {e}");
+                    }
+                }
+            }
+            let me = node.config().node_id;
+            let owned: Vec<_> = view
+                .state
+                .partitions
+                .iter()
+                .filter(|(tp, p)| {
+                    p.replicas.contains(&me) && shard.owner(&tp.topic, tp.partition) == shard.id
+                })
+                .collect();
+            for (tp, state) in owned {
+                let current = (state.clone(), broker_epoch);
+                if shard.told.borrow().get(tp) == Some(&current) {
+                    continue;
+                }
+                let handle = shard
+                    .partitions
+                    .borrow()
+                    .get(&(tp.topic.clone(), tp.partition))
+                    .cloned();
+                if let Some(handle) = handle {
+                    handle
+                        .send(PartCmd::ClusterState {
+                            state: state.clone(),
+                            broker_epoch,
+                        })
+                        .await;
+                    shard.told.borrow_mut().insert(tp.clone(), current);
+                }
+            }
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { return },
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Sends every partition of this shard a scrub step at each interval, one
@@ -405,6 +529,16 @@ impl Shard {
         }
     }
 
+    /// The partitions open on this shard as replicas.
+    pub fn replicated_partitions(&self) -> Vec<ringlog_cluster::TopicPartition> {
+        self.replicated.borrow().iter().cloned().collect()
+    }
+
+    /// Sends a command to a partition of this shard.
+    pub async fn deliver_local(&self, topic: &str, partition: u32, cmd: PartCmd) {
+        self.deliver(topic, partition, cmd).await;
+    }
+
     async fn deliver(&self, topic: &str, partition: u32, cmd: PartCmd) {
         let handle = self
             .partitions
@@ -450,6 +584,16 @@ impl Shard {
 
     /// Opens this shard's partitions of `topic`.
     async fn open_topic(&self, topic: Arc<Topic>, at_start: bool) -> Result<(), String> {
+        // In cluster mode every topic but the internal one is replicated
+        // (only the controller creates topics there); a broker opens the
+        // partitions it holds a replica of, and at start, before it knows
+        // the assignments, every one in its catalog.
+        let cluster = self
+            .shared
+            .cluster
+            .clone()
+            .filter(|_| topic.name != catalog::OFFSETS_TOPIC);
+        let view = cluster.as_ref().map(|c| c.view());
         for p in 0..topic.config.partitions {
             if self.owner(&topic.name, p) != self.id
                 || self
@@ -459,6 +603,17 @@ impl Shard {
             {
                 continue;
             }
+            let tp = ringlog_cluster::TopicPartition::new(topic.name.clone(), p);
+            if let Some(view) = &view {
+                let elsewhere = view
+                    .state
+                    .partitions
+                    .get(&tp)
+                    .is_some_and(|s| !s.replicas.contains(&view.node_id));
+                if elsewhere {
+                    continue;
+                }
+            }
             let (handle, report) = partition::open(
                 &self.shared.config.data_dir,
                 topic.clone(),
@@ -466,6 +621,7 @@ impl Shard {
                 self.id,
                 self.shared.metrics.clone(),
                 self.shared.config.write_mode,
+                cluster.clone(),
             )
             .await
             .map_err(|e| format!("opening {}-{p}: {e}", topic.name))?;
@@ -477,6 +633,9 @@ impl Shard {
             self.partitions
                 .borrow_mut()
                 .insert((topic.name.clone(), p), handle);
+            if cluster.is_some() {
+                self.replicated.borrow_mut().insert(tp);
+            }
         }
         Ok(())
     }

@@ -414,22 +414,28 @@ fn committed_offsets_survive_a_crash() {
 }
 
 #[test]
-fn acks_all_is_refused_until_replication_exists() {
+fn acks_all_alone_is_the_leader_and_other_acks_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start(dir.path(), 1);
     let mut c = broker.client();
     c.create_topic("a", 1, "never");
     let b = batch(&[b"v"], ProducerStamp::NONE, 1);
+    // Alone, the leader is every replica: acks=all is stored as acks=1.
+    let mut all: proto::ProduceResponse = c
+        .call(
+            ApiKey::Produce,
+            &proto::encode_produce(-1, 0, &[("a", 0, &b)]),
+        )
+        .ok(ApiKey::Produce);
+    let all = all.partitions.remove(0);
+    assert_eq!(all.error, 0, "{}", all.message);
+    assert_eq!(all.base_offsets, vec![0]);
     let reply = c.call(
         ApiKey::Produce,
-        &proto::encode_produce(-1, 0, &[("a", 0, &b)]),
+        &proto::encode_produce(2, 0, &[("a", 0, &b)]),
     );
     assert_eq!(reply.error, ErrorCode::InvalidAcks);
-    assert!(
-        reply.message().contains("replication"),
-        "{}",
-        reply.message()
-    );
+    assert!(reply.message().contains("acks=2"), "{}", reply.message());
     // acks=0 gets no response; the next request's response comes first.
     c.send(
         ApiKey::Produce,
@@ -441,12 +447,12 @@ fn acks_all_is_refused_until_replication_exists() {
     let mut stored = 0;
     for _ in 0..500 {
         stored = c.read_all("a", 0, 0).len();
-        if stored == 1 {
+        if stored == 2 {
             break;
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    assert_eq!(stored, 1);
+    assert_eq!(stored, 2);
 }
 
 #[test]

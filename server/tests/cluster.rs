@@ -3,6 +3,8 @@
 //! heartbeat; the controller's death elects another, the dead broker is
 //! fenced, and it comes back under a new epoch. A broker asked for cluster
 //! mode without certificates refuses to start and says how to make them.
+//! Replicated topics: `acks=all` writes survive their leader's SIGKILL,
+//! replicas converge byte for byte, followers refuse clients.
 
 mod common;
 
@@ -11,7 +13,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::*;
-use ringlog_protocol::{ApiKey, DescribeClusterResponse};
+use ringlog_engine::batch::{BatchView, ProducerStamp};
+use ringlog_protocol::{self as proto, ApiKey, DescribeClusterResponse, ErrorCode, Payload};
 
 fn describe(addr: SocketAddr) -> Option<DescribeClusterResponse> {
     let mut client = std::panic::catch_unwind(|| Client::connect(addr)).ok()?;
@@ -68,6 +71,7 @@ impl Cluster {
 
     fn start_node(&self, i: usize) -> Broker {
         let certs = self.dir.path().join("certs");
+        let lag_ms = (self.session_ms.parse::<u64>().unwrap() / 2).to_string();
         Broker::start_with(
             &self.dir.path().join(format!("d{i}")),
             1,
@@ -80,8 +84,32 @@ impl Cluster {
                 certs.to_str().unwrap(),
                 "--broker-session-timeout-ms",
                 &self.session_ms,
+                "--replica-lag-time-max-ms",
+                &lag_ms,
             ],
         )
+    }
+
+    /// The first live broker other than `not`.
+    fn other_than(&self, not: usize) -> usize {
+        (1..=3)
+            .find(|i| *i != not && self.brokers[i - 1].is_some())
+            .unwrap()
+    }
+
+    /// Waits until the partition has a live leader other than `not` and
+    /// an ISR of at least `isr`, as broker `via` sees it.
+    fn leader(&self, via: usize, topic: &str, partition: u32, isr: usize, not: u32) -> u32 {
+        until("a leader with the ISR asked for", 30, || {
+            let d = describe(self.addr(via))?;
+            let p = d
+                .partitions
+                .iter()
+                .find(|p| p.topic == topic && p.partition == partition)?;
+            let leader = p.leader.filter(|l| *l != not)?;
+            let live = d.brokers.iter().any(|b| b.id == leader && !b.fenced);
+            (live && p.isr.len() >= isr).then_some(leader)
+        })
     }
 
     fn addr(&self, i: usize) -> SocketAddr {
@@ -99,6 +127,97 @@ impl Cluster {
             .then_some(d)
         })
     }
+}
+
+/// Produces one idempotent batch with `acks=all` to whichever broker leads
+/// partition 0 now, retrying (as a client does) until it is acknowledged;
+/// the producer id makes retries of a stored batch duplicates.
+fn produce_until_acked(cluster: &Cluster, topic: &str, batch: &[u8]) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = None;
+    while Instant::now() < deadline {
+        let via = cluster.other_than(0);
+        if let Some(d) = describe(cluster.addr(via)) {
+            let leader = d
+                .partitions
+                .iter()
+                .find(|p| p.topic == topic && p.partition == 0)
+                .and_then(|p| p.leader);
+            if let Some(leader) = leader.filter(|l| cluster.brokers[*l as usize - 1].is_some()) {
+                let client =
+                    std::panic::catch_unwind(|| Client::connect(cluster.addr(leader as usize)));
+                if let Ok(mut client) = client {
+                    let (error, _) = produce_acks(&mut client, topic, batch, -1);
+                    if error == ErrorCode::None {
+                        return;
+                    }
+                    assert!(
+                        matches!(
+                            error,
+                            ErrorCode::NotLeader
+                                | ErrorCode::NotEnoughReplicas
+                                | ErrorCode::NotEnoughReplicasAfterAppend
+                                | ErrorCode::Timeout
+                        ),
+                        "{error:?}"
+                    );
+                    last = Some(error);
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("not acknowledged within 60 s (last error {last:?})");
+}
+
+/// Produces with `acks`; the partition's error and base offsets.
+fn produce_acks(
+    client: &mut Client,
+    topic: &str,
+    batch: &[u8],
+    acks: i16,
+) -> (ErrorCode, Vec<u64>) {
+    let payload = proto::encode_produce(acks, 10_000, &[(topic, 0, batch)]);
+    let reply = client.call(ApiKey::Produce, &payload);
+    if reply.error != ErrorCode::None {
+        return (reply.error, Vec::new());
+    }
+    let mut resp: proto::ProduceResponse = reply.ok(ApiKey::Produce);
+    let p = resp.partitions.remove(0);
+    (ErrorCode::from_u16(p.error), p.base_offsets)
+}
+
+fn create_replicated(client: &mut Client, topic: &str, rf: u32, min_insync: u32) {
+    let req = proto::CreateTopicRequest {
+        name: topic.into(),
+        partitions: Some(1),
+        replication_factor: Some(rf),
+        min_insync_replicas: Some(min_insync),
+        ..Default::default()
+    };
+    let reply = client.call(ApiKey::CreateTopic, &req.encode());
+    assert_eq!(reply.error, ErrorCode::None, "{}", reply.message());
+}
+
+/// The stored batches of a replica's partition directory, as bytes: every
+/// segment in order, up to where the batches stop (a preallocated tail).
+fn stored_batches(dir: &std::path::Path) -> Vec<Vec<u8>> {
+    let mut segments: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "log"))
+        .collect();
+    segments.sort();
+    let mut out = Vec::new();
+    for seg in segments {
+        let bytes = std::fs::read(&seg).unwrap();
+        let mut rest = &bytes[..];
+        while let Ok(view) = BatchView::parse(rest, 16 << 20) {
+            out.push(view.bytes().to_vec());
+            rest = &rest[view.bytes().len()..];
+        }
+    }
+    out
 }
 
 #[test]
@@ -193,4 +312,62 @@ fn cluster_mode_without_certificates_refuses_to_start_and_names_the_command() {
     assert!(!stray.status.success(), "--node-id without --peers");
     let unknown = run(&["--node-id", "9", "--peers", peers, "--tls-dir", "/x"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("not one of --peers"));
+}
+
+#[test]
+fn acks_all_writes_survive_leader_kills_and_the_replicas_converge_byte_for_byte() {
+    let mut cluster = Cluster::start(2_000);
+    cluster.formed(1);
+    create_replicated(&mut Client::connect(cluster.addr(1)), "orders", 3, 2);
+    let mut acked: Vec<Vec<u8>> = Vec::new();
+    let mut leader = cluster.leader(1, "orders", 0, 3, 0);
+    let ids: proto::InitProducerIdResponse = Client::connect(cluster.addr(1))
+        .call(ApiKey::InitProducerId, &[])
+        .ok(ApiKey::InitProducerId);
+    let mut seq = 0;
+    let mut produce = |cluster: &Cluster, acked: &mut Vec<Vec<u8>>, value: String| {
+        let stamp = ProducerStamp {
+            producer_id: ids.producer_id,
+            producer_epoch: ids.producer_epoch,
+            base_sequence: seq,
+        };
+        seq += 1;
+        let b = batch(&[value.as_bytes()], stamp, 1_000);
+        produce_until_acked(cluster, "orders", &b);
+        acked.push(value.into_bytes());
+    };
+    for round in 0..3 {
+        for i in 0..10 {
+            produce(&cluster, &mut acked, format!("round {round} record {i}"));
+        }
+        // A follower refuses clients: they must go to the leader.
+        let follower = cluster.other_than(leader as usize);
+        let got = Client::connect(cluster.addr(follower)).fetch(&[("orders", 0, 0)], 0);
+        assert_eq!(got[0].0, ErrorCode::NotLeader);
+
+        // The leader dies; the producer carries on with the next one.
+        let killed = leader as usize;
+        cluster.brokers[killed - 1].take().unwrap().kill();
+        for i in 10..20 {
+            produce(&cluster, &mut acked, format!("round {round} record {i}"));
+        }
+        cluster.brokers[killed - 1] = Some(cluster.start_node(killed));
+        leader = cluster.leader(cluster.other_than(killed), "orders", 0, 3, 0);
+    }
+    let mut client = Client::connect(cluster.addr(leader as usize));
+    let values: Vec<Vec<u8>> = client
+        .read_all("orders", 0, 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(values, acked, "every acknowledged record, once, in order");
+
+    // All three replicas hold the same batches, byte for byte.
+    let copies = until("the replicas to converge", 20, || {
+        let copies: Vec<_> = (1..=3)
+            .map(|i| stored_batches(&cluster.dir.path().join(format!("d{i}/orders-0"))))
+            .collect();
+        (copies[0] == copies[1] && copies[1] == copies[2]).then_some(copies)
+    });
+    assert_eq!(copies[0].len(), acked.len());
 }

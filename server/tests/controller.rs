@@ -30,7 +30,11 @@ async fn start(
     let controller = Controller::start(id, &data.join(format!("n{id}")), peers, 3_000)
         .await
         .unwrap();
-    tokio::spawn(controller.clone().serve(endpoint.clone()));
+    tokio::spawn(
+        controller
+            .clone()
+            .serve(endpoint.clone(), Default::default()),
+    );
     Node {
         controller,
         endpoint,
@@ -114,6 +118,7 @@ fn a_three_node_quorum_applies_commands_and_survives_its_leader() {
                     topic: "orders".into(),
                     assignments: vec![vec![1, 2, 3], vec![2, 3, 1]],
                     min_insync: 2,
+                    config: String::new(),
                 },
                 Duration::from_secs(10),
             )

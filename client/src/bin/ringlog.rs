@@ -89,6 +89,13 @@ enum TopicCommand {
         /// always, never or interval:MS [default: the broker's].
         #[arg(long)]
         fsync: Option<String>,
+        /// Replicas per partition, cluster mode [default: min(3, brokers)].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        replication_factor: Option<u32>,
+        /// Replicas in sync for an acks=all write, cluster mode
+        /// [default: min(2, replication factor)].
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        min_insync_replicas: Option<u32>,
     },
     /// List topics.
     List,
@@ -262,6 +269,8 @@ async fn topic(
             retention_bytes,
             segment_bytes,
             fsync,
+            replication_factor,
+            min_insync_replicas,
         } => {
             let mut t = match partitions {
                 Some(n) => NewTopic::new(&name, n),
@@ -278,6 +287,12 @@ async fn topic(
             }
             if let Some(v) = fsync {
                 t = t.fsync(&v);
+            }
+            if let Some(v) = replication_factor {
+                t = t.replication_factor(v);
+            }
+            if let Some(v) = min_insync_replicas {
+                t = t.min_insync_replicas(v);
             }
             let meta = admin.create_topic(t).await?;
             let count = meta.partitions.len();

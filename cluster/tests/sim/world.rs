@@ -333,6 +333,7 @@ impl World {
                 topic: TOPIC.into(),
                 assignments,
                 min_insync: cfg.min_insync,
+                config: String::new(),
             })
             .unwrap();
         let partitions: Vec<TopicPartition> = state.partitions.keys().cloned().collect();

@@ -6,15 +6,26 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use ringlog_cluster::controller::{ClusterState, Command};
 use ringlog_cluster::lease::BrokerLease;
+use ringlog_cluster::Millis;
+use tokio::sync::{mpsc, oneshot, watch};
 
 use super::quic::Tls;
-use super::raft::{Controller, HeartbeatAnswer, HeartbeatRequest, Peers, RegisterRequest};
+use super::raft::{
+    Controller, HeartbeatAnswer, HeartbeatRequest, Peers, RegisterRequest, Reply, SessionInboxes,
+};
+
+/// How long a command from a shard (an ISR change) may take at the
+/// controller before the shard is told it failed.
+const COMMAND_WITHIN: Duration = Duration::from_secs(5);
+
+type CommandRequest = (Command, oneshot::Sender<anyhow::Result<Reply>>);
 
 /// Cluster-mode settings.
 #[derive(Debug, Clone)]
@@ -76,7 +87,17 @@ pub struct View {
 /// This broker's cluster membership, running.
 pub struct ClusterNode {
     view: Arc<Mutex<View>>,
-    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
+    /// Raised whenever the view changes; shards watch it.
+    changes: Arc<watch::Sender<u64>>,
+    /// The clock every replica of this broker runs on, and its lease's end
+    /// on that clock (0: no lease).
+    clock: Instant,
+    lease_until: Arc<AtomicU64>,
+    commands: mpsc::UnboundedSender<CommandRequest>,
+    peers: Peers,
+    sessions: SessionInboxes,
+    config: ClusterConfig,
+    stop: Mutex<Option<oneshot::Sender<()>>>,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
@@ -98,11 +119,24 @@ impl ClusterNode {
             node_id: config.node_id,
             lease_valid: false,
         }));
-        let (stop, stopped) = tokio::sync::oneshot::channel();
+        let (stop, stopped) = oneshot::channel();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+        let node_config = config.clone();
         let config = config.clone();
         let dir = data_dir.join("controller");
         let shared = view.clone();
+        let changes = Arc::new(watch::channel(0u64).0);
+        let clock = Instant::now();
+        let lease_until = Arc::new(AtomicU64::new(0));
+        let sessions = SessionInboxes::default();
+        let (commands, mut command_rx) = mpsc::unbounded_channel::<CommandRequest>();
+        let membership_state = Membership {
+            view: shared.clone(),
+            changes: changes.clone(),
+            clock,
+            lease_until: lease_until.clone(),
+        };
+        let thread_sessions = sessions.clone();
         let thread = std::thread::Builder::new()
             .name("ringlog-cluster".into())
             .spawn(move || {
@@ -128,28 +162,45 @@ impl ClusterNode {
                         let controller = Controller::start(
                             u64::from(config.node_id),
                             &dir,
-                            peers,
+                            peers.clone(),
                             config.session_timeout_ms,
                         )
                         .await?;
-                        tokio::spawn(controller.clone().serve(endpoint.clone()));
+                        tokio::spawn(
+                            controller
+                                .clone()
+                                .serve(endpoint.clone(), thread_sessions),
+                        );
                         tokio::spawn(controller.clone().run_liveness());
-                        anyhow::Ok((endpoint, controller))
+                        anyhow::Ok((endpoint, controller, peers))
                     };
                     let (endpoint, controller) = match started.await {
-                        Ok(s) => {
-                            let _ = ready_tx.send(Ok(()));
-                            s
+                        Ok((endpoint, controller, peers)) => {
+                            let _ = ready_tx.send(Ok(peers));
+                            (endpoint, controller)
                         }
                         Err(e) => {
                             let _ = ready_tx.send(Err(e));
                             return;
                         }
                     };
+                    // Shards' commands (ISR changes) go through this thread,
+                    // which owns the controller member.
+                    let submitter = controller.clone();
+                    tokio::spawn(async move {
+                        while let Some((command, reply)) = command_rx.recv().await {
+                            let controller = submitter.clone();
+                            tokio::spawn(async move {
+                                let _ = reply.send(controller.submit(command, COMMAND_WITHIN).await);
+                            });
+                        }
+                    });
+                    tokio::spawn(follow_state(controller.clone(), membership_state.clone()));
                     tokio::select! {
                         _ = stopped => {}
-                        _ = membership(&config, controller.clone(), client_address, shared.clone()) => {}
+                        _ = membership(&config, controller.clone(), client_address, membership_state.clone()) => {}
                     }
+                    membership_state.lease_until.store(0, Ordering::Release);
                     leave(&config, &controller, &shared).await;
                     let _ = controller.raft.shutdown().await;
                     endpoint.close(0u32.into(), b"broker stopping");
@@ -158,8 +209,15 @@ impl ClusterNode {
             })
             .context("spawning the cluster thread")?;
         match ready_rx.recv() {
-            Ok(Ok(())) => Ok(Self {
+            Ok(Ok(peers)) => Ok(Self {
                 view,
+                changes,
+                clock,
+                lease_until,
+                commands,
+                peers,
+                sessions,
+                config: node_config,
                 stop: Mutex::new(Some(stop)),
                 thread: Mutex::new(Some(thread)),
             }),
@@ -177,6 +235,49 @@ impl ClusterNode {
     /// What this broker knows of the cluster now.
     pub fn view(&self) -> View {
         self.view.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Changes whenever [`ClusterNode::view`] does.
+    pub fn changes(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// Milliseconds on the clock this broker's replicas share.
+    pub fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    /// When this broker's lease ends on [`ClusterNode::now`]'s clock: it
+    /// may lead until then.
+    pub fn lease_until(&self) -> Millis {
+        self.lease_until.load(Ordering::Acquire)
+    }
+
+    /// The cluster settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    /// Applies `command` through the controller quorum (from any thread).
+    pub async fn submit(&self, command: Command) -> anyhow::Result<Reply> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send((command, reply))
+            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?
+    }
+
+    /// A QUIC connection to node `node` (made on first use).
+    pub async fn connection(&self, node: u32) -> anyhow::Result<quinn::Connection> {
+        self.peers.connection(u64::from(node)).await
+    }
+
+    /// Where the replication sessions opened by peers with shard `shard`
+    /// are handed over.
+    pub fn session_inbox(&self, shard: usize, inbox: super::raft::SessionSender) {
+        self.sessions.set(shard, inbox);
     }
 
     /// Leaves: stops the controller member and closes the endpoint.
@@ -222,25 +323,69 @@ fn incarnation() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 40)
 }
 
+/// What the cluster thread keeps current for the shards.
+#[derive(Clone)]
+struct Membership {
+    view: Arc<Mutex<View>>,
+    changes: Arc<watch::Sender<u64>>,
+    clock: Instant,
+    lease_until: Arc<AtomicU64>,
+}
+
+impl Membership {
+    fn now(&self) -> Millis {
+        self.clock.elapsed().as_millis() as Millis
+    }
+
+    /// Updates the view with `change` and tells the shards.
+    fn update(&self, change: impl FnOnce(&mut View)) {
+        change(&mut self.view.lock().unwrap_or_else(|e| e.into_inner()));
+        self.changes.send_modify(|v| *v += 1);
+    }
+}
+
+/// Copies every change of the controller's state into the view as it is
+/// applied here, so leaderships and ISR changes reach the shards at once.
+async fn follow_state(controller: Arc<Controller>, membership: Membership) {
+    let mut state = controller.state();
+    loop {
+        let current = state.borrow_and_update().clone();
+        let leader = controller.leader().map(|l| l as u32);
+        membership.update(|v| {
+            v.state = current;
+            v.controller = leader;
+        });
+        if state.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
 /// Registers, then heartbeats for as long as the session lasts; registers
-/// again when fenced. Keeps `view` current.
+/// again when fenced. Keeps the view and the lease current.
 async fn membership(
     config: &ClusterConfig,
     controller: Arc<Controller>,
     client_address: String,
-    view: Arc<Mutex<View>>,
+    membership: Membership,
 ) {
-    let started = Instant::now();
-    let now = || started.elapsed().as_millis() as u64;
+    let now = || membership.now();
     let every = Duration::from_millis((config.session_timeout_ms / 4).clamp(50, 1_000));
     let mut lease = BrokerLease::new(config.session_timeout_ms);
     let incarnation = incarnation();
     let update = |epoch: Option<u64>, lease: &BrokerLease| {
-        let mut v = view.lock().unwrap_or_else(|e| e.into_inner());
-        v.state = controller.state().borrow().clone();
-        v.controller = controller.leader().map(|l| l as u32);
-        v.epoch = epoch;
-        v.lease_valid = lease.valid(now());
+        membership
+            .lease_until
+            .store(lease.expires_at(), Ordering::Release);
+        let state = controller.state().borrow().clone();
+        let leader = controller.leader().map(|l| l as u32);
+        let valid = lease.valid(now());
+        membership.update(|v| {
+            v.state = state;
+            v.controller = leader;
+            v.epoch = epoch;
+            v.lease_valid = valid;
+        });
     };
     loop {
         let sent = now();

@@ -497,6 +497,45 @@ pub enum Kind {
     Register = 11,
     /// A broker's heartbeat.
     Heartbeat = 12,
+    /// A follower shard's replication session (then the shard: u32 LE),
+    /// handed to the matching shard here.
+    Replication = 20,
+}
+
+/// Hands a replication session's streams to a shard.
+pub type SessionSender = tokio::sync::mpsc::UnboundedSender<(quinn::SendStream, quinn::RecvStream)>;
+
+/// Where each shard takes the replication sessions peers open with it.
+#[derive(Clone, Default)]
+pub struct SessionInboxes(Arc<Mutex<BTreeMap<usize, SessionSender>>>);
+
+impl SessionInboxes {
+    /// Shard `shard` takes its sessions from `inbox` from now on.
+    pub fn set(&self, shard: usize, inbox: SessionSender) {
+        self.0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(shard, inbox);
+    }
+
+    fn hand_over(
+        &self,
+        shard: usize,
+        streams: (quinn::SendStream, quinn::RecvStream),
+    ) -> anyhow::Result<()> {
+        let inbox = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&shard)
+            .cloned();
+        match inbox {
+            Some(inbox) => inbox
+                .send(streams)
+                .map_err(|_| anyhow!("shard {shard} has stopped")),
+            None => bail!("no shard {shard} serves replication"),
+        }
+    }
 }
 
 /// A broker process's registration.
@@ -581,7 +620,9 @@ impl Peers {
         self.addrs.keys().copied().collect()
     }
 
-    async fn connection(&self, node: u64) -> anyhow::Result<quinn::Connection> {
+    /// The connection to `node`, made on first use (and again after it
+    /// failed).
+    pub async fn connection(&self, node: u64) -> anyhow::Result<quinn::Connection> {
         if let Some(c) = self
             .conns
             .lock()
@@ -985,11 +1026,12 @@ impl Controller {
     /// Serves the controller's part of the cluster endpoint: every
     /// authenticated peer's Raft messages and commands. Runs until the
     /// endpoint closes.
-    pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint) {
+    pub async fn serve(self: Arc<Self>, endpoint: quinn::Endpoint, sessions: SessionInboxes) {
         let ids: Vec<u32> = self.peers.ids().iter().map(|id| *id as u32).collect();
         while let Some(incoming) = endpoint.accept().await {
             let this = self.clone();
             let ids = ids.clone();
+            let sessions = sessions.clone();
             tokio::spawn(async move {
                 let Ok(conn) = incoming.await else { return };
                 let Some(peer) = quic::peer_node(&conn, &ids) else {
@@ -998,8 +1040,9 @@ impl Controller {
                 };
                 while let Ok((send, recv)) = conn.accept_bi().await {
                     let this = this.clone();
+                    let sessions = sessions.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = this.answer(send, recv).await {
+                        if let Err(e) = this.answer(send, recv, &sessions).await {
                             tracing::debug!(peer, "controller request failed: {e:#}");
                         }
                     });
@@ -1012,11 +1055,19 @@ impl Controller {
         &self,
         mut send: quinn::SendStream,
         mut recv: quinn::RecvStream,
+        sessions: &SessionInboxes,
     ) -> anyhow::Result<()> {
-        let request = recv.read_to_end(BODY_MAX).await?;
-        let Some((&kind, body)) = request.split_first() else {
-            bail!("an empty request");
-        };
+        let mut kind = [0u8; 1];
+        recv.read_exact(&mut kind).await?;
+        let kind = kind[0];
+        if kind == Kind::Replication as u8 {
+            let mut shard = [0u8; 4];
+            recv.read_exact(&mut shard).await?;
+            let shard = u32::from_le_bytes(shard) as usize;
+            return sessions.hand_over(shard, (send, recv));
+        }
+        let body = recv.read_to_end(BODY_MAX).await?;
+        let body = &body[..];
         let answer = match kind {
             k if k == Kind::AppendEntries as u8 => serde_json::to_vec(
                 &self

@@ -1,93 +1,62 @@
 //! Replication's data path: a follower shard's fetch session with the
-//! leader's matching shard over QUIC, driving the sans-I/O
-//! [`Replica`] machines over engine logs. The leader sends stored batches as
-//! they are; the follower appends them byte for byte
-//! ([`Log::append_replica`]), reports how far it has synced in its next
-//! fetch, and truncates where the leader says its log diverged.
+//! leader's matching shard over QUIC. Each side's partitions keep their own
+//! [`ringlog_cluster::replica::Replica`] machine inside their task
+//! (`crate::partition`); a session only carries their fetches and answers.
+//! The leader sends stored batches as they are; the follower appends them
+//! byte for byte, reports how far it has synced in its next fetch, and
+//! truncates where the leader says its log diverged.
 //!
-//! A session is one long-lived QUIC stream carrying frames in both
-//! directions, `[header length: u32 LE][data length: u32 LE][header JSON]
-//! [data]`: a request names every partition the follower fetches from this
-//! leader; the answer carries each partition's verdict in the header and its
-//! records, concatenated, as the data.
+//! A session is one long-lived QUIC stream per (follower shard, leader
+//! broker), opened with [`Kind::Replication`] and the shard index, carrying
+//! frames in both directions, `[header length: u32 LE][data length: u32
+//! LE][header JSON][data]`: a request names every partition the follower
+//! fetches from this leader; the answer carries each partition's verdict in
+//! the header and its records, concatenated, as the data. The leader holds
+//! a request that finds nothing new for up to its `max_wait_ms` (a long
+//! poll), so an idle session costs nothing and new data leaves at once.
 
-use std::cell::RefCell;
-use std::collections::BTreeMap;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use ringlog_cluster::replica::{
-    BatchMeta, FetchAnswer, FetchReply, FetchRequest, FollowerStep, Replica,
-};
-use ringlog_cluster::{BrokerId, Millis, ReplicaError, TopicPartition};
-use ringlog_engine::batch::BatchView;
-use ringlog_engine::Log;
+use ringlog_cluster::replica::FetchRequest;
+use ringlog_cluster::{BrokerId, ReplicaError, TopicPartition};
 use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+
+use super::raft::Kind;
+use crate::partition::PartCmd;
+use crate::shard::Shard;
 
 /// The most record bytes one partition sends in one answer.
 pub const PARTITION_FETCH_BYTES: usize = 4 << 20;
 /// A frame larger than this is not from a broker.
 const FRAME_MAX: usize = 64 << 20;
-
-/// One partition on this shard: its log and its replica machine.
-pub struct ReplicatedLog {
-    /// The partition's log.
-    pub log: Log,
-    /// Its replication state.
-    pub replica: Replica,
-}
-
-/// A partition shared between the tasks of one shard.
-pub type SharedLog = Rc<tokio::sync::Mutex<ReplicatedLog>>;
-
-/// The replicated partitions of one shard.
-pub struct ShardReplicas {
-    parts: RefCell<BTreeMap<TopicPartition, SharedLog>>,
-    started: Instant,
-}
-
-impl Default for ShardReplicas {
-    fn default() -> Self {
-        Self {
-            parts: RefCell::new(BTreeMap::new()),
-            started: Instant::now(),
-        }
-    }
-}
-
-impl ShardReplicas {
-    /// Milliseconds on this shard's clock, the replicas' time.
-    pub fn now(&self) -> Millis {
-        self.started.elapsed().as_millis() as Millis
-    }
-
-    /// Adds (or replaces) a partition.
-    pub fn insert(&self, tp: TopicPartition, part: ReplicatedLog) -> SharedLog {
-        let shared = Rc::new(tokio::sync::Mutex::new(part));
-        self.parts.borrow_mut().insert(tp, shared.clone());
-        shared
-    }
-
-    /// A partition.
-    pub fn get(&self, tp: &TopicPartition) -> Option<SharedLog> {
-        self.parts.borrow().get(tp).cloned()
-    }
-
-    fn all(&self) -> Vec<(TopicPartition, SharedLog)> {
-        self.parts
-            .borrow()
-            .iter()
-            .map(|(tp, p)| (tp.clone(), p.clone()))
-            .collect()
-    }
-}
+/// How long a leader holds a fetch that finds nothing new.
+const LONG_POLL: Duration = Duration::from_millis(250);
+/// How long a follower shard waits before asking its partitions again when
+/// none had a fetch due.
+const IDLE: Duration = Duration::from_millis(5);
+/// Pause after a session failed (the leader is down or unreachable).
+const RECONNECT: Duration = Duration::from_millis(200);
 
 /// A partition's verdict in an answer.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-enum Verdict {
-    Records { high_watermark: u64 },
-    Diverging { epoch: i32, end_offset: u64 },
+pub enum Verdict {
+    /// Records (in the data, possibly none) and the leader's high watermark.
+    Records {
+        /// The leader's high watermark.
+        high_watermark: u64,
+    },
+    /// The follower's log diverged (see
+    /// [`ringlog_cluster::replica::FetchAnswer::Diverging`]).
+    Diverging {
+        /// The leader's epoch at or below the follower's last one.
+        epoch: i32,
+        /// Where it ends in the leader's log.
+        end_offset: u64,
+    },
+    /// Refused.
     Error(ReplicaError),
 }
 
@@ -138,118 +107,69 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<Option<(Vec<
     Ok(Some((header, data)))
 }
 
-impl ReplicatedLog {
-    /// Leader side: answers one follower fetch, with the stored records.
-    async fn answer(&mut self, req: &FetchRequest, now: Millis) -> (Verdict, Vec<u8>) {
-        match self.replica.on_fetch(req, now) {
-            FetchAnswer::Records {
-                from,
-                high_watermark,
-            } => {
-                let bytes = if from < self.log.latest() {
-                    match self.log.read(from, PARTITION_FETCH_BYTES).await {
-                        Ok(b) => b,
-                        Err(e) => {
-                            tracing::warn!("replication read failed: {e}");
-                            Vec::new()
-                        }
-                    }
-                } else {
-                    Vec::new()
-                };
-                (Verdict::Records { high_watermark }, bytes)
-            }
-            FetchAnswer::Diverging { epoch, end_offset } => {
-                (Verdict::Diverging { epoch, end_offset }, Vec::new())
-            }
-            FetchAnswer::Error(e) => (Verdict::Error(e), Vec::new()),
-        }
-    }
-
-    /// Follower side: applies the leader's answer to fetch `seq`.
-    async fn apply(
-        &mut self,
-        seq: u64,
-        verdict: &Verdict,
-        bytes: &[u8],
-        now: Millis,
-    ) -> anyhow::Result<()> {
-        // The records crossed a network: every CRC is checked before any
-        // byte is stored.
-        let mut slices = Vec::new();
-        let mut metas = Vec::new();
-        let mut rest = bytes;
-        while !rest.is_empty() {
-            let view = BatchView::parse_crc_only(rest, self.log.config().batch_bytes_max)
-                .context("a replicated batch")?;
-            let base = view.base_offset() as u64;
-            metas.push(BatchMeta {
-                base_offset: base,
-                end_offset: base + view.offset_count(),
-                leader_epoch: view.header().partition_leader_epoch.get(),
-            });
-            slices.push(view.bytes());
-            rest = &rest[view.bytes().len()..];
-        }
-        let reply = match verdict {
-            Verdict::Records { high_watermark } => FetchReply::Records {
-                high_watermark: *high_watermark,
-                batches: metas.clone(),
-            },
-            Verdict::Diverging { epoch, end_offset } => FetchReply::Diverging {
-                epoch: *epoch,
-                end_offset: *end_offset,
-            },
-            Verdict::Error(e) => FetchReply::Error(*e),
-        };
-        match self.replica.on_fetch_reply(seq, &reply, now) {
-            FollowerStep::Ignore => {}
-            FollowerStep::Truncate(to) => {
-                tracing::info!(to, "truncating a diverged tail");
-                self.log.truncate_to(to).await?;
-            }
-            FollowerStep::Append => {
-                let mut last = None;
-                for slice in slices {
-                    last = Some(self.log.append_replica(slice.to_vec()).await?);
-                }
-                let Verdict::Records { high_watermark } = verdict else {
-                    unreachable!("only records are appended")
-                };
-                self.replica
-                    .follower_appended(seq, &metas, *high_watermark, now);
-                if let Some(appended) = last {
-                    let end = appended.last_offset + 1;
-                    appended.durable.wait().await?;
-                    self.replica.durable_to(end, now);
-                }
-            }
-        }
-        Ok(())
-    }
+/// Asks one partition of this shard; `None` if it is not open here.
+async fn ask<T>(
+    shard: &Shard,
+    tp: &TopicPartition,
+    make: impl FnOnce(oneshot::Sender<T>) -> PartCmd,
+) -> Option<T> {
+    let (reply, answer) = oneshot::channel();
+    shard
+        .deliver_local(&tp.topic, tp.partition, make(reply))
+        .await;
+    answer.await.ok()
 }
 
 /// Leader side: serves one follower shard's fetch session until it ends.
 pub async fn serve_session(
-    replicas: Rc<ShardReplicas>,
+    shard: Rc<Shard>,
     mut send: quinn::SendStream,
     mut recv: quinn::RecvStream,
 ) -> anyhow::Result<()> {
     while let Some((header, _)) = read_frame(&mut recv).await? {
         let request: SessionRequest = serde_json::from_slice(&header)?;
         let mut answers = Vec::with_capacity(request.partitions.len());
-        let mut data = Vec::new();
+        let mut parts = Vec::with_capacity(request.partitions.len());
         for (tp, req) in request.partitions {
-            let (verdict, bytes) = match replicas.get(&tp) {
-                Some(part) => {
-                    let now = replicas.now();
-                    part.lock().await.answer(&req, now).await
-                }
-                None => (Verdict::Error(ReplicaError::NotLeader), Vec::new()),
-            };
+            let (seq, from, epoch) = (req.seq, req.fetch_offset, req.leader_epoch);
+            let (verdict, bytes) = ask(&shard, &tp, |reply| PartCmd::ReplicaFetch { req, reply })
+                .await
+                .unwrap_or((Verdict::Error(ReplicaError::NotLeader), Vec::new()));
+            parts.push((tp, seq, from, epoch, verdict, bytes));
+        }
+        // Nothing new anywhere: hold the request until a partition grows.
+        let idle = parts
+            .iter()
+            .all(|(.., v, b)| matches!(v, Verdict::Records { .. }) && b.is_empty());
+        if idle && !parts.is_empty() {
+            let (notify, mut grown) = mpsc::channel(1);
+            for (tp, _, from, ..) in &parts {
+                let cmd = PartCmd::WaitAppended {
+                    offset: *from,
+                    notify: notify.clone(),
+                };
+                shard.deliver_local(&tp.topic, tp.partition, cmd).await;
+            }
+            drop(notify);
+            let _ = tokio::time::timeout(LONG_POLL, grown.recv()).await;
+            // Closing the receiver ends every partition's wait.
+            drop(grown);
+            for (tp, _, from, epoch, _, bytes) in &mut parts {
+                let (from, leader_epoch) = (*from, *epoch);
+                *bytes = ask(&shard, tp, |reply| PartCmd::ReplicaRead {
+                    from,
+                    leader_epoch,
+                    reply,
+                })
+                .await
+                .unwrap_or_default();
+            }
+        }
+        let mut data = Vec::new();
+        for (tp, seq, _, _, verdict, bytes) in parts {
             answers.push(PartAnswer {
                 partition: tp,
-                seq: req.seq,
+                seq,
                 verdict,
                 bytes: bytes.len(),
             });
@@ -260,33 +180,65 @@ pub async fn serve_session(
     Ok(())
 }
 
-/// Follower side: fetches every partition of this shard that `leader`
-/// leads, over one session on `conn`, until the connection fails.
-pub async fn run_session(
-    replicas: Rc<ShardReplicas>,
+/// Follower side: for as long as the shard runs, fetches every partition
+/// of this shard that `leader` leads, over one session at a time,
+/// reconnecting after a failure.
+pub async fn follow(shard: Rc<Shard>, leader: BrokerId) {
+    let Some(node) = shard.shared.cluster.clone() else {
+        return;
+    };
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        let session = async {
+            let conn = node.connection(leader).await?;
+            run_session(&shard, conn, leader).await
+        };
+        tokio::select! {
+            result = session => {
+                if let Err(e) = result {
+                    tracing::debug!(shard = shard.id, leader, "replication session ended: {e:#}");
+                }
+            }
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+        tokio::select! {
+            () = tokio::time::sleep(RECONNECT) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
+}
+
+async fn run_session(
+    shard: &Rc<Shard>,
     conn: quinn::Connection,
     leader: BrokerId,
 ) -> anyhow::Result<()> {
-    let (mut send, mut recv) = conn.open_bi().await?;
+    let mut stream: Option<(quinn::SendStream, quinn::RecvStream)> = None;
     loop {
-        let now = replicas.now();
         let mut due = Vec::new();
-        for (tp, part) in replicas.all() {
-            let mut part = part.lock().await;
-            if part.replica.fetch_leader() != Some(leader) {
-                continue;
-            }
-            if let Some((_, req)) = part.replica.poll_fetch(now) {
+        for tp in shard.replicated_partitions() {
+            if let Some(Some(req)) =
+                ask(shard, &tp, |reply| PartCmd::PollFetch { leader, reply }).await
+            {
                 due.push((tp, req));
             }
         }
         if due.is_empty() {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            tokio::time::sleep(IDLE).await;
             continue;
         }
+        // The stream opens with the first fetch: a follower with nothing to
+        // fetch from this leader holds no stream there.
+        if stream.is_none() {
+            let (mut send, recv) = conn.open_bi().await?;
+            send.write_all(&[Kind::Replication as u8]).await?;
+            send.write_all(&(shard.id as u32).to_le_bytes()).await?;
+            stream = Some((send, recv));
+        }
+        let (send, recv) = stream.as_mut().expect("opened above");
         let request = SessionRequest { partitions: due };
-        write_frame(&mut send, &serde_json::to_vec(&request)?, &[]).await?;
-        let Some((header, data)) = read_frame(&mut recv).await? else {
+        write_frame(send, &serde_json::to_vec(&request)?, &[]).await?;
+        let Some((header, data)) = read_frame(recv).await? else {
             bail!("the leader ended the session");
         };
         let answers: Vec<PartAnswer> = serde_json::from_slice(&header)?;
@@ -297,14 +249,24 @@ pub async fn run_session(
                 .context("an answer longer than its frame")?;
             let bytes = data
                 .get(at..end)
-                .context("an answer shorter than its header says")?;
+                .context("an answer shorter than its header says")?
+                .to_vec();
             at = end;
-            if let Some(part) = replicas.get(&answer.partition) {
-                let now = replicas.now();
-                part.lock()
-                    .await
-                    .apply(answer.seq, &answer.verdict, bytes, now)
-                    .await?;
+            let PartAnswer {
+                partition,
+                seq,
+                verdict,
+                ..
+            } = answer;
+            let applied = ask(shard, &partition, |reply| PartCmd::ApplyFetch {
+                seq,
+                verdict,
+                bytes,
+                reply,
+            })
+            .await;
+            if let Some(Err(e)) = applied {
+                tracing::warn!(%partition, "applying the leader's records failed: {e}");
             }
         }
     }
