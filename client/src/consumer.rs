@@ -501,7 +501,19 @@ impl Consumer {
             if generation != self.fetch_epoch {
                 continue;
             }
-            for payload in result? {
+            let payloads = match result {
+                Ok(payloads) => payloads,
+                // A leader died or moved: ask again after a pause (as a Kafka
+                // consumer does), within this poll's time.
+                Err(e) if e.is_retriable() => {
+                    self.client.routes_stale();
+                    let pause = deadline.saturating_duration_since(Instant::now());
+                    tokio::time::sleep(pause.min(NOT_LEADER_BACKOFF)).await;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for payload in payloads {
                 self.take_fetched(payload).await?;
             }
             self.ensure_fetch();

@@ -1423,7 +1423,7 @@ impl State {
         let Some(replica) = r.replica.as_mut() else {
             return Err(replica_failure(&r.partition, ReplicaError::NotLeader));
         };
-        replica.set_lease(r.node.lease_until(), now);
+        replica.set_lease(r.node.lease_until(r.broker_epoch), now);
         replica
             .check_produce(acks_all, now)
             .map_err(|e| replica_failure(&r.partition, e))?;
@@ -1475,7 +1475,7 @@ impl State {
         if let Some(r) = self.replication.as_mut() {
             let now = r.node.now();
             if let Some(replica) = r.replica.as_mut() {
-                replica.set_lease(r.node.lease_until(), now);
+                replica.set_lease(r.node.lease_until(r.broker_epoch), now);
                 replica.tick(now);
             }
         }
@@ -1595,7 +1595,7 @@ impl State {
         }
         let now = r.node.now();
         if let Some(replica) = r.replica.as_mut() {
-            replica.set_lease(r.node.lease_until(), now);
+            replica.set_lease(r.node.lease_until(r.broker_epoch), now);
             replica.apply_state(&state, now);
         }
         self.drive().await;
@@ -1711,7 +1711,7 @@ impl State {
             return (Verdict::Error(ReplicaError::NotLeader), Vec::new());
         };
         let now = r.node.now();
-        replica.set_lease(r.node.lease_until(), now);
+        replica.set_lease(r.node.lease_until(r.broker_epoch), now);
         let answer = match replica.on_fetch(&req, now) {
             FetchAnswer::Records {
                 from,

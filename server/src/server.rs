@@ -193,12 +193,15 @@ impl Broker {
     /// Stops accepting, lets in-flight requests finish, syncs and closes
     /// every log, and waits for the shards to exit.
     pub fn stop(&mut self) {
+        // A cluster member hands its leaderships over first (a controlled
+        // shutdown): its clients move to the new leaders while its logs
+        // close.
+        if let Some(cluster) = &self.cluster {
+            cluster.stop();
+        }
         let _ = self.shutdown.send(true);
         for thread in self.threads.drain(..) {
             let _ = thread.join();
-        }
-        if let Some(cluster) = &self.cluster {
-            cluster.stop();
         }
     }
 

@@ -226,6 +226,17 @@ impl BrokerProcess {
         let _ = self.child.wait();
     }
 
+    /// Sends `signal` (SIGSTOP, SIGCONT, ...) to the process.
+    pub fn signal(&self, signal: libc::c_int) -> std::io::Result<()> {
+        let pid = libc::pid_t::try_from(self.child.id()).map_err(std::io::Error::other)?;
+        // SAFETY: kill(2) on our own child, not yet reaped (`self` owns the
+        // `Child` and has not waited on it), so the pid is its.
+        if unsafe { libc::kill(pid, signal) } != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then the exit status.
     pub fn terminate(mut self) -> std::io::Result<ExitStatus> {
         let pid = libc::pid_t::try_from(self.child.id()).map_err(std::io::Error::other)?;

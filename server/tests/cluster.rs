@@ -47,31 +47,139 @@ fn free_udp_port() -> SocketAddr {
 struct Cluster {
     dir: tempfile::TempDir,
     peers: String,
+    /// Where each broker's QUIC endpoint listens (its `--peers` entry may be
+    /// a proxy in front of it).
+    listens: Vec<SocketAddr>,
     session_ms: String,
     brokers: Vec<Option<Broker>>,
 }
 
+/// A fault-injecting UDP proxy in front of each broker's QUIC port: every
+/// broker reaches broker `i` through proxy `i`, which forwards datagrams
+/// both ways unless the pair is cut.
+struct Proxies {
+    addrs: Vec<SocketAddr>,
+    /// Pairs of broker ids (smaller first) whose datagrams are dropped.
+    cut: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<(u32, u32)>>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxies {
+    /// Proxies for brokers `1..=n` whose endpoints listen at `targets`.
+    fn start(targets: &[SocketAddr]) -> Proxies {
+        use std::net::UdpSocket;
+        use std::sync::atomic::Ordering;
+        let cut = std::sync::Arc::new(std::sync::Mutex::new(std::collections::HashSet::new()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut addrs = Vec::new();
+        let port_of: std::collections::HashMap<SocketAddr, u32> = targets
+            .iter()
+            .enumerate()
+            .map(|(i, a)| (*a, i as u32 + 1))
+            .collect();
+        for (i, target) in targets.iter().enumerate() {
+            let to = i as u32 + 1;
+            let front = UdpSocket::bind("127.0.0.1:0").unwrap();
+            front
+                .set_read_timeout(Some(Duration::from_millis(100)))
+                .unwrap();
+            addrs.push(front.local_addr().unwrap());
+            let (cut, stop, target, port_of) =
+                (cut.clone(), stop.clone(), *target, port_of.clone());
+            std::thread::spawn(move || {
+                // One upstream socket per sender, so the target's answers
+                // can be told apart and sent back from the front.
+                let mut upstreams: std::collections::HashMap<SocketAddr, UdpSocket> =
+                    std::collections::HashMap::new();
+                let mut buf = vec![0u8; 65536];
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok((n, from)) = front.recv_from(&mut buf) else {
+                        continue;
+                    };
+                    let from_id = port_of.get(&from).copied().unwrap_or(0);
+                    let pair = (from_id.min(to), from_id.max(to));
+                    if cut.lock().unwrap().contains(&pair) {
+                        continue;
+                    }
+                    let up = upstreams.entry(from).or_insert_with(|| {
+                        let up = UdpSocket::bind("127.0.0.1:0").unwrap();
+                        up.connect(target).unwrap();
+                        up.set_read_timeout(Some(Duration::from_millis(100)))
+                            .unwrap();
+                        let (back, up2) = (front.try_clone().unwrap(), up.try_clone().unwrap());
+                        let (cut, stop) = (cut.clone(), stop.clone());
+                        std::thread::spawn(move || {
+                            let mut buf = vec![0u8; 65536];
+                            while !stop.load(Ordering::Relaxed) {
+                                let Ok(n) = up2.recv(&mut buf) else { continue };
+                                if !cut.lock().unwrap().contains(&pair) {
+                                    let _ = back.send_to(&buf[..n], from);
+                                }
+                            }
+                        });
+                        up
+                    });
+                    let _ = up.send(&buf[..n]);
+                }
+            });
+        }
+        Proxies { addrs, cut, stop }
+    }
+
+    /// Drops every datagram between brokers `a` and `b` (or lets them
+    /// through again).
+    fn set_cut(&self, a: u32, b: u32, cut: bool) {
+        let pair = (a.min(b), a.max(b));
+        let mut set = self.cut.lock().unwrap();
+        if cut {
+            set.insert(pair);
+        } else {
+            set.remove(&pair);
+        }
+    }
+}
+
+impl Drop for Proxies {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 impl Cluster {
     fn start(session_ms: u64) -> Cluster {
+        Self::start_behind(session_ms, None).0
+    }
+
+    /// Three brokers, each reached by the others through a proxy if asked.
+    fn start_behind(session_ms: u64, proxied: Option<()>) -> (Cluster, Option<Proxies>) {
         let dir = tempfile::tempdir().unwrap();
         ringlog_server::cluster::certs::generate(&dir.path().join("certs"), &[1, 2, 3]).unwrap();
-        let peers = (1..=3)
-            .map(|i| format!("{i}@{}", free_udp_port()))
+        let listens: Vec<SocketAddr> = (0..3).map(|_| free_udp_port()).collect();
+        let proxies = proxied.map(|()| Proxies::start(&listens));
+        let reach = proxies
+            .as_ref()
+            .map_or(listens.clone(), |p| p.addrs.clone());
+        let peers = reach
+            .iter()
+            .enumerate()
+            .map(|(i, a)| format!("{}@{a}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = Cluster {
             dir,
             peers,
+            listens,
             session_ms: session_ms.to_string(),
             brokers: Vec::new(),
         };
         c.brokers = (1..=3).map(|i| Some(c.start_node(i))).collect();
-        c
+        (c, proxies)
     }
 
     fn start_node(&self, i: usize) -> Broker {
         let certs = self.dir.path().join("certs");
         let lag_ms = (self.session_ms.parse::<u64>().unwrap() / 2).to_string();
+        let listen = self.listens[i - 1].to_string();
         Broker::start_with(
             &self.dir.path().join(format!("d{i}")),
             1,
@@ -80,6 +188,8 @@ impl Cluster {
                 &i.to_string(),
                 "--peers",
                 &self.peers,
+                "--replication-listen",
+                &listen,
                 "--tls-dir",
                 certs.to_str().unwrap(),
                 "--broker-session-timeout-ms",
@@ -177,7 +287,18 @@ fn produce_acks(
     batch: &[u8],
     acks: i16,
 ) -> (ErrorCode, Vec<u64>) {
-    let payload = proto::encode_produce(acks, 10_000, &[(topic, 0, batch)]);
+    produce_to(client, topic, 0, batch, acks)
+}
+
+/// Produces to one partition with `acks`; its error and base offsets.
+fn produce_to(
+    client: &mut Client,
+    topic: &str,
+    partition: u32,
+    batch: &[u8],
+    acks: i16,
+) -> (ErrorCode, Vec<u64>) {
+    let payload = proto::encode_produce(acks, 10_000, &[(topic, partition, batch)]);
     let reply = client.call(ApiKey::Produce, &payload);
     if reply.error != ErrorCode::None {
         return (reply.error, Vec::new());
@@ -187,10 +308,10 @@ fn produce_acks(
     (ErrorCode::from_u16(p.error), p.base_offsets)
 }
 
-fn create_replicated(client: &mut Client, topic: &str, rf: u32, min_insync: u32) {
+fn create_replicated(client: &mut Client, topic: &str, partitions: u32, rf: u32, min_insync: u32) {
     let req = proto::CreateTopicRequest {
         name: topic.into(),
-        partitions: Some(1),
+        partitions: Some(partitions),
         replication_factor: Some(rf),
         min_insync_replicas: Some(min_insync),
         ..Default::default()
@@ -318,7 +439,7 @@ fn cluster_mode_without_certificates_refuses_to_start_and_names_the_command() {
 fn acks_all_writes_survive_leader_kills_and_the_replicas_converge_byte_for_byte() {
     let mut cluster = Cluster::start(2_000);
     cluster.formed(1);
-    create_replicated(&mut Client::connect(cluster.addr(1)), "orders", 3, 2);
+    create_replicated(&mut Client::connect(cluster.addr(1)), "orders", 1, 3, 2);
     let mut acked: Vec<Vec<u8>> = Vec::new();
     let mut leader = cluster.leader(1, "orders", 0, 3, 0);
     let ids: proto::InitProducerIdResponse = Client::connect(cluster.addr(1))
@@ -370,4 +491,141 @@ fn acks_all_writes_survive_leader_kills_and_the_replicas_converge_byte_for_byte(
         (copies[0] == copies[1] && copies[1] == copies[2]).then_some(copies)
     });
     assert_eq!(copies[0].len(), acked.len());
+}
+
+#[test]
+fn a_follower_cut_off_leaves_the_isr_and_acks_all_needs_min_insync_replicas() {
+    let (cluster, proxies) = Cluster::start_behind(3_000, Some(()));
+    let proxies = proxies.unwrap();
+    let controller = cluster.formed(1).controller.unwrap();
+    let mut admin = Client::connect(cluster.addr(1));
+    // Three partitions each: partition p's replicas start at the p-th
+    // broker, so one of each topic is led away from the controller.
+    create_replicated(&mut admin, "three", 3, 3, 2);
+    create_replicated(&mut admin, "two", 3, 2, 2);
+    let d = until("every partition led with a full ISR", 30, || {
+        let d = describe(cluster.addr(1))?;
+        (d.partitions.len() == 6
+            && d.partitions
+                .iter()
+                .all(|p| p.leader.is_some() && p.isr.len() == p.replicas.len()))
+        .then_some(d)
+    });
+    // The two brokers that do not control the cluster: cut them apart.
+    // Both still reach the controller, so both keep their sessions.
+    let (a, b) = {
+        let others: Vec<u32> = (1..=3).filter(|i| *i != controller).collect();
+        (others[0], others[1])
+    };
+    let three = d
+        .partitions
+        .iter()
+        .find(|p| p.topic == "three" && p.leader == Some(a))
+        .unwrap()
+        .partition;
+    let two = d
+        .partitions
+        .iter()
+        .find(|p| p.topic == "two" && p.replicas.contains(&a) && p.replicas.contains(&b))
+        .unwrap();
+    let (two_leader, two) = (two.leader.unwrap(), two.partition);
+    let value = batch(&[b"v"], ProducerStamp::NONE, 1);
+    let mut to_a = Client::connect(cluster.addr(a as usize));
+    let mut to_two = Client::connect(cluster.addr(two_leader as usize));
+    assert_eq!(
+        produce_to(&mut to_a, "three", three, &value, -1).0,
+        ErrorCode::None
+    );
+    assert_eq!(
+        produce_to(&mut to_two, "two", two, &value, -1).0,
+        ErrorCode::None
+    );
+
+    proxies.set_cut(a, b, true);
+    let isr_of = |topic: &str, partition: u32| {
+        describe(cluster.addr(controller as usize)).and_then(|d| {
+            d.partitions
+                .into_iter()
+                .find(|p| p.topic == topic && p.partition == partition)
+                .map(|p| p.isr)
+        })
+    };
+    until("the cut-off followers to leave the ISR", 30, || {
+        let three_isr = isr_of("three", three)?;
+        let two_isr = isr_of("two", two)?;
+        (three_isr.len() == 2 && !three_isr.contains(&b) && two_isr == vec![two_leader])
+            .then_some(())
+    });
+    // Two in sync of three: acks=all goes on. One of two: refused at once.
+    assert_eq!(
+        produce_to(&mut to_a, "three", three, &value, -1).0,
+        ErrorCode::None
+    );
+    assert_eq!(
+        produce_to(&mut to_two, "two", two, &value, -1).0,
+        ErrorCode::NotEnoughReplicas
+    );
+    // acks=1 needs the leader alone.
+    assert_eq!(
+        produce_to(&mut to_two, "two", two, &value, 1).0,
+        ErrorCode::None
+    );
+
+    // Healed: the followers catch up and rejoin; acks=all works again.
+    proxies.set_cut(a, b, false);
+    until("the followers to rejoin the ISR", 30, || {
+        let three_isr = isr_of("three", three)?;
+        let two_isr = isr_of("two", two)?;
+        (three_isr.len() == 3 && two_isr.len() == 2).then_some(())
+    });
+    assert_eq!(
+        produce_to(&mut to_two, "two", two, &value, -1).0,
+        ErrorCode::None
+    );
+    let stored = to_two.read_all("two", two, 0);
+    assert_eq!(stored.len(), 3, "acks=all, acks=1, acks=all: {stored:?}");
+}
+
+#[test]
+fn a_leader_paused_past_its_session_steps_down_and_acknowledges_nothing() {
+    let cluster = Cluster::start(2_000);
+    cluster.formed(1);
+    create_replicated(&mut Client::connect(cluster.addr(1)), "paused", 1, 3, 2);
+    let leader = cluster.leader(1, "paused", 0, 3, 0) as usize;
+    let value = |i: usize| batch(&[format!("v{i}").as_bytes()], ProducerStamp::NONE, 1);
+    let mut old = Client::connect(cluster.addr(leader));
+    for i in 0..5 {
+        assert_eq!(
+            produce_acks(&mut old, "paused", &value(i), -1).0,
+            ErrorCode::None
+        );
+    }
+    let paused = cluster.brokers[leader - 1].as_ref().unwrap();
+    paused.signal(libc::SIGSTOP).unwrap();
+    let new = cluster.leader(cluster.other_than(leader), "paused", 0, 1, leader as u32);
+    let mut to_new = Client::connect(cluster.addr(new as usize));
+    for i in 5..10 {
+        let (error, _) = produce_acks(&mut to_new, "paused", &value(i), -1);
+        assert_eq!(error, ErrorCode::None, "record {i}");
+    }
+    // Woken up, the old leader's lease has run out: it refuses writes,
+    // whatever the acks, before it even learns it was replaced.
+    paused.signal(libc::SIGCONT).unwrap();
+    for acks in [-1, 1] {
+        let (error, _) = produce_acks(&mut old, "paused", &value(99), acks);
+        assert_ne!(
+            error,
+            ErrorCode::None,
+            "a deposed leader acknowledged acks={acks}"
+        );
+    }
+    // It comes back as a follower and catches up.
+    let leader = cluster.leader(new as usize, "paused", 0, 3, 0);
+    let stored: Vec<Vec<u8>> = Client::connect(cluster.addr(leader as usize))
+        .read_all("paused", 0, 0)
+        .into_iter()
+        .map(|(_, v)| v)
+        .collect();
+    let want: Vec<Vec<u8>> = (0..10).map(|i| format!("v{i}").into_bytes()).collect();
+    assert_eq!(stored, want);
 }

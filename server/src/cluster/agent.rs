@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +25,7 @@ use super::raft::{
 const COMMAND_WITHIN: Duration = Duration::from_secs(5);
 
 type CommandRequest = (Command, oneshot::Sender<anyhow::Result<Reply>>);
+type ConnectRequest = (u32, oneshot::Sender<anyhow::Result<quinn::Connection>>);
 
 /// Cluster-mode settings.
 #[derive(Debug, Clone)]
@@ -92,9 +92,9 @@ pub struct ClusterNode {
     /// The clock every replica of this broker runs on, and its lease's end
     /// on that clock (0: no lease).
     clock: Instant,
-    lease_until: Arc<AtomicU64>,
+    lease: SharedLease,
     commands: mpsc::UnboundedSender<CommandRequest>,
-    peers: Peers,
+    connects: mpsc::UnboundedSender<ConnectRequest>,
     sessions: SessionInboxes,
     config: ClusterConfig,
     stop: Mutex<Option<oneshot::Sender<()>>>,
@@ -127,14 +127,15 @@ impl ClusterNode {
         let shared = view.clone();
         let changes = Arc::new(watch::channel(0u64).0);
         let clock = Instant::now();
-        let lease_until = Arc::new(AtomicU64::new(0));
+        let lease = SharedLease::default();
         let sessions = SessionInboxes::default();
         let (commands, mut command_rx) = mpsc::unbounded_channel::<CommandRequest>();
+        let (connects, mut connect_rx) = mpsc::unbounded_channel::<ConnectRequest>();
         let membership_state = Membership {
             view: shared.clone(),
             changes: changes.clone(),
             clock,
-            lease_until: lease_until.clone(),
+            lease: lease.clone(),
         };
         let thread_sessions = sessions.clone();
         let thread = std::thread::Builder::new()
@@ -176,7 +177,17 @@ impl ClusterNode {
                     };
                     let (endpoint, controller) = match started.await {
                         Ok((endpoint, controller, peers)) => {
-                            let _ = ready_tx.send(Ok(peers));
+                            let _ = ready_tx.send(Ok(()));
+                            // Connections are made here, so their drivers
+                            // run on this thread whichever shard asked.
+                            tokio::spawn(async move {
+                                while let Some((node, reply)) = connect_rx.recv().await {
+                                    let peers = peers.clone();
+                                    tokio::spawn(async move {
+                                        let _ = reply.send(peers.connection(u64::from(node)).await);
+                                    });
+                                }
+                            });
                             (endpoint, controller)
                         }
                         Err(e) => {
@@ -200,7 +211,7 @@ impl ClusterNode {
                         _ = stopped => {}
                         _ = membership(&config, controller.clone(), client_address, membership_state.clone()) => {}
                     }
-                    membership_state.lease_until.store(0, Ordering::Release);
+                    membership_state.lease.set(0, 0);
                     leave(&config, &controller, &shared).await;
                     let _ = controller.raft.shutdown().await;
                     endpoint.close(0u32.into(), b"broker stopping");
@@ -209,13 +220,13 @@ impl ClusterNode {
             })
             .context("spawning the cluster thread")?;
         match ready_rx.recv() {
-            Ok(Ok(peers)) => Ok(Self {
+            Ok(Ok(())) => Ok(Self {
                 view,
                 changes,
                 clock,
-                lease_until,
+                lease,
                 commands,
-                peers,
+                connects,
                 sessions,
                 config: node_config,
                 stop: Mutex::new(Some(stop)),
@@ -247,10 +258,12 @@ impl ClusterNode {
         self.clock.elapsed().as_millis() as Millis
     }
 
-    /// When this broker's lease ends on [`ClusterNode::now`]'s clock: it
-    /// may lead until then.
-    pub fn lease_until(&self) -> Millis {
-        self.lease_until.load(Ordering::Acquire)
+    /// When the lease this broker holds under broker epoch `epoch` ends on
+    /// [`ClusterNode::now`]'s clock (0 if its lease is under another
+    /// epoch): a replica made under `epoch` may lead until then. A lease
+    /// renewed by a new registration is not the old incarnation's.
+    pub fn lease_until(&self, epoch: u64) -> Millis {
+        self.lease.until(epoch)
     }
 
     /// The cluster settings.
@@ -269,9 +282,16 @@ impl ClusterNode {
             .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?
     }
 
-    /// A QUIC connection to node `node` (made on first use).
+    /// A QUIC connection to node `node` (made on first use), driven by the
+    /// cluster thread: a shard's runtime may end before the connection.
     pub async fn connection(&self, node: u32) -> anyhow::Result<quinn::Connection> {
-        self.peers.connection(u64::from(node)).await
+        let (reply, answer) = oneshot::channel();
+        self.connects
+            .send((node, reply))
+            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?
     }
 
     /// Where the replication sessions opened by peers with shard `shard`
@@ -323,13 +343,32 @@ fn incarnation() -> u64 {
     nanos ^ (u64::from(std::process::id()) << 40)
 }
 
+/// The broker epoch a lease was granted under, and when it ends.
+#[derive(Clone, Default)]
+struct SharedLease(Arc<Mutex<(u64, Millis)>>);
+
+impl SharedLease {
+    fn set(&self, epoch: u64, until: Millis) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = (epoch, until);
+    }
+
+    fn until(&self, epoch: u64) -> Millis {
+        let (held, until) = *self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if held == epoch {
+            until
+        } else {
+            0
+        }
+    }
+}
+
 /// What the cluster thread keeps current for the shards.
 #[derive(Clone)]
 struct Membership {
     view: Arc<Mutex<View>>,
     changes: Arc<watch::Sender<u64>>,
     clock: Instant,
-    lease_until: Arc<AtomicU64>,
+    lease: SharedLease,
 }
 
 impl Membership {
@@ -374,9 +413,7 @@ async fn membership(
     let mut lease = BrokerLease::new(config.session_timeout_ms);
     let incarnation = incarnation();
     let update = |epoch: Option<u64>, lease: &BrokerLease| {
-        membership
-            .lease_until
-            .store(lease.expires_at(), Ordering::Release);
+        membership.lease.set(epoch.unwrap_or(0), lease.expires_at());
         let state = controller.state().borrow().clone();
         let leader = controller.leader().map(|l| l as u32);
         let valid = lease.valid(now());
