@@ -56,6 +56,12 @@ struct Args {
     /// fsync policy of the topic: always, never or interval:MS.
     #[arg(long, default_value = "never")]
     fsync: String,
+    /// Replicas per partition of the topic (a cluster's brokers).
+    #[arg(long)]
+    replication_factor: Option<u32>,
+    /// min.insync.replicas of the topic (a cluster's brokers).
+    #[arg(long)]
+    min_insync_replicas: Option<u32>,
     /// Messages in all (split between producers).
     #[arg(long, conflicts_with = "duration")]
     messages: Option<u64>,
@@ -174,6 +180,8 @@ async fn start(args: Args) -> anyhow::Result<Report> {
         linger_ms: args.linger_ms,
         acks: args.acks.clone(),
         fsync: args.fsync.clone(),
+        replication_factor: args.replication_factor,
+        min_insync_replicas: args.min_insync_replicas,
         messages: args.messages,
         duration_secs: args.duration,
         rate: args.rate,

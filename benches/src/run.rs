@@ -52,6 +52,10 @@ pub struct Params {
     pub acks: String,
     /// fsync policy of the topic created.
     pub fsync: String,
+    /// Replicas per partition of the topic created (cluster mode).
+    pub replication_factor: Option<u32>,
+    /// `min.insync.replicas` of the topic created (cluster mode).
+    pub min_insync_replicas: Option<u32>,
     /// Total messages (None: run for `duration_secs`).
     pub messages: Option<u64>,
     /// Seconds to produce (after warm-up) when `messages` is None.
@@ -122,7 +126,13 @@ pub async fn run(
         .context("connecting to the broker")?;
     let admin = Admin::new(client.clone());
     if params.mode != Mode::Consume {
-        let topic = NewTopic::new(&params.topic, params.partitions).fsync(&params.fsync);
+        let mut topic = NewTopic::new(&params.topic, params.partitions).fsync(&params.fsync);
+        if let Some(rf) = params.replication_factor {
+            topic = topic.replication_factor(rf);
+        }
+        if let Some(n) = params.min_insync_replicas {
+            topic = topic.min_insync_replicas(n);
+        }
         match admin.create_topic(topic).await {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::TopicExists => bail!(

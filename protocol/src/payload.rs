@@ -88,6 +88,8 @@ pub struct ClusterPartition {
     pub replicas: Vec<u32>,
     /// The in-sync replicas.
     pub isr: Vec<u32>,
+    /// The high watermark, if the broker asked leads the partition.
+    pub high_watermark: Option<u64>,
 }
 
 /// Describe-cluster response.

@@ -501,7 +501,7 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Request::DescribeCluster => Ok(payload_response(
             api_key,
             request_id,
-            &handlers::describe_cluster(shard),
+            &handlers::describe_cluster(shard).await,
         )),
     };
     Some(result.unwrap_or_else(|f| error_response(shard, api_key, request_id, f.code, &f.message)))

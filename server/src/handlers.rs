@@ -819,7 +819,7 @@ pub async fn describe_group(
 
 /// Cluster mode's brokers, controller and replica placement, as this broker
 /// knows them.
-pub fn describe_cluster(shard: &Rc<Shard>) -> ringlog_protocol::DescribeClusterResponse {
+pub async fn describe_cluster(shard: &Rc<Shard>) -> ringlog_protocol::DescribeClusterResponse {
     let Some(cluster) = &shard.shared.cluster else {
         return ringlog_protocol::DescribeClusterResponse {
             cluster_mode: false,
@@ -830,6 +830,20 @@ pub fn describe_cluster(shard: &Rc<Shard>) -> ringlog_protocol::DescribeClusterR
         };
     };
     let view = cluster.view();
+    // The high watermark of each partition this broker leads (the others'
+    // leaders know theirs).
+    let mut high_watermarks = std::collections::HashMap::new();
+    for (tp, p) in &view.state.partitions {
+        if p.leader == Some(view.node_id) {
+            let (reply, rx) = oneshot::channel();
+            shard
+                .route(&tp.topic, tp.partition, PartCmd::Offsets { reply })
+                .await;
+            if let Ok((_, hw)) = rx.await {
+                high_watermarks.insert(tp.clone(), hw);
+            }
+        }
+    }
     ringlog_protocol::DescribeClusterResponse {
         cluster_mode: true,
         node_id: view.node_id,
@@ -856,6 +870,7 @@ pub fn describe_cluster(shard: &Rc<Shard>) -> ringlog_protocol::DescribeClusterR
                 leader_epoch: p.leader_epoch,
                 replicas: p.replicas.clone(),
                 isr: p.isr.clone(),
+                high_watermark: high_watermarks.get(tp).copied(),
             })
             .collect(),
     }

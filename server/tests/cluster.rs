@@ -457,7 +457,12 @@ fn acks_all_writes_survive_leader_kills_and_the_replicas_converge_byte_for_byte(
         produce_until_acked(cluster, "orders", &b);
         acked.push(value.into_bytes());
     };
-    for round in 0..3 {
+    // CI kills five leaders; `CLUSTER_KILLS=100` is the long run.
+    let kills: usize = std::env::var("CLUSTER_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(5);
+    for round in 0..kills {
         for i in 0..10 {
             produce(&cluster, &mut acked, format!("round {round} record {i}"));
         }

@@ -194,8 +194,30 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             command: ClusterCommand::Info,
         } => {
             let admin = Admin::new(client);
-            let cluster = admin.describe_cluster().await?;
+            let mut cluster = admin.describe_cluster().await?;
             if cluster.cluster_mode {
+                // Each leader knows its partitions' high watermarks: ask
+                // every live broker for those the one asked does not lead.
+                for b in cluster.brokers.iter().filter(|b| !b.fenced) {
+                    if b.id == cluster.node_id {
+                        continue;
+                    }
+                    let Ok(other) = Client::connect(&b.address).await else {
+                        continue;
+                    };
+                    let Ok(theirs) = Admin::new(other).describe_cluster().await else {
+                        continue;
+                    };
+                    for p in &mut cluster.partitions {
+                        if p.high_watermark.is_none() {
+                            p.high_watermark = theirs
+                                .partitions
+                                .iter()
+                                .find(|q| q.topic == p.topic && q.partition == p.partition)
+                                .and_then(|q| q.high_watermark);
+                        }
+                    }
+                }
                 let controller = cluster
                     .controller
                     .map_or("none (electing)".to_string(), |c| c.to_string());
@@ -214,9 +236,12 @@ async fn run(cli: Cli) -> Result<(), Failure> {
                 }
                 for p in &cluster.partitions {
                     let leader = p.leader.map_or("none".to_string(), |l| l.to_string());
+                    let hw = p
+                        .high_watermark
+                        .map_or("unknown".to_string(), |h| h.to_string());
                     writeln!(
                         out,
-                        "partition {}-{} leader {leader} epoch {} replicas {:?} isr {:?}",
+                        "partition {}-{} leader {leader} epoch {} replicas {:?} isr {:?} high-watermark {hw}",
                         p.topic, p.partition, p.leader_epoch, p.replicas, p.isr
                     )?;
                 }
