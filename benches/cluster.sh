@@ -11,7 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-3}
 out=${2:-benches/results/cluster}
-messages=${3:-2000000}
+messages=${3:-1000000}
 mkdir -p "$out"
 work=$(mktemp -d /var/tmp/ringlog-cluster.XXXXXX)
 pids=()
@@ -42,6 +42,14 @@ for _ in $(seq 1 150); do
 done
 [ "$alive" = 3 ] || { echo "the cluster did not form"; exit 1; }
 "$bin/ringlog" --broker "$brokers" cluster info | tee "$out/cluster-info.txt"
+# The brokers' CPU seconds (user + system), all three together.
+broker_cpu() {
+  local ticks=0
+  for p in "${pids[@]}"; do
+    ticks=$((ticks + $(awk '{print $14 + $15}' "/proc/$p/stat")))
+  done
+  awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f\n", t / hz }'
+}
 for run in $(seq 1 "$runs"); do
   for mode in rf1 rf3; do
     case $mode in
@@ -49,9 +57,11 @@ for run in $(seq 1 "$runs"); do
       rf3) topic_args=(--replication-factor 3 --min-insync-replicas 2 --acks all) ;;
     esac
     echo "== run $run $mode: produce $messages x 1 KiB"
+    before=$(broker_cpu)
     "$bin/ringlog-bench" produce --broker "$brokers" --topic "p-$mode-$run" --partitions 3 \
       --messages "$messages" --message-size 1024 --fsync never "${topic_args[@]}" \
       --json "$out/produce-$mode-$run.json"
+    echo "$before $(broker_cpu)" | awk '{print $2 - $1}' > "$out/cpu-$mode-$run.txt"
     echo "== run $run $mode: e2e at 10,000 msgs/s"
     "$bin/ringlog-bench" e2e --broker "$brokers" --topic "e-$mode-$run" --partitions 3 \
       --rate 10000 --duration 20 --warmup 2 --message-size 1024 --fsync never \

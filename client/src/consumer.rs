@@ -112,6 +112,8 @@ type Tp = (Arc<str>, u32);
 
 /// Pause before fetching again from a partition whose leader moved.
 const NOT_LEADER_BACKOFF: Duration = Duration::from_millis(100);
+/// How long an offset lookup retries a retriable answer.
+const LIST_OFFSETS_WITHIN: Duration = Duration::from_secs(15);
 
 struct InFlight {
     /// One response per leader asked.
@@ -282,7 +284,24 @@ impl Consumer {
         Ok(())
     }
 
+    /// Asks the partition's leader for an offset, again after a pause
+    /// while the answer is retriable (a leader being elected or moving,
+    /// a new topic's replicas not started yet), for up to
+    /// [`LIST_OFFSETS_WITHIN`].
     async fn list_offset_raw(&self, topic: &str, partition: u32, spec: i64) -> Result<i64> {
+        let deadline = Instant::now() + LIST_OFFSETS_WITHIN;
+        loop {
+            match self.list_offset_once(topic, partition, spec).await {
+                Err(e) if e.is_retriable() && Instant::now() < deadline => {
+                    self.client.routes_stale();
+                    tokio::time::sleep(NOT_LEADER_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn list_offset_once(&self, topic: &str, partition: u32, spec: i64) -> Result<i64> {
         let req = ListOffsetsRequest {
             partitions: vec![ListOffsetsPartition {
                 topic: topic.to_string(),
@@ -293,12 +312,7 @@ impl Consumer {
         let resp: ListOffsetsResponse = self
             .client
             .call_for(topic, partition, ApiKey::ListOffsets, req.encode())
-            .await
-            .inspect_err(|e| {
-                if e.is_retriable() {
-                    self.client.routes_stale();
-                }
-            })?;
+            .await?;
         let r = resp
             .partitions
             .first()

@@ -273,25 +273,13 @@ impl ClusterNode {
 
     /// Applies `command` through the controller quorum (from any thread).
     pub async fn submit(&self, command: Command) -> anyhow::Result<Reply> {
-        let (reply, answer) = oneshot::channel();
-        self.commands
-            .send((command, reply))
-            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?
+        ask_cluster_thread(&self.commands, command).await
     }
 
     /// A QUIC connection to node `node` (made on first use), driven by the
     /// cluster thread: a shard's runtime may end before the connection.
     pub async fn connection(&self, node: u32) -> anyhow::Result<quinn::Connection> {
-        let (reply, answer) = oneshot::channel();
-        self.connects
-            .send((node, reply))
-            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow::anyhow!("the cluster thread has stopped"))?
+        ask_cluster_thread(&self.connects, node).await
     }
 
     /// Where the replication sessions opened by peers with shard `shard`
@@ -341,6 +329,18 @@ fn incarnation() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
     nanos ^ (u64::from(std::process::id()) << 40)
+}
+
+/// Hands `question` to a task of the cluster thread and waits for its
+/// answer (from a shard's runtime or any other).
+async fn ask_cluster_thread<Q, A>(
+    to: &mpsc::UnboundedSender<(Q, oneshot::Sender<anyhow::Result<A>>)>,
+    question: Q,
+) -> anyhow::Result<A> {
+    let stopped = || anyhow::anyhow!("the cluster thread has stopped");
+    let (reply, answer) = oneshot::channel();
+    to.send((question, reply)).map_err(|_| stopped())?;
+    answer.await.map_err(|_| stopped())?
 }
 
 /// The broker epoch a lease was granted under, and when it ends.
