@@ -148,7 +148,7 @@ pub enum PartCmd {
         /// The leader's verdict.
         verdict: Verdict,
         /// The records, as the leader stores them.
-        bytes: Vec<u8>,
+        bytes: BytesMut,
         /// Done, or why the records could not be stored.
         reply: oneshot::Sender<Result<(), String>>,
     },
@@ -1615,7 +1615,7 @@ impl State {
         &mut self,
         seq: u64,
         verdict: Verdict,
-        bytes: Vec<u8>,
+        mut bytes: BytesMut,
     ) -> Result<(), String> {
         let (Some(r), Some(log)) = (self.replication.as_mut(), self.log.as_mut()) else {
             return Err("not a replica".into());
@@ -1668,16 +1668,15 @@ impl State {
                 let Verdict::Records { high_watermark } = verdict else {
                     return Err("records appended without a records verdict".into());
                 };
-                let mut at = 0;
                 let mut last = None;
                 let mut headers = Vec::with_capacity(slices.len());
                 for (header, len) in slices {
+                    // Each batch is split off the frame's buffer as it is.
                     let appended = log
-                        .append_replica(bytes[at..at + len].to_vec())
+                        .append_replica(bytes.split_to(len))
                         .await
                         .map_err(|e| e.to_string())?;
                     headers.push((header, appended.base_offset));
-                    at += len;
                     last = Some(appended);
                 }
                 replica.follower_appended(seq, &metas, high_watermark, now);

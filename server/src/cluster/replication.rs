@@ -18,7 +18,8 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
+use bytes::BytesMut;
 use ringlog_cluster::replica::FetchRequest;
 use ringlog_cluster::{BrokerId, ReplicaError, TopicPartition};
 use serde::{Deserialize, Serialize};
@@ -73,22 +74,29 @@ struct PartAnswer {
     bytes: usize,
 }
 
+/// Writes one frame whose data is `data`'s pieces, in order (each
+/// partition's records as read, not gathered into one buffer first).
 async fn write_frame(
     send: &mut quinn::SendStream,
     header: &[u8],
-    data: &[u8],
+    data: &[&[u8]],
 ) -> anyhow::Result<()> {
+    let data_len: usize = data.iter().map(|d| d.len()).sum();
     let mut head = Vec::with_capacity(8 + header.len());
     head.extend_from_slice(&(header.len() as u32).to_le_bytes());
-    head.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    head.extend_from_slice(&(data_len as u32).to_le_bytes());
     head.extend_from_slice(header);
     send.write_all(&head).await?;
-    send.write_all(data).await?;
+    for piece in data {
+        send.write_all(piece).await?;
+    }
     Ok(())
 }
 
-/// The next frame, or `None` when the peer finished the stream.
-async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<Option<(Vec<u8>, Vec<u8>)>> {
+/// The next frame, or `None` when the peer finished the stream. The data
+/// comes in one buffer that each partition's records are split from
+/// without copying, down to the appends.
+async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<Option<(Vec<u8>, BytesMut)>> {
     let mut lens = [0u8; 8];
     match recv.read_exact(&mut lens).await {
         Ok(()) => {}
@@ -102,7 +110,7 @@ async fn read_frame(recv: &mut quinn::RecvStream) -> anyhow::Result<Option<(Vec<
     }
     let mut header = vec![0; header_len];
     recv.read_exact(&mut header).await?;
-    let mut data = vec![0; data_len];
+    let mut data = BytesMut::zeroed(data_len);
     recv.read_exact(&mut data).await?;
     Ok(Some((header, data)))
 }
@@ -165,7 +173,7 @@ pub async fn serve_session(
                 .unwrap_or_default();
             }
         }
-        let mut data = Vec::new();
+        let mut data = Vec::with_capacity(parts.len());
         for (tp, seq, _, _, verdict, bytes) in parts {
             answers.push(PartAnswer {
                 partition: tp,
@@ -173,9 +181,10 @@ pub async fn serve_session(
                 verdict,
                 bytes: bytes.len(),
             });
-            data.extend_from_slice(&bytes);
+            data.push(bytes);
         }
-        write_frame(&mut send, &serde_json::to_vec(&answers)?, &data).await?;
+        let pieces: Vec<&[u8]> = data.iter().map(Vec::as_slice).collect();
+        write_frame(&mut send, &serde_json::to_vec(&answers)?, &pieces).await?;
     }
     Ok(())
 }
@@ -238,20 +247,15 @@ async fn run_session(
         let (send, recv) = stream.as_mut().expect("opened above");
         let request = SessionRequest { partitions: due };
         write_frame(send, &serde_json::to_vec(&request)?, &[]).await?;
-        let Some((header, data)) = read_frame(recv).await? else {
+        let Some((header, mut data)) = read_frame(recv).await? else {
             bail!("the leader ended the session");
         };
         let answers: Vec<PartAnswer> = serde_json::from_slice(&header)?;
-        let mut at: usize = 0;
         for answer in answers {
-            let end = at
-                .checked_add(answer.bytes)
-                .context("an answer longer than its frame")?;
-            let bytes = data
-                .get(at..end)
-                .context("an answer shorter than its header says")?
-                .to_vec();
-            at = end;
+            if answer.bytes > data.len() {
+                bail!("an answer shorter than its header says");
+            }
+            let bytes = data.split_to(answer.bytes);
             let PartAnswer {
                 partition,
                 seq,
