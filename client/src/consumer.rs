@@ -351,24 +351,22 @@ impl Consumer {
         tokio::spawn(async move {
             // One fetch per leader (one in all for a broker alone), all at
             // once.
-            let mut groups: Vec<(Arc<crate::conn::Connection>, Vec<FetchPartition>)> = Vec::new();
-            for ((t, p), offset) in positions {
-                let conn = match client.connection_for(&t, p).await {
-                    Ok(c) => c,
-                    Err(e) => {
-                        let _ = tx.send(Err(e));
-                        return;
-                    }
-                };
-                let part = FetchPartition {
+            let parts = positions
+                .into_iter()
+                .map(|((t, p), offset)| FetchPartition {
                     topic: t.to_string(),
                     partition: p,
                     offset,
                     max_bytes: partition_bytes,
-                };
-                match groups.iter_mut().find(|(c, _)| Arc::ptr_eq(c, &conn)) {
-                    Some((_, parts)) => parts.push(part),
-                    None => groups.push((conn, vec![part])),
+                });
+            let mut groups = Vec::new();
+            for (conn, partitions) in client.by_leader(parts, |p| (&p.topic, p.partition)).await {
+                match conn {
+                    Ok(conn) => groups.push((conn, partitions)),
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return;
+                    }
                 }
             }
             let calls: Vec<_> = groups

@@ -211,6 +211,31 @@ impl Client {
         }
     }
 
+    /// `items` grouped by the connection to their partition's leader (one
+    /// group in all for a broker alone), in their order within each group;
+    /// an item whose leader cannot be reached is a group of its own with
+    /// the error.
+    pub(crate) async fn by_leader<T>(
+        &self,
+        items: impl IntoIterator<Item = T>,
+        partition_of: impl Fn(&T) -> (&str, u32),
+    ) -> Vec<(Result<Arc<conn::Connection>>, Vec<T>)> {
+        let mut groups: Vec<(Result<Arc<conn::Connection>>, Vec<T>)> = Vec::new();
+        for item in items {
+            let (topic, partition) = partition_of(&item);
+            let conn = self.connection_for(topic, partition).await;
+            let same = groups.iter_mut().find(|(c, _)| match (c, &conn) {
+                (Ok(a), Ok(b)) => Arc::ptr_eq(a, b),
+                _ => false,
+            });
+            match same {
+                Some((_, group)) => group.push(item),
+                None => groups.push((conn, vec![item])),
+            }
+        }
+        groups
+    }
+
     /// Partition leaders may have moved: read the metadata again before
     /// the next routed request.
     pub(crate) fn routes_stale(&self) {

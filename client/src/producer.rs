@@ -1045,21 +1045,10 @@ impl Task {
         // One request per leader (one in all for a broker alone), each
         // queued on its connection before anything else can: requests
         // (hence batches of a partition) go out in sequence order.
-        let mut groups: Vec<(Result<Arc<crate::conn::Connection>>, Vec<Sealed>)> = Vec::new();
-        for sealed in sections {
-            let conn = self
-                .client
-                .connection_for(&sealed.topic, sealed.partition)
-                .await;
-            let same = groups.iter_mut().find(|(c, _)| match (c, &conn) {
-                (Ok(a), Ok(b)) => Arc::ptr_eq(a, b),
-                _ => false,
-            });
-            match same {
-                Some((_, group)) => group.push(sealed),
-                None => groups.push((conn, vec![sealed])),
-            }
-        }
+        let groups = self
+            .client
+            .by_leader(sections, |s| (&s.topic, s.partition))
+            .await;
         for (conn, sections) in groups {
             let done = self.done.0.clone();
             let sent = match conn {

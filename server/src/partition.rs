@@ -260,6 +260,17 @@ pub struct FetchOutcome {
     pub log_end: u64,
 }
 
+impl FetchOutcome {
+    /// The outcome of a fetch that read nothing, and why.
+    pub fn failed(failure: Failure) -> FetchOutcome {
+        FetchOutcome {
+            result: Err(failure),
+            log_start: 0,
+            log_end: 0,
+        }
+    }
+}
+
 impl PartCmd {
     /// Answers the command with `failure` without running it (the partition
     /// is gone or unreachable).
@@ -272,11 +283,7 @@ impl PartCmd {
                 });
             }
             PartCmd::Fetch { reply, .. } => {
-                let _ = reply.send(FetchOutcome {
-                    result: Err(failure),
-                    log_start: 0,
-                    log_end: 0,
-                });
+                let _ = reply.send(FetchOutcome::failed(failure));
             }
             PartCmd::ListOffset { reply, .. } => {
                 let _ = reply.send(Err(failure));
@@ -311,18 +318,25 @@ impl PartCmd {
     }
 }
 
+/// The whole batches at the start of `bytes`, by their headers alone: each
+/// one's end offset (one past its last) and the byte length up to its end.
+fn batch_ends(bytes: &[u8]) -> impl Iterator<Item = (u64, usize)> + '_ {
+    let mut at = 0;
+    std::iter::from_fn(move || {
+        let rest = &bytes[at..];
+        let (header, size) = batch::peek(rest, usize::MAX).ok()?;
+        if size > rest.len() {
+            return None;
+        }
+        at += size;
+        let end = header.base_offset.get() as u64 + header.last_offset_delta.get() as u64 + 1;
+        Some((end, at))
+    })
+}
+
 /// The offset after the last whole batch in `bytes`, if any.
 fn next_offset_after(bytes: &[u8]) -> Option<u64> {
-    let mut rest = bytes;
-    let mut next = None;
-    while let Ok((header, size)) = batch::peek(rest, usize::MAX) {
-        let Some(after) = rest.get(size..) else {
-            break;
-        };
-        next = Some(header.base_offset.get() as u64 + header.last_offset_delta.get() as u64 + 1);
-        rest = after;
-    }
-    next
+    batch_ends(bytes).last().map(|(end, _)| end)
 }
 
 /// Maps an engine error to what the client is told.
@@ -496,6 +510,18 @@ struct Replication {
     appended: Rc<watch::Sender<u64>>,
 }
 
+impl Replication {
+    /// The replica, with this broker's lease for its epoch brought up to
+    /// date, and the time; `None` until the broker's epoch is known.
+    fn replica_now(&mut self) -> Option<(&mut Replica, ringlog_cluster::Millis)> {
+        let now = self.node.now();
+        let lease = self.node.lease_until(self.broker_epoch);
+        let replica = self.replica.as_mut()?;
+        replica.set_lease(lease, now);
+        Some((replica, now))
+    }
+}
+
 /// What a producer is told when the replica refuses.
 fn replica_failure(partition: &ringlog_cluster::TopicPartition, e: ReplicaError) -> Failure {
     match e {
@@ -521,16 +547,10 @@ fn replica_failure(partition: &ringlog_cluster::TopicPartition, e: ReplicaError)
 
 /// The whole batches of `bytes` that end at or below `limit`.
 fn batches_below(mut bytes: Vec<u8>, limit: u64) -> Vec<u8> {
-    let mut keep = 0;
-    let mut rest = &bytes[..];
-    while let Ok((header, size)) = batch::peek(rest, usize::MAX) {
-        let end = header.base_offset.get() as u64 + header.last_offset_delta.get() as u64 + 1;
-        if end > limit || size > rest.len() {
-            break;
-        }
-        keep += size;
-        rest = &rest[size..];
-    }
+    let keep = batch_ends(&bytes)
+        .take_while(|(end, _)| *end <= limit)
+        .last()
+        .map_or(0, |(_, len)| len);
     bytes.truncate(keep);
     bytes
 }
@@ -1204,11 +1224,7 @@ impl State {
                     }
                 }
                 (Some(new_end), None) => {
-                    end.send_if_modified(|e| {
-                        let advanced = new_end > *e;
-                        *e = (*e).max(new_end);
-                        advanced
-                    });
+                    raise(&end, new_end);
                     metrics.partition_offsets(&labels, start, *end.borrow());
                 }
                 (None, _) => {}
@@ -1389,6 +1405,16 @@ impl State {
     }
 }
 
+/// Moves an offset watch forward to `to` (never back), waking its waiters
+/// only when it moved.
+fn raise(watch: &watch::Sender<u64>, to: u64) {
+    watch.send_if_modified(|e| {
+        let advanced = to > *e;
+        *e = (*e).max(to);
+        advanced
+    });
+}
+
 /// What consumers may read below: the high watermark of a replica, the
 /// log end otherwise.
 fn readable_end(replicated: bool, end: &watch::Sender<u64>, log: &Log) -> u64 {
@@ -1419,14 +1445,15 @@ impl State {
         let Some(r) = self.replication.as_mut() else {
             return Ok(0);
         };
-        let now = r.node.now();
-        let Some(replica) = r.replica.as_mut() else {
-            return Err(replica_failure(&r.partition, ReplicaError::NotLeader));
+        let Some((replica, now)) = r.replica_now() else {
+            return Err(replica_failure(
+                &tp_of(&self.labels),
+                ReplicaError::NotLeader,
+            ));
         };
-        replica.set_lease(r.node.lease_until(r.broker_epoch), now);
         replica
             .check_produce(acks_all, now)
-            .map_err(|e| replica_failure(&r.partition, e))?;
+            .map_err(|e| replica_failure(&tp_of(&self.labels), e))?;
         Ok(replica.leader_epoch())
     }
 
@@ -1437,11 +1464,7 @@ impl State {
         let now = r.node.now();
         match message {
             Internal::Durable { end, wait } => {
-                r.appended.send_if_modified(|e| {
-                    let advanced = end > *e;
-                    *e = (*e).max(end);
-                    advanced
-                });
+                raise(&r.appended, end);
                 match r.replica.as_mut() {
                     Some(replica) => {
                         replica.durable_to(end, now);
@@ -1472,12 +1495,8 @@ impl State {
     }
 
     async fn replica_tick(&mut self) {
-        if let Some(r) = self.replication.as_mut() {
-            let now = r.node.now();
-            if let Some(replica) = r.replica.as_mut() {
-                replica.set_lease(r.node.lease_until(r.broker_epoch), now);
-                replica.tick(now);
-            }
+        if let Some((replica, now)) = self.replication.as_mut().and_then(Replication::replica_now) {
+            replica.tick(now);
         }
         self.drive().await;
     }
@@ -1539,11 +1558,7 @@ impl State {
             }
         }
         if let Some(hw) = replica.exposed_high_watermark(now) {
-            self.end.send_if_modified(|e| {
-                let advanced = hw > *e;
-                *e = (*e).max(hw);
-                advanced
-            });
+            raise(&self.end, hw);
         }
         // A new leader's epoch starts at its log end before anything is
         // appended under it (followers' epochs come with their batches).
@@ -1593,9 +1608,7 @@ impl State {
             ));
             r.broker_epoch = broker_epoch;
         }
-        let now = r.node.now();
-        if let Some(replica) = r.replica.as_mut() {
-            replica.set_lease(r.node.lease_until(r.broker_epoch), now);
+        if let Some((replica, now)) = r.replica_now() {
             replica.apply_state(&state, now);
         }
         self.drive().await;
@@ -1669,14 +1682,12 @@ impl State {
                     return Err("records appended without a records verdict".into());
                 };
                 let mut last = None;
-                let mut headers = Vec::with_capacity(slices.len());
-                for (header, len) in slices {
+                for (_, len) in &slices {
                     // Each batch is split off the frame's buffer as it is.
                     let appended = log
-                        .append_replica(bytes.split_to(len))
+                        .append_replica(bytes.split_to(*len))
                         .await
                         .map_err(|e| e.to_string())?;
-                    headers.push((header, appended.base_offset));
                     last = Some(appended);
                 }
                 replica.follower_appended(seq, &metas, high_watermark, now);
@@ -1684,16 +1695,13 @@ impl State {
                     let end = appended.last_offset + 1;
                     appended.durable.wait().await.map_err(|e| e.to_string())?;
                     replica.durable_to(end, r.node.now());
-                    r.appended.send_if_modified(|e| {
-                        let advanced = end > *e;
-                        *e = (*e).max(end);
-                        advanced
-                    });
+                    raise(&r.appended, end);
                 }
                 // A follower keeps the idempotent producers' state too: it
-                // may lead next.
-                for (header, base) in headers {
-                    self.remember(&header, base);
+                // may lead next. A replicated batch keeps the leader's base
+                // offset (`append_replica` refuses any other).
+                for (header, _) in &slices {
+                    self.remember(header, header.base_offset.get() as u64);
                 }
             }
         }
@@ -1706,11 +1714,9 @@ impl State {
         let (Some(r), Some(log)) = (self.replication.as_mut(), self.log.as_ref()) else {
             return (Verdict::Error(ReplicaError::NotLeader), Vec::new());
         };
-        let Some(replica) = r.replica.as_mut() else {
+        let Some((replica, now)) = r.replica_now() else {
             return (Verdict::Error(ReplicaError::NotLeader), Vec::new());
         };
-        let now = r.node.now();
-        replica.set_lease(r.node.lease_until(r.broker_epoch), now);
         let answer = match replica.on_fetch(&req, now) {
             FetchAnswer::Records {
                 from,
@@ -1759,14 +1765,10 @@ impl State {
     /// only below the high watermark.
     async fn replica_consumer_fetch(&mut self, offset: u64, max_bytes: usize) -> FetchOutcome {
         let Some(log) = self.log.as_ref() else {
-            return FetchOutcome {
-                result: Err(Failure::new(
-                    ErrorCode::UnknownTopic,
-                    "the partition was closed",
-                )),
-                log_start: 0,
-                log_end: 0,
-            };
+            return FetchOutcome::failed(Failure::new(
+                ErrorCode::UnknownTopic,
+                "the partition was closed",
+            ));
         };
         let hw = *self.end.borrow();
         let result = if !serves_clients(&self.replication) {

@@ -278,8 +278,9 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
             }
         });
     }
+    let view = shard.shared.cluster.as_ref().map(|c| c.view());
     for topic in shard.shared.topics() {
-        if let Err(e) = shard.open_topic(topic.clone(), true).await {
+        if let Err(e) = shard.open_topic(topic.clone(), true, view.as_ref()).await {
             let _ = ready.send(Err(e.clone()));
             anyhow::bail!(e);
         }
@@ -409,7 +410,7 @@ async fn follow_cluster(shard: Rc<Shard>, node: Arc<crate::cluster::agent::Clust
                     }
                 }
                 if let Some(topic) = shard.shared.topic(name) {
-                    if let Err(e) = shard.open_topic(topic, false).await {
+                    if let Err(e) = shard.open_topic(topic, false, Some(&view)).await {
                         tracing::error!(topic = %name, "opening replicas: {e}");
                     }
                 }
@@ -535,11 +536,7 @@ impl Shard {
     }
 
     /// Sends a command to a partition of this shard.
-    pub async fn deliver_local(&self, topic: &str, partition: u32, cmd: PartCmd) {
-        self.deliver(topic, partition, cmd).await;
-    }
-
-    async fn deliver(&self, topic: &str, partition: u32, cmd: PartCmd) {
+    pub async fn deliver(&self, topic: &str, partition: u32, cmd: PartCmd) {
         let handle = self
             .partitions
             .borrow()
@@ -570,7 +567,8 @@ impl Shard {
             // Opening recovers logs: run it aside so the queue keeps moving.
             ShardMsg::Open { topic, reply } => {
                 tokio_uring::spawn(async move {
-                    let _ = reply.send(self.open_topic(topic, false).await);
+                    let view = self.shared.cluster.as_ref().map(|c| c.view());
+                    let _ = reply.send(self.open_topic(topic, false, view.as_ref()).await);
                 });
             }
             ShardMsg::Drop { topic, reply } => {
@@ -582,8 +580,14 @@ impl Shard {
         }
     }
 
-    /// Opens this shard's partitions of `topic`.
-    async fn open_topic(&self, topic: Arc<Topic>, at_start: bool) -> Result<(), String> {
+    /// Opens this shard's partitions of `topic`; in cluster mode those
+    /// `view` (what this broker knows of the cluster) places here.
+    async fn open_topic(
+        &self,
+        topic: Arc<Topic>,
+        at_start: bool,
+        view: Option<&crate::cluster::agent::View>,
+    ) -> Result<(), String> {
         // In cluster mode every topic but the internal one is replicated
         // (only the controller creates topics there); a broker opens the
         // partitions it holds a replica of, and at start, before it knows
@@ -593,7 +597,7 @@ impl Shard {
             .cluster
             .clone()
             .filter(|_| topic.name != catalog::OFFSETS_TOPIC);
-        let view = cluster.as_ref().map(|c| c.view());
+        let view = view.filter(|_| cluster.is_some());
         for p in 0..topic.config.partitions {
             if self.owner(&topic.name, p) != self.id
                 || self
@@ -604,7 +608,7 @@ impl Shard {
                 continue;
             }
             let tp = ringlog_cluster::TopicPartition::new(topic.name.clone(), p);
-            if let Some(view) = &view {
+            if let Some(view) = view {
                 let elsewhere = view
                     .state
                     .partitions

@@ -122,9 +122,7 @@ async fn ask<T>(
     make: impl FnOnce(oneshot::Sender<T>) -> PartCmd,
 ) -> Option<T> {
     let (reply, answer) = oneshot::channel();
-    shard
-        .deliver_local(&tp.topic, tp.partition, make(reply))
-        .await;
+    shard.deliver(&tp.topic, tp.partition, make(reply)).await;
     answer.await.ok()
 }
 
@@ -156,7 +154,7 @@ pub async fn serve_session(
                     offset: *from,
                     notify: notify.clone(),
                 };
-                shard.deliver_local(&tp.topic, tp.partition, cmd).await;
+                shard.deliver(&tp.topic, tp.partition, cmd).await;
             }
             drop(notify);
             let _ = tokio::time::timeout(LONG_POLL, grown.recv()).await;
