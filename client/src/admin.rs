@@ -143,11 +143,22 @@ impl Admin {
         self.client.call(ApiKey::DescribeCluster, None).await
     }
 
-    /// Every consumer group the broker coordinates, sorted.
+    /// Every consumer group, sorted: asked of each group coordinator (the
+    /// leaders of `__consumer_offsets`' partitions).
     pub async fn list_groups(&self) -> Result<Vec<String>> {
-        let resp: ringlog_protocol::ListGroupsResponse =
-            self.client.call(ApiKey::ListGroups, None).await?;
-        Ok(resp.groups)
+        let partitions = 0..ringlog_protocol::OFFSETS_PARTITIONS;
+        let coordinators = self
+            .client
+            .by_leader(partitions, |p| (ringlog_protocol::OFFSETS_TOPIC, *p))
+            .await;
+        let mut groups = std::collections::BTreeSet::new();
+        for (conn, _) in coordinators {
+            let reply = conn?.call(ApiKey::ListGroups, Vec::new()).await?;
+            let resp: ringlog_protocol::ListGroupsResponse =
+                crate::decode_reply(ApiKey::ListGroups, reply)?;
+            groups.extend(resp.groups);
+        }
+        Ok(groups.into_iter().collect())
     }
 
     /// A group's generation, members, assignments and committed offsets.
@@ -159,7 +170,7 @@ impl Admin {
             group: group.to_string(),
         };
         self.client
-            .call(ApiKey::DescribeGroup, Some(req.encode()))
+            .call_group(group, ApiKey::DescribeGroup, req.encode())
             .await
     }
 }

@@ -289,16 +289,11 @@ impl Consumer {
     /// a new topic's replicas not started yet), for up to
     /// [`LIST_OFFSETS_WITHIN`].
     async fn list_offset_raw(&self, topic: &str, partition: u32, spec: i64) -> Result<i64> {
-        let deadline = Instant::now() + LIST_OFFSETS_WITHIN;
-        loop {
-            match self.list_offset_once(topic, partition, spec).await {
-                Err(e) if e.is_retriable() && Instant::now() < deadline => {
-                    self.client.routes_stale();
-                    tokio::time::sleep(NOT_LEADER_BACKOFF).await;
-                }
-                other => return other,
-            }
-        }
+        self.client
+            .retrying(LIST_OFFSETS_WITHIN, || {
+                self.list_offset_once(topic, partition, spec)
+            })
+            .await
     }
 
     async fn list_offset_once(&self, topic: &str, partition: u32, spec: i64) -> Result<i64> {
@@ -628,7 +623,7 @@ impl Consumer {
             return Ok(());
         };
         let req = GroupHeartbeatRequest {
-            group,
+            group: group.clone(),
             member_id: sub.member_id.clone(),
             topics: sub.topics.clone(),
             assignor: self.config.assignor.clone(),
@@ -649,7 +644,7 @@ impl Consumer {
         };
         let resp: GroupHeartbeatResponse = match self
             .client
-            .call(ApiKey::GroupHeartbeat, Some(req.encode()))
+            .call_group(&group, ApiKey::GroupHeartbeat, req.encode())
             .await
         {
             Ok(resp) => resp,
@@ -847,7 +842,7 @@ impl Consumer {
         };
         let resp: CommitOffsetsResponse = self
             .client
-            .call(ApiKey::CommitOffsets, Some(req.encode()))
+            .call_group(&req.group, ApiKey::CommitOffsets, req.encode())
             .await?;
         for r in resp.results {
             let code = ErrorCode::from_u16(r.error);
@@ -875,7 +870,7 @@ impl Consumer {
         };
         let resp: FetchOffsetsResponse = self
             .client
-            .call(ApiKey::FetchOffsets, Some(req.encode()))
+            .call_group(&req.group, ApiKey::FetchOffsets, req.encode())
             .await?;
         resp.offsets
             .into_iter()

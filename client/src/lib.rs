@@ -57,6 +57,13 @@ pub use ringlog_protocol::{
     BrokerMetadata, MetadataResponse, PartitionMetadata, TopicConfig, TopicMetadata, TopicSummary,
 };
 
+/// How long a group request follows its coordinator while it moves: a
+/// dead coordinator's partition gets a new leader within the brokers'
+/// session timeout (9 s by default).
+const COORDINATOR_WAIT: Duration = Duration::from_secs(30);
+/// Pause before a retriable request is tried again.
+pub(crate) const RETRY_BACKOFF: Duration = Duration::from_millis(100);
+
 /// The default broker address.
 pub const DEFAULT_BROKER: &str = "127.0.0.1:9292";
 
@@ -280,13 +287,48 @@ impl Client {
         request: Vec<u8>,
     ) -> Result<T> {
         let conn = self.connection_for(topic, partition).await?;
-        let bytes = reply_payload(conn.call(api, vec![Bytes::from(request)]).await?)?;
-        T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
+        decode_reply(api, conn.call(api, vec![Bytes::from(request)]).await?)
     }
 
-    /// Sends a request; a request-level error becomes `Err`.
-    pub(crate) async fn call_raw(&self, api: ApiKey, payload: Vec<Bytes>) -> Result<Bytes> {
-        reply_payload(self.connection().await?.call(api, payload).await?)
+    /// Sends a group's request to its coordinator: the leader of the
+    /// group's [`ringlog_protocol::OFFSETS_TOPIC`] partition (the broker
+    /// itself when alone), following the coordinator while it moves.
+    pub(crate) async fn call_group<T: Payload>(
+        &self,
+        group: &str,
+        api: ApiKey,
+        request: Vec<u8>,
+    ) -> Result<T> {
+        let partition = ringlog_protocol::offsets_partition(group);
+        self.retrying(COORDINATOR_WAIT, || {
+            self.call_for(
+                ringlog_protocol::OFFSETS_TOPIC,
+                partition,
+                api,
+                request.clone(),
+            )
+        })
+        .await
+    }
+
+    /// Runs `attempt` again after a pause while it fails with a retriable
+    /// error (a leader being elected or moving, a new topic's replicas not
+    /// started yet), for up to `wait`, reading the routes again between.
+    pub(crate) async fn retrying<T, F, Fut>(&self, wait: Duration, mut attempt: F) -> Result<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match attempt().await {
+                Err(e) if e.is_retriable() && std::time::Instant::now() < deadline => {
+                    self.routes_stale();
+                    tokio::time::sleep(RETRY_BACKOFF).await;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Sends an rkyv request and decodes an rkyv response.
@@ -296,9 +338,14 @@ impl Client {
         request: Option<Vec<u8>>,
     ) -> Result<T> {
         let payload = request.map(|r| vec![Bytes::from(r)]).unwrap_or_default();
-        let bytes = self.call_raw(api, payload).await?;
-        T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
+        decode_reply(api, self.connection().await?.call(api, payload).await?)
     }
+}
+
+/// A reply decoded as `api`'s response, or its request-level error.
+pub(crate) fn decode_reply<T: Payload>(api: ApiKey, reply: conn::Reply) -> Result<T> {
+    let bytes = reply_payload(reply)?;
+    T::decode(api, &bytes).map_err(|e| Error::new(ErrorKind::Protocol, e.to_string()))
 }
 
 /// A reply's payload, or its request-level error.

@@ -31,6 +31,26 @@ pub const EARLIEST: i64 = -2;
 /// `ListOffsets` spec asking for the log end offset.
 pub const LATEST: i64 = -1;
 
+/// The internal topic holding committed offsets; its partition's leader
+/// coordinates the groups that hash to it.
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Its partition count: groups are spread over these by name.
+pub const OFFSETS_PARTITIONS: u32 = 4;
+
+/// FNV-1a 64 of a name: spreads topics over shards and groups over
+/// offsets partitions, the same on brokers and clients.
+pub fn name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The partition of [`OFFSETS_TOPIC`] that keeps `group`'s offsets (its
+/// leader is the group's coordinator).
+pub fn offsets_partition(group: &str) -> u32 {
+    (name_hash(group) % u64::from(OFFSETS_PARTITIONS)) as u32
+}
+
 /// Fixed header of every request frame.
 #[derive(Debug, Clone, Copy, FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned)]
 #[repr(C)]

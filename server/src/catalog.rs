@@ -16,10 +16,7 @@ use ringlog_protocol::{CreateTopicRequest, ErrorCode, TopicConfig};
 
 use crate::config::TopicDefaults;
 
-/// The internal topic holding committed offsets.
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
-/// Its partition count: groups are spread over these by name.
-pub const OFFSETS_PARTITIONS: u32 = 4;
+pub use ringlog_protocol::{name_hash, offsets_partition, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 const MAX_PARTITIONS: u32 = 10_000;
 
 /// The shard that owns `(topic, partition)` among `shards`: FNV-1a of the
@@ -27,18 +24,6 @@ const MAX_PARTITIONS: u32 = 10_000;
 /// a per-topic starting shard. Stable across restarts for a shard count.
 pub fn owner(topic: &str, partition: u32, shards: usize) -> usize {
     ((name_hash(topic) + u64::from(partition)) % shards as u64) as usize
-}
-
-/// FNV-1a 64 of a name.
-pub fn name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
-/// The partition of [`OFFSETS_TOPIC`] that keeps `group`'s offsets.
-pub fn offsets_partition(group: &str) -> u32 {
-    (name_hash(group) % u64::from(OFFSETS_PARTITIONS)) as u32
 }
 
 /// A topic's settings.

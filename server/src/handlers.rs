@@ -361,13 +361,14 @@ async fn topic_metadata(shard: &Rc<Shard>, topic: &Topic) -> TopicMetadata {
     for (p, rx) in waits {
         let (log_start, log_end) = rx.await.unwrap_or((0, 0));
         let leader = match &view {
-            // Cluster mode: the controller's leader (u32::MAX for none);
-            // the internal topic is this broker's own.
+            // Cluster mode: the controller's leader (u32::MAX for none,
+            // or before the controller placed the partition).
             Some(v) => v
                 .state
                 .partitions
                 .get(&ringlog_cluster::TopicPartition::new(topic.name.clone(), p))
-                .map_or(v.node_id, |s| s.leader.unwrap_or(u32::MAX)),
+                .and_then(|s| s.leader)
+                .unwrap_or(u32::MAX),
             None => 0,
         };
         partitions.push(PartitionMetadata {
@@ -527,6 +528,30 @@ async fn create_replicated_topic(
     req: &CreateTopicRequest,
     topic: &Topic,
 ) -> Result<(), Failure> {
+    submit_topic(node, topic, req.replication_factor, req.min_insync_replicas).await?;
+    let deadline = Instant::now() + REPLICAS_OPEN_WITHIN;
+    while shard.shared.topic(&topic.name).is_none() {
+        if Instant::now() > deadline {
+            return Err(Failure::new(
+                ErrorCode::Timeout,
+                "the controller created the topic, but it did not open here in time",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    Ok(())
+}
+
+/// Places a replicated topic's partitions on the live brokers (partition
+/// p's replicas from the p-th broker on, so preferred leaders spread) and
+/// has the controller create it; the replication factor defaults to
+/// min(3, live brokers), `min.insync.replicas` to min(2, RF).
+pub async fn submit_topic(
+    node: &crate::cluster::agent::ClusterNode,
+    topic: &Topic,
+    replication_factor: Option<u32>,
+    min_insync_replicas: Option<u32>,
+) -> Result<(), Failure> {
     use ringlog_cluster::controller::{Command, CommandError};
     let view = node.view();
     let live: Vec<u32> = view
@@ -536,9 +561,7 @@ async fn create_replicated_topic(
         .filter(|(_, b)| !b.fenced)
         .map(|(id, _)| *id)
         .collect();
-    let rf = req
-        .replication_factor
-        .unwrap_or_else(|| (live.len() as u32).min(3)) as usize;
+    let rf = replication_factor.unwrap_or_else(|| (live.len() as u32).min(3)) as usize;
     if rf == 0 || rf > live.len() {
         return Err(Failure::new(
             ErrorCode::InvalidTopicConfig,
@@ -548,9 +571,7 @@ async fn create_replicated_topic(
             ),
         ));
     }
-    let min_insync = req
-        .min_insync_replicas
-        .unwrap_or_else(|| (rf as u32).min(2)) as usize;
+    let min_insync = min_insync_replicas.unwrap_or_else(|| (rf as u32).min(2)) as usize;
     if min_insync == 0 || min_insync > rf {
         return Err(Failure::new(
             ErrorCode::InvalidTopicConfig,
@@ -587,16 +608,6 @@ async fn create_replicated_topic(
         Err(e) => return Err(Failure::new(ErrorCode::Timeout, format!("{e:#}"))),
     }
     tracing::info!(topic = %topic.name, partitions = topic.config.partitions, rf, min_insync, "replicated topic created");
-    let deadline = Instant::now() + REPLICAS_OPEN_WITHIN;
-    while shard.shared.topic(&topic.name).is_none() {
-        if Instant::now() > deadline {
-            return Err(Failure::new(
-                ErrorCode::Timeout,
-                "the controller created the topic, but it did not open here in time",
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
     Ok(())
 }
 
@@ -694,6 +705,10 @@ pub async fn commit_offsets(
             .await
             .unwrap_or_else(|_| Err(Failure::new(ErrorCode::ShuttingDown, "stopped")));
         if let Err(f) = outcome {
+            // The coordinator moved: the whole request goes to the next.
+            if f.code == ErrorCode::NotLeader {
+                return Err(f);
+            }
             for r in results.iter_mut().filter(|r| r.error == 0) {
                 r.error = f.code as u16;
             }
@@ -717,7 +732,7 @@ pub async fn fetch_offsets(
     shard.route(catalog::OFFSETS_TOPIC, p, cmd).await;
     let found = rx
         .await
-        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "stopped"))?;
+        .unwrap_or_else(|_| Err(Failure::new(ErrorCode::ShuttingDown, "stopped")))?;
     let offsets = req
         .partitions
         .into_iter()
@@ -814,7 +829,7 @@ pub async fn describe_group(
         )
         .await;
     rx.await
-        .map_err(|_| Failure::new(ErrorCode::ShuttingDown, "stopped"))
+        .unwrap_or_else(|_| Err(Failure::new(ErrorCode::ShuttingDown, "stopped")))
 }
 
 /// Cluster mode's brokers, controller and replica placement, as this broker

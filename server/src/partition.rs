@@ -92,8 +92,9 @@ pub enum PartCmd {
         group: String,
         /// Partitions asked about.
         partitions: Vec<TopicPartition>,
-        /// One offset (-1 for none) per partition.
-        reply: oneshot::Sender<Vec<i64>>,
+        /// One offset (-1 for none) per partition, or why not (this
+        /// replica does not coordinate the group now).
+        reply: oneshot::Sender<Result<Vec<i64>, Failure>>,
     },
     /// A consumer group heartbeat (offsets partitions only).
     GroupHeartbeat {
@@ -113,8 +114,9 @@ pub enum PartCmd {
     DescribeGroup {
         /// Group name.
         group: String,
-        /// The description (generation 0 and no members if unknown).
-        reply: oneshot::Sender<ringlog_protocol::DescribeGroupResponse>,
+        /// The description (generation 0 and no members if unknown), or
+        /// why not.
+        reply: oneshot::Sender<Result<ringlog_protocol::DescribeGroupResponse, Failure>>,
     },
     /// Delete segments past retention.
     Retention,
@@ -294,11 +296,16 @@ impl PartCmd {
             PartCmd::GroupHeartbeat { reply, .. } => {
                 let _ = reply.send(Err(failure));
             }
-            PartCmd::ListGroups { .. } | PartCmd::DescribeGroup { .. } => {}
+            PartCmd::Committed { reply, .. } => {
+                let _ = reply.send(Err(failure));
+            }
+            PartCmd::DescribeGroup { reply, .. } => {
+                let _ = reply.send(Err(failure));
+            }
+            PartCmd::ListGroups { .. } => {}
             // Dropping the reply tells the asker there is no answer.
             PartCmd::Wait { .. }
             | PartCmd::Offsets { .. }
-            | PartCmd::Committed { .. }
             | PartCmd::Retention
             | PartCmd::Scrub { .. } => {}
             PartCmd::Close { reply, .. } => {
@@ -391,6 +398,10 @@ const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(1);
 const PRODUCER_WINDOW: usize = 5;
 /// Bytes of commit records per batch (well under the 8 MiB batch limit).
 const COMMIT_BATCH_BYTES: usize = 1 << 20;
+
+/// How long a commit may take to become durable (and replicated), as
+/// Kafka's `offsets.commit.timeout.ms` bounds it.
+const COMMIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bytes a producer-state or offsets rebuild reads at a time.
 const REBUILD_READ_BYTES: usize = 1 << 20;
 
@@ -740,19 +751,35 @@ impl State {
                     let _ = reply.send(self.replica_read(from, leader_epoch).await);
                 }
                 PartCmd::WaitAppended { offset, notify } => self.wait_appended(offset, notify),
+                // A group's coordinator is the leader of its offsets
+                // partition: a follower's view of the group is not current.
+                cmd @ (PartCmd::Commit { .. }
+                | PartCmd::Committed { .. }
+                | PartCmd::GroupHeartbeat { .. }
+                | PartCmd::DescribeGroup { .. })
+                    if !serves_clients(&self.replication) =>
+                {
+                    cmd.fail(Failure::new(
+                        ErrorCode::NotLeader,
+                        format!(
+                            "this broker does not lead {}-{} now, so it does not coordinate its \
+                             groups: ask its leader",
+                            self.labels.topic, self.labels.partition
+                        ),
+                    ));
+                }
                 PartCmd::Commit {
                     group,
                     member_id,
                     generation,
                     offsets,
                     reply,
-                } => {
-                    let result = match self.groups.check_commit(&group, &member_id, generation) {
-                        Ok(()) => self.commit(group, offsets).await,
-                        Err(f) => Err(f),
-                    };
-                    let _ = reply.send(result);
-                }
+                } => match self.groups.check_commit(&group, &member_id, generation) {
+                    Ok(()) => self.commit(group, offsets, reply).await,
+                    Err(f) => {
+                        let _ = reply.send(Err(f));
+                    }
+                },
                 PartCmd::GroupHeartbeat {
                     req,
                     partitions,
@@ -781,13 +808,13 @@ impl State {
                         })
                         .collect();
                     offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-                    let _ = reply.send(ringlog_protocol::DescribeGroupResponse {
+                    let _ = reply.send(Ok(ringlog_protocol::DescribeGroupResponse {
                         group,
                         generation,
                         assignor,
                         members,
                         offsets,
-                    });
+                    }));
                 }
                 PartCmd::Committed {
                     group,
@@ -802,7 +829,7 @@ impl State {
                                 .map_or(-1, |o| *o as i64)
                         })
                         .collect();
-                    let _ = reply.send(answer);
+                    let _ = reply.send(Ok(answer));
                 }
                 PartCmd::Scrub { bytes, done } => {
                     self.scrub(bytes).await;
@@ -1141,10 +1168,18 @@ impl State {
                     break;
                 }
             }
+            // An offsets partition's map of commits follows its log.
+            let commits = match self.committed {
+                Some(_) => commits_in(&batch, max),
+                None => Vec::new(),
+            };
             let Some(log) = self.log.as_mut() else { break };
             let active_before = log.active_base();
             match log.append(batch, leader_epoch).await {
                 Ok(appended) => {
+                    if let Some(map) = self.committed.as_mut() {
+                        map.extend(commits);
+                    }
                     if let Some(replica) =
                         self.replication.as_mut().and_then(|r| r.replica.as_mut())
                     {
@@ -1283,14 +1318,7 @@ impl State {
                 let h = *view.header();
                 offset = offset.max((view.last_offset() + 1) as u64);
                 if offsets {
-                    for record in view.records()? {
-                        let record = record?;
-                        if let (Some(key), Some(value)) = (record.key, record.value) {
-                            if let Some(entry) = decode_commit(key, value) {
-                                commits.push(entry);
-                            }
-                        }
-                    }
+                    commits.extend(commits_in(view.bytes(), max));
                 } else {
                     seen.push((h, view.base_offset() as u64));
                 }
@@ -1309,23 +1337,58 @@ impl State {
         Ok(())
     }
 
-    async fn commit(&mut self, group: String, offsets: Vec<CommitOffset>) -> Result<(), Failure> {
+    /// Stores a group's commits as records of its offsets partition,
+    /// through the produce path: in a cluster they are stamped with the
+    /// leader epoch and answered once the in-sync replicas hold them, as
+    /// an `acks=all` write. The map of committed offsets follows the log
+    /// (see [`commits_in`]).
+    async fn commit(
+        &mut self,
+        group: String,
+        offsets: Vec<CommitOffset>,
+        reply: oneshot::Sender<Result<(), Failure>>,
+    ) {
         if self.committed.is_none() {
-            return Err(Failure::new(
+            let _ = reply.send(Err(Failure::new(
                 ErrorCode::InvalidRequest,
                 "not an offsets partition",
-            ));
+            )));
+            return;
         }
         let records: Vec<(Vec<u8>, u64)> = offsets
             .iter()
             .map(|c| (commit_key(&group, &c.topic, c.partition), c.offset))
             .collect();
-        self.append_commits(&records).await?;
-        let map = self.committed.get_or_insert_with(HashMap::new);
-        for c in offsets {
-            map.insert((group.clone(), c.topic, c.partition), c.offset);
+        let batches = match commit_batches(&records) {
+            Ok(batches) => batches,
+            Err(f) => {
+                let _ = reply.send(Err(f));
+                return;
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        self.produce(batches, COMMIT_TIMEOUT, true, tx).await;
+        tokio_uring::spawn(async move {
+            let result = match rx.await {
+                Ok(ProduceOutcome { failure: None, .. }) => Ok(()),
+                Ok(ProduceOutcome {
+                    failure: Some(f), ..
+                }) => Err(f),
+                Err(_) => Err(Failure::new(ErrorCode::ShuttingDown, "stopped")),
+            };
+            let _ = reply.send(result);
+        });
+        // A replicated offsets log keeps its whole history for now: its
+        // followers cannot follow a leader's local snapshot-and-delete.
+        if self.replication.is_none() {
+            if let Err(f) = self.compact_if_due().await {
+                tracing::error!(
+                    partition = self.labels.partition,
+                    "compacting committed offsets failed: {}",
+                    f.message
+                );
+            }
         }
-        self.compact_if_due().await
     }
 
     /// Appends commit records (key, offset) in batches and waits until
@@ -1334,27 +1397,9 @@ impl State {
         let Some(log) = self.log.as_mut() else {
             return Err(Failure::new(ErrorCode::UnknownTopic, "closed"));
         };
-        let now = now_ms();
         let mut first = None;
         let mut tickets = Vec::new();
-        let mut batches = Vec::new();
-        let mut builder = batch::BatchBuilder::default();
-        for (key, offset) in records {
-            let value = offset.to_be_bytes();
-            builder
-                .push(&batch::NewRecord {
-                    key: Some(key),
-                    value: Some(&value),
-                    headers: &[],
-                    timestamp: now,
-                })
-                .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?;
-            if builder.size_bytes() >= COMMIT_BATCH_BYTES {
-                batches.extend(std::mem::take(&mut builder).finish());
-            }
-        }
-        batches.extend(builder.finish());
-        for bytes in batches {
+        for bytes in commit_batches(records)? {
             let appended = log.append(bytes, 0).await.map_err(|e| engine_failure(&e))?;
             first.get_or_insert(appended.base_offset);
             tickets.push(appended.durable);
@@ -1610,6 +1655,11 @@ impl State {
         }
         if let Some((replica, now)) = r.replica_now() {
             replica.apply_state(&state, now);
+            // Groups are coordinated by the leader alone, in memory: their
+            // members join the next leader, which has their commits.
+            if !replica.is_leader() {
+                self.groups = crate::group::Groups::default();
+            }
         }
         self.drive().await;
     }
@@ -1676,11 +1726,19 @@ impl State {
                 for p in self.producers.values_mut() {
                     p.recent.retain(|b| b.base_offset < to);
                 }
+                // Commits cut off were never acknowledged: the map is read
+                // again from what the log holds now.
+                if self.committed.is_some() {
+                    self.rebuild(true).await.map_err(|e| e.to_string())?;
+                }
             }
             FollowerStep::Append => {
                 let Verdict::Records { high_watermark } = verdict else {
                     return Err("records appended without a records verdict".into());
                 };
+                if let Some(map) = self.committed.as_mut() {
+                    map.extend(commits_in(&bytes, max));
+                }
                 let mut last = None;
                 for (_, len) in &slices {
                     // Each batch is split off the frame's buffer as it is.
@@ -1809,6 +1867,52 @@ async fn read_for_follower(log: &Log, from: u64) -> Vec<u8> {
 }
 
 /// `u16 len, group, u16 len, topic, u32 partition`, all big-endian.
+/// Commit records (key, offset) as batches of at most about
+/// [`COMMIT_BATCH_BYTES`].
+fn commit_batches(records: &[(Vec<u8>, u64)]) -> Result<Vec<BytesMut>, Failure> {
+    let now = now_ms();
+    let mut batches = Vec::new();
+    let mut builder = batch::BatchBuilder::default();
+    for (key, offset) in records {
+        let value = offset.to_be_bytes();
+        builder
+            .push(&batch::NewRecord {
+                key: Some(key),
+                value: Some(&value),
+                headers: &[],
+                timestamp: now,
+            })
+            .map_err(|e| Failure::new(ErrorCode::InvalidRequest, e.to_string()))?;
+        if builder.size_bytes() >= COMMIT_BATCH_BYTES {
+            batches.extend(std::mem::take(&mut builder).finish());
+        }
+    }
+    batches.extend(builder.finish());
+    Ok(batches
+        .iter()
+        .map(|b: &Vec<u8>| BytesMut::from(&b[..]))
+        .collect())
+}
+
+/// The commits in stored batches, in order: what the map of committed
+/// offsets takes from each append, on a leader as on a follower. Batches
+/// are CRC-checked before they get here; what does not parse as a commit
+/// is not one.
+fn commits_in(mut bytes: &[u8], max: usize) -> Vec<(CommitKey, u64)> {
+    let mut out = Vec::new();
+    while let Ok(view) = BatchView::parse_crc_only(bytes, max) {
+        if let Ok(records) = view.records() {
+            for record in records.map_while(Result::ok) {
+                if let (Some(key), Some(value)) = (record.key, record.value) {
+                    out.extend(decode_commit(key, value));
+                }
+            }
+        }
+        bytes = &bytes[view.bytes().len()..];
+    }
+    out
+}
+
 fn commit_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
     let mut key = Vec::with_capacity(8 + group.len() + topic.len());
     for part in [group, topic] {

@@ -371,7 +371,40 @@ fn start_replication(shard: &Rc<Shard>) {
             tokio_uring::spawn(crate::cluster::replication::follow(shard.clone(), peer));
         }
     }
+    if shard.id == 0 {
+        tokio_uring::spawn(create_offsets_topic(shard.clone(), node.clone()));
+    }
     tokio_uring::spawn(follow_cluster(shard.clone(), node));
+}
+
+/// Cluster mode: `__consumer_offsets` is a replicated topic like any
+/// other, with RF = min(3, brokers). The controller's broker creates it
+/// once that many brokers are live (until then, group requests get a
+/// retriable `not_leader`).
+async fn create_offsets_topic(shard: Rc<Shard>, node: Arc<crate::cluster::agent::ClusterNode>) {
+    let me = node.config().node_id;
+    let needed = node.config().peers.len().min(3);
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        let view = node.view();
+        if view.state.topics.contains_key(catalog::OFFSETS_TOPIC) {
+            return;
+        }
+        let live = view.state.brokers.values().filter(|b| !b.fenced).count();
+        if view.controller == Some(me) && live >= needed {
+            let topic = Topic::offsets(shard.shared.config.offsets_segment_bytes);
+            let rf = Some(needed as u32);
+            match crate::handlers::submit_topic(&node, &topic, rf, None).await {
+                Ok(()) => return,
+                Err(f) if f.code == ErrorCode::TopicExists => return,
+                Err(f) => tracing::debug!("creating {}: {}", catalog::OFFSETS_TOPIC, f.message),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
+    }
 }
 
 /// Applies every change of the cluster metadata to this shard: creates the
@@ -588,16 +621,11 @@ impl Shard {
         at_start: bool,
         view: Option<&crate::cluster::agent::View>,
     ) -> Result<(), String> {
-        // In cluster mode every topic but the internal one is replicated
-        // (only the controller creates topics there); a broker opens the
-        // partitions it holds a replica of, and at start, before it knows
-        // the assignments, every one in its catalog.
-        let cluster = self
-            .shared
-            .cluster
-            .clone()
-            .filter(|_| topic.name != catalog::OFFSETS_TOPIC);
-        let view = view.filter(|_| cluster.is_some());
+        // In cluster mode every topic is replicated (only the controller
+        // creates topics there, `__consumer_offsets` included); a broker
+        // opens the partitions it holds a replica of, and at start, before
+        // it knows the assignments, every one in its catalog.
+        let cluster = self.shared.cluster.clone();
         for p in 0..topic.config.partitions {
             if self.owner(&topic.name, p) != self.id
                 || self
