@@ -35,6 +35,11 @@ struct Args {
     /// The raised setting's connection receive and send windows.
     #[arg(long, default_value_t = 16 << 20)]
     conn_window: u32,
+    /// With a value, the raised setting is this MTU ceiling instead of the
+    /// windows: the largest UDP payload accepted and the upper bound of
+    /// path-MTU discovery (quinn's default ceiling is 1452).
+    #[arg(long)]
+    mtu: Option<u16>,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -57,8 +62,8 @@ fn main() -> anyhow::Result<()> {
                 let secs = transfer(dir.path(), setting, &args).await?;
                 let mb_s = args.bytes as f64 / secs / 1e6;
                 println!(
-                    "{{\"setting\":\"{setting}\",\"stream_window\":{},\"conn_window\":{},\"run\":{run},\"threads\":{},\"bytes\":{},\"response_bytes\":{},\"secs\":{secs:.3},\"mb_per_s\":{mb_s:.1}}}",
-                    args.stream_window, args.conn_window, args.threads, args.bytes, args.response_bytes
+                    "{{\"setting\":\"{setting}\",\"mtu\":{},\"stream_window\":{},\"conn_window\":{},\"run\":{run},\"threads\":{},\"bytes\":{},\"response_bytes\":{},\"secs\":{secs:.3},\"mb_per_s\":{mb_s:.1}}}",
+                    args.mtu.unwrap_or(0), args.stream_window, args.conn_window, args.threads, args.bytes, args.response_bytes
                 );
             }
         }
@@ -70,15 +75,25 @@ async fn transfer(certs: &std::path::Path, setting: &str, args: &Args) -> anyhow
     let endpoint = |node| -> anyhow::Result<quinn::Endpoint> {
         let mut tls = Tls::load(certs, node)?;
         let mut t = quic::transport_config();
-        if setting == "raised" {
-            t.stream_receive_window(quinn::VarInt::from_u32(args.stream_window));
-            t.receive_window(quinn::VarInt::from_u32(args.conn_window));
-            t.send_window(u64::from(args.conn_window));
+        let mut config = quinn::EndpointConfig::default();
+        match (setting, args.mtu) {
+            ("raised", Some(mtu)) => {
+                let mut discovery = quinn::MtuDiscoveryConfig::default();
+                discovery.upper_bound(mtu);
+                t.mtu_discovery_config(Some(discovery));
+                config.max_udp_payload_size(mtu)?;
+            }
+            ("raised", None) => {
+                t.stream_receive_window(quinn::VarInt::from_u32(args.stream_window));
+                t.receive_window(quinn::VarInt::from_u32(args.conn_window));
+                t.send_window(u64::from(args.conn_window));
+            }
+            _ => {}
         }
         let t = Arc::new(t);
         tls.server.transport_config(t.clone());
         tls.client.transport_config(t);
-        tls.endpoint("127.0.0.1:0".parse()?)
+        tls.endpoint_with("127.0.0.1:0".parse()?, config)
     };
     let leader = endpoint(1)?;
     let follower = endpoint(2)?;

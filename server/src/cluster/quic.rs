@@ -126,8 +126,20 @@ impl Tls {
 
     /// An endpoint bound to `addr` that accepts peers and connects to them.
     pub fn endpoint(self, addr: SocketAddr) -> anyhow::Result<quinn::Endpoint> {
-        let mut endpoint = quinn::Endpoint::server(self.server, addr)
+        self.endpoint_with(addr, quinn::EndpointConfig::default())
+    }
+
+    /// [`Tls::endpoint`] with its endpoint-wide settings.
+    pub fn endpoint_with(
+        self,
+        addr: SocketAddr,
+        config: quinn::EndpointConfig,
+    ) -> anyhow::Result<quinn::Endpoint> {
+        let socket = std::net::UdpSocket::bind(addr)
             .with_context(|| format!("binding the replication endpoint to {addr}"))?;
+        let runtime = quinn::default_runtime().context("no async runtime for QUIC")?;
+        let mut endpoint = quinn::Endpoint::new(config, Some(self.server), socket, runtime)
+            .with_context(|| format!("the replication endpoint on {addr}"))?;
         endpoint.set_default_client_config(self.client);
         Ok(endpoint)
     }
