@@ -40,6 +40,20 @@ pub struct Args {
     /// [default: 127.0.0.1:9294].
     #[arg(long, env = "RINGLOG_METRICS_LISTEN")]
     pub metrics_listen: Option<String>,
+    /// Address of the Kafka wire protocol listener (every Kafka client and
+    /// tool), or `none`; not in cluster mode yet [default: 127.0.0.1:9092
+    /// alone, none with --peers].
+    #[arg(long, env = "RINGLOG_KAFKA_LISTEN")]
+    pub kafka_listen: Option<String>,
+    /// `HOST:PORT` the Kafka listener's Metadata tells clients to connect
+    /// to [default: the address it listens on].
+    #[arg(long, env = "RINGLOG_KAFKA_ADVERTISED_ADDRESS")]
+    pub kafka_advertised_address: Option<String>,
+    /// Whether a Kafka client's Metadata request may create a topic it
+    /// names (with the defaults), as Kafka's `auto.create.topics.enable`
+    /// [default: true].
+    #[arg(long, env = "RINGLOG_AUTO_CREATE_TOPICS")]
+    pub auto_create_topics: Option<bool>,
     /// Shards (pinned threads, each owning its partitions) [default: one per core].
     #[arg(long, env = "RINGLOG_SHARDS")]
     pub shards: Option<usize>,
@@ -157,6 +171,9 @@ struct FileConfig {
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     metrics_listen: Option<String>,
+    kafka_listen: Option<String>,
+    kafka_advertised_address: Option<String>,
+    auto_create_topics: Option<bool>,
     shards: Option<usize>,
     max_frame_bytes: Option<u32>,
     max_connections: Option<usize>,
@@ -205,6 +222,12 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Metrics address, if enabled.
     pub metrics_listen: Option<SocketAddr>,
+    /// Kafka listener address, if enabled.
+    pub kafka_listen: Option<SocketAddr>,
+    /// What the Kafka listener advertises; `None`: its own address.
+    pub kafka_advertised: Option<(String, u16)>,
+    /// Kafka Metadata may create the topics it names.
+    pub auto_create_topics: bool,
     /// Shard count.
     pub shards: usize,
     /// Largest frame.
@@ -258,6 +281,38 @@ impl Config {
                     format!("--metrics-listen {metrics:?} is not ADDR:PORT or off")
                 })?)
             };
+        let kafka = match (args.kafka_listen.or(file.kafka_listen), &cluster) {
+            (Some(k), Some(_)) if k != "none" => bail!(
+                "--kafka-listen {k:?}: the Kafka listener does not serve cluster mode yet (its \
+                 metadata would name this broker alone); leave it out or set it to none"
+            ),
+            (Some(k), _) => k,
+            (None, Some(_)) => "none".into(),
+            (None, None) => "127.0.0.1:9092".into(),
+        };
+        let kafka_listen =
+            if kafka == "none" {
+                None
+            } else {
+                Some(kafka.parse().with_context(|| {
+                    format!("--kafka-listen {kafka:?} is not ADDR:PORT or none")
+                })?)
+            };
+        let kafka_advertised = match args
+            .kafka_advertised_address
+            .or(file.kafka_advertised_address)
+        {
+            None => None,
+            Some(a) => {
+                let parsed = a
+                    .rsplit_once(':')
+                    .and_then(|(host, port)| Some((host.to_string(), port.parse::<u16>().ok()?)))
+                    .filter(|(host, _)| !host.is_empty());
+                Some(parsed.with_context(|| {
+                    format!("--kafka-advertised-address {a:?} is not HOST:PORT")
+                })?)
+            }
+        };
         let fsync = parse_setting(
             "--default-fsync",
             args.default_fsync.or(file.default_fsync),
@@ -282,6 +337,12 @@ impl Config {
                 .or(file.listen)
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9292))),
             metrics_listen,
+            kafka_listen,
+            kafka_advertised,
+            auto_create_topics: args
+                .auto_create_topics
+                .or(file.auto_create_topics)
+                .unwrap_or(true),
             shards: args.shards.or(file.shards).unwrap_or(cores),
             max_frame_bytes: args
                 .max_frame_bytes

@@ -57,7 +57,7 @@ impl Chunk {
 }
 
 /// A response waiting for the writer, with the in-flight bytes it holds.
-type Queued = (Response, Option<OwnedSemaphorePermit>);
+pub(crate) type Queued = (Response, Option<OwnedSemaphorePermit>);
 
 /// How long a stopping broker waits for a client to read its responses.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -71,22 +71,38 @@ struct Frame {
     payload: BytesMut,
 }
 
-enum ReadError {
+pub(crate) enum ReadError {
     /// Refused before allocating: answer, then close.
     Refused(DecodeError),
     /// The peer closed or the socket failed.
     Closed,
 }
 
-struct FrameReader {
+pub(crate) struct FrameReader {
     stream: Rc<TcpStream>,
-    buf: BytesMut,
+    /// Bytes read and not yet taken.
+    pub(crate) buf: BytesMut,
     max_frame: u32,
 }
 
 impl FrameReader {
-    /// Reads until `buf` holds at least `n` bytes, growing it to fit.
-    async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
+    /// A reader of `stream` whose frames are at most `max_frame` bytes.
+    pub(crate) fn new(stream: Rc<TcpStream>, max_frame: u32) -> FrameReader {
+        FrameReader {
+            stream,
+            buf: BytesMut::with_capacity(READ_CHUNK),
+            max_frame,
+        }
+    }
+
+    /// The largest frame this reader accepts.
+    pub(crate) fn max_frame(&self) -> u32 {
+        self.max_frame
+    }
+
+    /// Reads until `buf` holds at least `n` bytes, growing it to fit; an
+    /// error when the peer closed or the socket failed.
+    pub(crate) async fn fill(&mut self, n: usize) -> Result<(), ReadError> {
         while self.buf.len() < n {
             let want = n.max(self.buf.len() + READ_CHUNK.min(n.max(HEADER_LEN)));
             if self.buf.capacity() < want {
@@ -154,11 +170,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let writer = tokio_uring::spawn(write_loop(stream.clone(), sock, rx, shard.clone()));
     let config = &shard.shared.config;
     let inflight = Arc::new(Semaphore::new(config.max_inflight_bytes as usize));
-    let mut reader = FrameReader {
-        stream: stream.clone(),
-        buf: BytesMut::with_capacity(READ_CHUNK),
-        max_frame: config.max_frame_bytes,
-    };
+    let mut reader = FrameReader::new(stream.clone(), config.max_frame_bytes);
     let mut shutdown = shard.shutdown.clone();
     loop {
         let frame = tokio::select! {
@@ -226,7 +238,9 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
-async fn write_loop(
+/// Writes each queued response as it comes, gathering what is ready into
+/// one `writev`; ends when every sender is gone.
+pub(crate) async fn write_loop(
     stream: Rc<TcpStream>,
     sock: Option<Arc<OwnedFd>>,
     mut rx: mpsc::UnboundedReceiver<Queued>,

@@ -92,31 +92,54 @@ pub async fn produce_start(
         let _ = payload.split_to(section.batches.start - consumed);
         let bytes = payload.split_to(section.batches.len());
         consumed = section.batches.end;
-        let (reply, rx) = oneshot::channel();
-        match partition_exists(shard, &section.topic, section.partition) {
-            Ok(topic) => {
-                let batches = split_batches(bytes, topic.log.batch_bytes_max);
-                let cmd = PartCmd::Produce {
-                    batches,
-                    timeout,
-                    acks_all: req.acks == -1,
-                    reply,
-                };
-                shard.route(&section.topic, section.partition, cmd).await;
-            }
-            Err(f) => {
-                let _ = reply.send(ProduceOutcome {
-                    base_offsets: Vec::new(),
-                    failure: Some(f),
-                });
-            }
-        }
+        let acks_all = req.acks == -1;
+        let rx = produce_partition(
+            shard,
+            &section.topic,
+            section.partition,
+            bytes,
+            timeout,
+            acks_all,
+        )
+        .await;
         waits.push((section.topic, section.partition, rx));
     }
     Ok(PendingProduce {
         acks: req.acks,
         waits,
     })
+}
+
+/// Queues one partition's batches (concatenated, as received) at its
+/// task, in the order of the calls; the receiver gets the outcome.
+pub async fn produce_partition(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: u32,
+    bytes: BytesMut,
+    timeout: Duration,
+    acks_all: bool,
+) -> oneshot::Receiver<ProduceOutcome> {
+    let (reply, rx) = oneshot::channel();
+    match partition_exists(shard, topic, partition) {
+        Ok(t) => {
+            let batches = split_batches(bytes, t.log.batch_bytes_max);
+            let cmd = PartCmd::Produce {
+                batches,
+                timeout,
+                acks_all,
+                reply,
+            };
+            shard.route(topic, partition, cmd).await;
+        }
+        Err(f) => {
+            let _ = reply.send(ProduceOutcome {
+                base_offsets: Vec::new(),
+                failure: Some(f),
+            });
+        }
+    }
+    rx
 }
 
 /// A produce whose sections are queued at their partitions.
@@ -157,10 +180,22 @@ pub async fn produce_finish(shard: &Shard, pending: PendingProduce) -> Option<Pr
 /// came back, waits for any of them to grow or for `max_wait_ms`, and reads
 /// again. Returns the payload as chunks: headers, then stored bytes as read.
 pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, Failure> {
+    let outcomes = fetch_outcomes(shard, &req, true).await;
+    Ok(fetch_payload(shard, &req, outcomes))
+}
+
+/// Reads every partition of a fetch (on its shard), waiting as the
+/// request asks (`min_bytes`, `max_wait_ms`); with `sendfile`, large
+/// answers may be left in their segment files.
+pub async fn fetch_outcomes(
+    shard: &Rc<Shard>,
+    req: &FetchRequest,
+    sendfile: bool,
+) -> Vec<FetchOutcome> {
     let deadline = Instant::now() + Duration::from_millis(u64::from(req.max_wait_ms));
     let mut shutdown = shard.shutdown.clone();
     loop {
-        let outcomes = fetch_once(shard, &req).await;
+        let outcomes = fetch_once(shard, req, sendfile).await;
         let total: usize = outcomes
             .iter()
             .map(|o| o.result.as_ref().map_or(0, Answer::len))
@@ -171,7 +206,7 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, F
             || Instant::now() >= deadline
             || *shutdown.borrow()
         {
-            return Ok(fetch_payload(shard, &req, outcomes));
+            return outcomes;
         }
         // Ask each partition to signal when it has data at our offset.
         let (tx, mut rx) = mpsc::channel::<()>(req.partitions.len().max(1));
@@ -209,8 +244,11 @@ pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, F
     }
 }
 
-async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchOutcome> {
-    let min_bytes = shard.shared.config.sendfile_min_bytes;
+async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest, sendfile: bool) -> Vec<FetchOutcome> {
+    let min_bytes = match sendfile {
+        true => shard.shared.config.sendfile_min_bytes,
+        false => u32::MAX,
+    };
     let mut waits = Vec::with_capacity(req.partitions.len());
     for p in &req.partitions {
         let (reply, rx) = oneshot::channel();
@@ -260,13 +298,28 @@ async fn fetch_once(shard: &Rc<Shard>, req: &FetchRequest) -> Vec<FetchOutcome> 
     out
 }
 
-fn fetch_payload(shard: &Shard, req: &FetchRequest, outcomes: Vec<FetchOutcome>) -> Vec<Chunk> {
+/// The response limit: the first partition's data always goes (it holds
+/// at least one whole batch); a later one only if it fits in what is left
+/// of `max_bytes`, else it answers with no data.
+pub fn fit_fetch_budget(outcomes: &mut [FetchOutcome], max_bytes: usize) {
+    let mut budget = max_bytes;
+    for (i, outcome) in outcomes.iter_mut().enumerate() {
+        let len = outcome.result.as_ref().map_or(0, Answer::len);
+        if i > 0 && len > budget {
+            outcome.result = Ok(Answer::Read(Vec::new()));
+        } else {
+            budget = budget.saturating_sub(len);
+        }
+    }
+}
+
+fn fetch_payload(shard: &Shard, req: &FetchRequest, mut outcomes: Vec<FetchOutcome>) -> Vec<Chunk> {
     let mut chunks = Vec::with_capacity(1 + 2 * outcomes.len());
     chunks.push(Chunk::Mem(Bytes::copy_from_slice(
         &proto::fetch_response_header(outcomes.len()),
     )));
-    let mut budget = req.max_bytes as usize;
-    for (i, (p, outcome)) in req.partitions.iter().zip(outcomes).enumerate() {
+    fit_fetch_budget(&mut outcomes, req.max_bytes as usize);
+    for (p, outcome) in req.partitions.iter().zip(outcomes) {
         let (error, data) = match outcome.result {
             Ok(Answer::Read(b)) => (ErrorCode::None, Chunk::Mem(Bytes::from(b))),
             Ok(Answer::File(r, permit)) => (ErrorCode::None, Chunk::File(r, permit)),
@@ -275,14 +328,6 @@ fn fetch_payload(shard: &Shard, req: &FetchRequest, outcomes: Vec<FetchOutcome>)
                 (f.code, Chunk::Mem(Bytes::new()))
             }
         };
-        // The response limit: the first partition's data always goes (it
-        // holds at least one whole batch); later ones only if they fit.
-        let data = if i > 0 && data.len() > budget {
-            Chunk::Mem(Bytes::new())
-        } else {
-            data
-        };
-        budget = budget.saturating_sub(data.len());
         chunks.push(Chunk::Mem(Bytes::from(proto::fetch_section_header(
             &proto::FetchSection {
                 topic: &p.topic,

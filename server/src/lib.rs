@@ -15,6 +15,7 @@ pub mod conn;
 pub mod fdlimit;
 pub mod group;
 pub mod handlers;
+pub mod kafka;
 pub mod metrics;
 pub mod partition;
 pub mod producer_state;

@@ -46,6 +46,10 @@ fn run(args: Args) -> anyhow::Result<()> {
         Some(addr) => println!("ringlog-server metrics on http://{addr}/metrics"),
         None => println!("ringlog-server metrics off"),
     }
+    match broker.kafka {
+        Some(addr) => println!("ringlog-server kafka listening on {addr}"),
+        None => println!("ringlog-server kafka off"),
+    }
     println!(
         "ringlog-server data in {} ({shards} shards)",
         data_dir.display()

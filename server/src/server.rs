@@ -66,6 +66,8 @@ pub struct Broker {
     pub listen: SocketAddr,
     /// Where metrics are served, if enabled.
     pub metrics: Option<SocketAddr>,
+    /// Where Kafka clients connect, if enabled.
+    pub kafka: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     shard_count: usize,
@@ -102,6 +104,18 @@ impl Broker {
         config.sendfile_files = fds.sendfile_files;
         let listeners = bind_reuseport(config.listen, n)?;
         let listen = listeners[0].local_addr()?;
+        let kafka_listeners = match config.kafka_listen {
+            Some(addr) => bind_reuseport(addr, n)
+                .with_context(|| format!("binding the Kafka listener on {addr}"))?
+                .into_iter()
+                .map(Some)
+                .collect(),
+            None => (0..n).map(|_| None).collect::<Vec<_>>(),
+        };
+        let kafka = match &kafka_listeners[0] {
+            Some(l) => Some(l.local_addr()?),
+            None => None,
+        };
         let metrics_listener = match config.metrics_listen {
             Some(addr) => Some(
                 crate::metrics::bind(addr).with_context(|| format!("binding metrics on {addr}"))?,
@@ -109,6 +123,13 @@ impl Broker {
             None => None,
         };
         let mut shared = Shared::load(config, listen)?;
+        shared.kafka_address = kafka.map(|addr| {
+            shared
+                .config
+                .kafka_advertised
+                .clone()
+                .unwrap_or_else(|| (addr.ip().to_string(), addr.port()))
+        });
         if let Some(c) = &shared.config.cluster {
             let node = crate::cluster::agent::ClusterNode::start(
                 c,
@@ -126,13 +147,15 @@ impl Broker {
         let (mut peers, inboxes) = shard::queues(n);
         let cores = core_affinity::get_core_ids().unwrap_or_default();
         let mut threads = Vec::with_capacity(n);
-        for (id, (listener, inboxes)) in listeners.into_iter().zip(inboxes).enumerate() {
+        let fronts = listeners.into_iter().zip(kafka_listeners);
+        for (id, ((listener, kafka_listener), inboxes)) in fronts.zip(inboxes).enumerate() {
             let setup = ShardSetup {
                 id,
                 shared: shared.clone(),
                 peers: std::mem::take(&mut peers[id]),
                 inboxes,
                 listener,
+                kafka_listener,
                 shutdown: shutdown_rx.clone(),
                 drained: drained.clone(),
                 opened: opened.clone(),
@@ -154,6 +177,7 @@ impl Broker {
         let mut broker = Broker {
             listen,
             metrics: None,
+            kafka,
             shutdown,
             threads,
             shard_count: n,

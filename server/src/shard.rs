@@ -71,6 +71,9 @@ pub struct Shared {
     pub sendfile_files: Arc<tokio::sync::Semaphore>,
     /// This broker's cluster membership, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::agent::ClusterNode>>,
+    /// What the Kafka listener's Metadata names as this broker, if it
+    /// listens.
+    pub kafka_address: Option<(String, u16)>,
     producer_ids: Mutex<ProducerIds>,
 }
 
@@ -121,6 +124,7 @@ impl Shared {
             connections: AtomicUsize::new(0),
             cluster_id,
             cluster: None,
+            kafka_address: None,
             producer_ids: Mutex::new(ProducerIds {
                 path,
                 next,
@@ -203,6 +207,8 @@ pub struct ShardSetup {
     pub inboxes: Vec<mpsc::Receiver<ShardMsg>>,
     /// The client listener (SO_REUSEPORT, one per shard).
     pub listener: std::net::TcpListener,
+    /// The Kafka protocol's listener, if on (SO_REUSEPORT, one per shard).
+    pub kafka_listener: Option<std::net::TcpListener>,
     /// Shutdown signal.
     pub shutdown: watch::Receiver<bool>,
     /// Shared by all shards: passed when every shard has drained its
@@ -256,6 +262,7 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
         peers,
         inboxes,
         listener,
+        kafka_listener,
         shutdown,
         drained,
         opened,
@@ -303,9 +310,40 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
         tokio_uring::spawn(scrub_timer(shard.clone()));
     }
 
-    let listener = tokio_uring::net::TcpListener::from_std(listener);
     // Every connection task holds a clone; recv() returns None once all ended.
     let (conn_token, mut conns_done) = mpsc::channel::<()>(1);
+    if let Some(kafka) = kafka_listener {
+        tokio_uring::spawn(accept(
+            shard.clone(),
+            kafka,
+            Front::Kafka,
+            conn_token.clone(),
+        ));
+    }
+    accept(shard.clone(), listener, Front::Native, conn_token).await;
+    let _ = conns_done.recv().await;
+    drained.wait().await;
+    shard.close_all().await;
+    tracing::info!(shard = id, "shard stopped");
+    Ok(())
+}
+
+/// Which protocol a listener speaks.
+#[derive(Clone, Copy)]
+enum Front {
+    Native,
+    Kafka,
+}
+
+/// Accepts connections on `listener` until shutdown, serving each with
+/// `front`'s protocol; every connection holds a clone of `token`.
+async fn accept(
+    shard: Rc<Shard>,
+    listener: std::net::TcpListener,
+    front: Front,
+    token: mpsc::Sender<()>,
+) {
+    let listener = tokio_uring::net::TcpListener::from_std(listener);
     let mut shutdown = shard.shutdown.clone();
     loop {
         tokio::select! {
@@ -319,30 +357,26 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
                         continue;
                     }
                     let shard = shard.clone();
-                    let token = conn_token.clone();
+                    let token = token.clone();
                     tokio_uring::spawn(async move {
                         shard.shared.metrics.connections(shard.id, 1);
-                        crate::conn::serve(shard.clone(), stream, peer).await;
+                        match front {
+                            Front::Native => crate::conn::serve(shard.clone(), stream, peer).await,
+                            Front::Kafka => crate::kafka::serve(shard.clone(), stream, peer).await,
+                        }
                         shard.shared.metrics.connections(shard.id, -1);
                         shard.shared.connections.fetch_sub(1, Ordering::AcqRel);
                         drop(token);
                     });
                 }
                 Err(e) => {
-                    tracing::warn!(shard = id, "accept failed: {e}");
+                    tracing::warn!(shard = shard.id, "accept failed: {e}");
                     tokio::time::sleep(Duration::from_millis(10)).await;
                 }
             },
-            _ = shutdown.wait_for(|s| *s) => break,
+            _ = shutdown.wait_for(|s| *s) => return,
         }
     }
-    drop(listener);
-    drop(conn_token);
-    let _ = conns_done.recv().await;
-    drained.wait().await;
-    shard.close_all().await;
-    tracing::info!(shard = id, "shard stopped");
-    Ok(())
 }
 
 /// Cluster mode: takes the replication sessions peers open with this

@@ -15,6 +15,8 @@ pub struct BrokerProcess {
     pub addr: SocketAddr,
     /// The metrics endpoint, unless disabled.
     pub metrics: Option<SocketAddr>,
+    /// Where Kafka clients connect, unless disabled.
+    pub kafka: Option<SocketAddr>,
     /// Its data directory.
     pub data_dir: PathBuf,
     binary: PathBuf,
@@ -155,6 +157,10 @@ impl BrokerProcess {
             "--shards".into(),
             shards.to_string(),
         ];
+        // Any free port: a fixed default would collide between tests.
+        if !extra.contains(&"--kafka-listen") && !extra.contains(&"--peers") {
+            args.extend(["--kafka-listen".into(), "127.0.0.1:0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -189,13 +195,15 @@ impl BrokerProcess {
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut addr, mut metrics) = (None, None);
+        let (mut addr, mut metrics, mut kafka) = (None, None, None);
         for line in lines.by_ref() {
             let line = line?;
             if let Some(a) = line.strip_prefix("ringlog-server listening on ") {
                 addr = a.parse().ok();
             } else if let Some(m) = line.strip_prefix("ringlog-server metrics on http://") {
                 metrics = m.trim_end_matches("/metrics").parse().ok();
+            } else if let Some(k) = line.strip_prefix("ringlog-server kafka listening on ") {
+                kafka = k.parse().ok();
             } else if line.starts_with("ringlog-server data in") {
                 break;
             }
@@ -213,6 +221,7 @@ impl BrokerProcess {
             child,
             addr,
             metrics,
+            kafka,
             data_dir,
             binary,
             args,
@@ -253,6 +262,11 @@ impl BrokerProcess {
         let mut args = self.args.clone();
         if let Some(i) = args.iter().position(|a| a == "--listen") {
             args[i + 1] = self.addr.to_string();
+        }
+        if let (Some(i), Some(kafka)) =
+            (args.iter().position(|a| a == "--kafka-listen"), self.kafka)
+        {
+            args[i + 1] = kafka.to_string();
         }
         (self.binary.clone(), self.data_dir.clone(), args)
     }

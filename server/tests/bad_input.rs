@@ -209,6 +209,8 @@ fn a_full_disk_fails_the_produce_and_keeps_the_log_readable() {
             "127.0.0.1:0",
             "--metrics-listen",
             "off",
+            "--kafka-listen",
+            "none",
             "--shards",
             "1",
         ])

@@ -1,0 +1,567 @@
+//! Each Kafka API, in terms of the broker's own operations
+//! ([`crate::handlers`]): decode what the client asked, call, encode.
+
+use std::rc::Rc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use kafka_protocol::messages::{
+    api_versions_response::ApiVersion, create_topics_response::CreatableTopicResult,
+    fetch_response, list_offsets_response, metadata_response, produce_response, ApiKey,
+    ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
+    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
+    ProducerId, RequestKind, TopicName,
+};
+use kafka_protocol::protocol::StrBytes;
+use ringlog_protocol::ErrorCode;
+use tokio::sync::oneshot;
+
+use super::Response;
+use crate::conn::PRODUCE_TIMEOUT_DEFAULT;
+use crate::handlers;
+use crate::partition::{Answer, ProduceOutcome};
+use crate::shard::Shard;
+
+/// The APIs served and the versions advertised, from what real clients
+/// need (docs/kafka.md). Produce advertises v0 (librdkafka's feature
+/// checks look for it) but answers v0-2 with UNSUPPORTED_VERSION: those
+/// carry the old message format, which is not stored.
+pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::Produce, 0, 9),
+    (ApiKey::Fetch, 4, 12),
+    (ApiKey::ListOffsets, 1, 7),
+    (ApiKey::Metadata, 0, 12),
+    (ApiKey::ApiVersions, 0, 4),
+    (ApiKey::CreateTopics, 2, 7),
+    (ApiKey::InitProducerId, 0, 4),
+];
+
+const NONE: i16 = 0;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const INVALID_REQUIRED_ACKS: i16 = 21;
+const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_CONFIG: i16 = 40;
+const INVALID_REQUEST: i16 = 42;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+
+/// Kafka's error code for a broker error.
+pub fn kafka_error(code: ErrorCode) -> i16 {
+    match code {
+        ErrorCode::None => NONE,
+        ErrorCode::Unknown => -1,
+        ErrorCode::UnsupportedApi => 35,
+        ErrorCode::MalformedRequest | ErrorCode::InvalidRequest => INVALID_REQUEST,
+        ErrorCode::FrameTooLarge | ErrorCode::BatchTooLarge => 10,
+        ErrorCode::UnknownTopic | ErrorCode::UnknownPartition => UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode::TopicExists => 36,
+        ErrorCode::InvalidTopicConfig => INVALID_CONFIG,
+        ErrorCode::CorruptBatch => 2,
+        ErrorCode::OffsetOutOfRange => 1,
+        // Retriable: the client refreshes its metadata and tries again.
+        ErrorCode::NotLeader | ErrorCode::ShuttingDown => 6,
+        ErrorCode::Timeout => 7,
+        ErrorCode::StorageError => 56,
+        ErrorCode::OutOfOrderSequence => 45,
+        ErrorCode::InvalidProducerEpoch => 47,
+        ErrorCode::InvalidAcks => INVALID_REQUIRED_ACKS,
+        ErrorCode::UnknownMember => 25,
+        ErrorCode::IllegalGeneration => 22,
+        ErrorCode::NotEnoughReplicas => 19,
+        ErrorCode::NotEnoughReplicasAfterAppend => 20,
+    }
+}
+
+/// The metrics label of a request.
+pub fn metric_name(api: ApiKey, version: i16) -> String {
+    format!("kafka_{api:?}_v{version}")
+}
+
+/// The versions served, with `error`.
+pub fn api_versions(error: i16) -> ApiVersionsResponse {
+    ApiVersionsResponse::default()
+        .with_error_code(error)
+        .with_api_keys(
+            SUPPORTED
+                .iter()
+                .map(|(api, min, max)| {
+                    ApiVersion::default()
+                        .with_api_key(*api as i16)
+                        .with_min_version(*min)
+                        .with_max_version(*max)
+                })
+                .collect(),
+        )
+}
+
+/// The answer to a Produce v0-2: UNSUPPORTED_VERSION with no topics (its
+/// old message format is not stored), in that version's layout.
+pub fn produce_v0_2_unsupported(frame: &[u8], version: i16) -> anyhow::Result<Bytes> {
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let mut body = BytesMut::new();
+    body.put_i32(0); // no topics
+    if version >= 1 {
+        body.put_i32(0); // throttle_time_ms
+    }
+    tracing::debug!(
+        "a Kafka Produce v{version} refused: the message format before v2 is not stored"
+    );
+    Ok(super::frame_bytes(correlation_id, &[], &body))
+}
+
+/// Runs every request but Produce.
+pub async fn handle(
+    shard: &Rc<Shard>,
+    request: RequestKind,
+    version: i16,
+) -> anyhow::Result<Response> {
+    Ok(match request {
+        RequestKind::ApiVersions(_) => Response::ApiVersions(api_versions(NONE)),
+        RequestKind::Metadata(req) => Response::Metadata(metadata(shard, req, version).await),
+        RequestKind::Fetch(req) => Response::Fetch(fetch(shard, req).await),
+        RequestKind::ListOffsets(req) => Response::ListOffsets(list_offsets(shard, req).await?),
+        RequestKind::InitProducerId(req) => Response::InitProducerId(init_producer_id(shard, req)),
+        RequestKind::CreateTopics(req) => Response::CreateTopics(create_topics(shard, req).await),
+        other => anyhow::bail!("{other:?} is not served"),
+    })
+}
+
+/// This broker's node id as Kafka clients see it.
+fn node_id(shard: &Shard) -> i32 {
+    shard
+        .shared
+        .cluster
+        .as_ref()
+        .map_or(0, |c| c.config().node_id as i32)
+}
+
+/// A topic's id (Metadata v10+): derived from its name, so it is stable
+/// across restarts.
+fn topic_id(name: &str) -> uuid::Uuid {
+    let a = ringlog_protocol::name_hash(name);
+    let b = ringlog_protocol::name_hash(&format!("{name}\u{0}topic-id"));
+    uuid::Uuid::from_u64_pair(a, b)
+}
+
+fn topic_name(name: &str) -> TopicName {
+    TopicName(StrBytes::from_string(name.to_string()))
+}
+
+/// Metadata: this broker, and the topics asked for (all for a null list,
+/// or an empty one before v1), created first where the request allows it
+/// and `--auto-create-topics` is on.
+async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> MetadataResponse {
+    let names: Option<Vec<String>> = match req.topics {
+        Some(t) if !(t.is_empty() && version == 0) => Some(
+            t.into_iter()
+                .filter_map(|t| t.name.map(|n| n.0.to_string()))
+                .collect(),
+        ),
+        _ => None,
+    };
+    // Before v4 the request cannot say; Kafka creates then.
+    let may_create = version < 4 || req.allow_auto_topic_creation;
+    if let (Some(names), true, true) = (&names, may_create, shard.shared.config.auto_create_topics)
+    {
+        for name in names {
+            if shard.shared.topic(name).is_none() {
+                let create = ringlog_protocol::CreateTopicRequest {
+                    name: name.clone(),
+                    ..Default::default()
+                };
+                match handlers::create_topic(shard, create).await {
+                    Ok(_) => {
+                        tracing::info!(topic = %name, "topic created by a Kafka client's metadata request")
+                    }
+                    Err(f) => tracing::debug!(topic = %name, "auto-creating: {}", f.message),
+                }
+            }
+        }
+    }
+    let me = node_id(shard);
+    let (host, port) = shard
+        .shared
+        .kafka_address
+        .clone()
+        .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
+    let known = match &names {
+        None => shard.shared.topics(),
+        Some(names) => names.iter().filter_map(|n| shard.shared.topic(n)).collect(),
+    };
+    let mut topics = Vec::new();
+    let found = handlers::metadata(
+        shard,
+        ringlog_protocol::MetadataRequest {
+            topics: Some(known.iter().map(|t| t.name.clone()).collect()),
+        },
+    )
+    .await
+    .map(|m| m.topics)
+    .unwrap_or_default();
+    for t in found {
+        let partitions = t
+            .partitions
+            .iter()
+            .map(|p| {
+                metadata_response::MetadataResponsePartition::default()
+                    .with_partition_index(p.partition as i32)
+                    .with_leader_id(BrokerId(me))
+                    .with_replica_nodes(vec![BrokerId(me)])
+                    .with_isr_nodes(vec![BrokerId(me)])
+            })
+            .collect();
+        topics.push(
+            metadata_response::MetadataResponseTopic::default()
+                .with_name(Some(topic_name(&t.name)))
+                .with_topic_id(topic_id(&t.name))
+                .with_is_internal(t.name == ringlog_protocol::OFFSETS_TOPIC)
+                .with_partitions(partitions),
+        );
+    }
+    for name in names.iter().flatten() {
+        if shard.shared.topic(name).is_none() {
+            topics.push(
+                metadata_response::MetadataResponseTopic::default()
+                    .with_error_code(UNKNOWN_TOPIC_OR_PARTITION)
+                    .with_name(Some(topic_name(name))),
+            );
+        }
+    }
+    MetadataResponse::default()
+        .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
+            .with_node_id(BrokerId(me))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port))])
+        .with_cluster_id(Some(StrBytes::from_string(shard.shared.cluster_id.clone())))
+        .with_controller_id(BrokerId(me))
+        .with_topics(topics)
+}
+
+/// A produce whose partitions have their batches queued.
+pub struct PendingProduce {
+    acks: i16,
+    version: i16,
+    topics: Vec<(TopicName, Vec<(i32, PartitionWait)>)>,
+}
+
+enum PartitionWait {
+    Queued(oneshot::Receiver<ProduceOutcome>),
+    Refused(i16, String),
+}
+
+/// Hands every partition's records to its partition task, in request
+/// order (the records are copied once out of the shared request buffer:
+/// the engine stamps offsets into the batch it appends).
+pub async fn produce_start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> PendingProduce {
+    let timeout = match req.timeout_ms {
+        ms if ms > 0 => Duration::from_millis(ms as u64),
+        _ => PRODUCE_TIMEOUT_DEFAULT,
+    };
+    let refusal = if !matches!(req.acks, -1..=1) {
+        Some((
+            INVALID_REQUIRED_ACKS,
+            format!("acks={} is not 0, 1 or -1", req.acks),
+        ))
+    } else if req.transactional_id.is_some() {
+        Some((
+            TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+            "transactions are not supported yet".to_string(),
+        ))
+    } else {
+        None
+    };
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for t in req.topic_data {
+        let mut partitions = Vec::with_capacity(t.partition_data.len());
+        for p in t.partition_data {
+            let wait = match (&refusal, p.records, u32::try_from(p.index)) {
+                (Some((code, why)), ..) => PartitionWait::Refused(*code, why.clone()),
+                (None, None, _) => PartitionWait::Refused(INVALID_REQUEST, "no records".into()),
+                (None, _, Err(_)) => PartitionWait::Refused(
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("partition {}", p.index),
+                ),
+                (None, Some(records), Ok(partition)) => {
+                    let bytes = BytesMut::from(&records[..]);
+                    PartitionWait::Queued(
+                        handlers::produce_partition(
+                            shard,
+                            t.name.0.as_str(),
+                            partition,
+                            bytes,
+                            timeout,
+                            req.acks == -1,
+                        )
+                        .await,
+                    )
+                }
+            };
+            partitions.push((p.index, wait));
+        }
+        topics.push((t.name, partitions));
+    }
+    PendingProduce {
+        acks: req.acks,
+        version,
+        topics,
+    }
+}
+
+/// Waits for every partition's outcome; `None` for acks=0.
+pub async fn produce_finish(pending: PendingProduce) -> Option<ProduceResponse> {
+    let mut responses = Vec::with_capacity(pending.topics.len());
+    for (name, partitions) in pending.topics {
+        let mut out = Vec::with_capacity(partitions.len());
+        for (index, wait) in partitions {
+            let (code, mut message, base) = match wait {
+                PartitionWait::Refused(code, message) => (code, Some(message), -1),
+                PartitionWait::Queued(rx) => match rx.await {
+                    Ok(ProduceOutcome {
+                        failure: None,
+                        base_offsets,
+                    }) => (NONE, None, base_offsets.first().map_or(-1, |o| *o as i64)),
+                    Ok(ProduceOutcome {
+                        failure: Some(f), ..
+                    }) => (kafka_error(f.code), Some(f.message), -1),
+                    Err(_) => (6, Some("the partition stopped".into()), -1),
+                },
+            };
+            // The message field exists from v8 on.
+            if pending.version < 8 {
+                message = None;
+            }
+            out.push(
+                produce_response::PartitionProduceResponse::default()
+                    .with_index(index)
+                    .with_error_code(code)
+                    .with_base_offset(base)
+                    .with_log_append_time_ms(-1)
+                    .with_log_start_offset(-1)
+                    .with_error_message(message.map(StrBytes::from_string)),
+            );
+        }
+        responses.push(
+            produce_response::TopicProduceResponse::default()
+                .with_name(name)
+                .with_partition_responses(out),
+        );
+    }
+    (pending.acks != 0).then(|| ProduceResponse::default().with_responses(responses))
+}
+
+/// Fetch: every fetch is a full one (no sessions); stored batches go back
+/// as they are, the whole batch where the offset falls inside one.
+async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
+    let mut partitions = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            partitions.push(ringlog_protocol::FetchPartition {
+                topic: t.topic.0.to_string(),
+                partition: p.partition.max(0) as u32,
+                offset: p.fetch_offset.max(0) as u64,
+                max_bytes: p.partition_max_bytes.max(1) as u32,
+            });
+        }
+    }
+    let native = ringlog_protocol::FetchRequest {
+        max_wait_ms: req.max_wait_ms.max(0) as u32,
+        min_bytes: req.min_bytes.max(0) as u32,
+        max_bytes: if req.max_bytes > 0 {
+            req.max_bytes as u32
+        } else {
+            i32::MAX as u32
+        },
+        partitions,
+    };
+    let mut outcomes = handlers::fetch_outcomes(shard, &native, false).await;
+    handlers::fit_fetch_budget(&mut outcomes, native.max_bytes as usize);
+    let mut outcomes = outcomes.into_iter();
+    let mut responses = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut out = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let Some(outcome) = outcomes.next() else {
+                break;
+            };
+            let (code, records) = match outcome.result {
+                Ok(Answer::Read(bytes)) => (NONE, Bytes::from(bytes)),
+                // Never asked for: fetches here are read, not sendfile'd.
+                Ok(Answer::File(..)) => (6, Bytes::new()),
+                Err(f) => (kafka_error(f.code), Bytes::new()),
+            };
+            out.push(
+                fetch_response::PartitionData::default()
+                    .with_partition_index(p.partition)
+                    .with_error_code(code)
+                    .with_high_watermark(outcome.log_end as i64)
+                    .with_last_stable_offset(outcome.log_end as i64)
+                    .with_log_start_offset(outcome.log_start as i64)
+                    .with_aborted_transactions(Some(Vec::new()))
+                    .with_preferred_read_replica(BrokerId(-1))
+                    .with_records(Some(records)),
+            );
+        }
+        responses.push(
+            fetch_response::FetchableTopicResponse::default()
+                .with_topic(t.topic)
+                .with_partitions(out),
+        );
+    }
+    FetchResponse::default().with_responses(responses)
+}
+
+/// ListOffsets: earliest (-2), latest (-1) or the first offset at a
+/// timestamp.
+async fn list_offsets(
+    shard: &Rc<Shard>,
+    req: ListOffsetsRequest,
+) -> anyhow::Result<ListOffsetsResponse> {
+    let mut asked = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            asked.push(ringlog_protocol::ListOffsetsPartition {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index.max(0) as u32,
+                spec: p.timestamp,
+            });
+        }
+    }
+    let answers = handlers::list_offsets(
+        shard,
+        ringlog_protocol::ListOffsetsRequest { partitions: asked },
+    )
+    .await
+    .map_err(|f| anyhow::anyhow!("{}", f.message))?;
+    let mut answers = answers.partitions.into_iter();
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let mut out = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let Some(a) = answers.next() else { break };
+            out.push(
+                list_offsets_response::ListOffsetsPartitionResponse::default()
+                    .with_partition_index(p.partition_index)
+                    .with_error_code(kafka_error(ErrorCode::from_u16(a.error)))
+                    .with_timestamp(-1)
+                    .with_offset(a.offset),
+            );
+        }
+        topics.push(
+            list_offsets_response::ListOffsetsTopicResponse::default()
+                .with_name(t.name)
+                .with_partitions(out),
+        );
+    }
+    Ok(ListOffsetsResponse::default().with_topics(topics))
+}
+
+/// InitProducerId: a fresh idempotent producer id (transactions later).
+fn init_producer_id(shard: &Shard, req: InitProducerIdRequest) -> InitProducerIdResponse {
+    if req
+        .transactional_id
+        .as_ref()
+        .is_some_and(|t| !t.0.is_empty())
+    {
+        return InitProducerIdResponse::default()
+            .with_error_code(TRANSACTIONAL_ID_AUTHORIZATION_FAILED)
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
+    match handlers::init_producer_id(shard) {
+        Ok(id) => InitProducerIdResponse::default()
+            .with_producer_id(ProducerId(id.producer_id))
+            .with_producer_epoch(id.producer_epoch),
+        Err(f) => InitProducerIdResponse::default()
+            .with_error_code(kafka_error(f.code))
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1),
+    }
+}
+
+/// CreateTopics: each topic with its partition count and the settings
+/// ringlog has (retention.ms, retention.bytes, segment.bytes,
+/// min.insync.replicas); any other setting is refused by name.
+async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.0.to_string();
+        let mut create = ringlog_protocol::CreateTopicRequest {
+            name: name.clone(),
+            partitions: (t.num_partitions > 0).then_some(t.num_partitions as u32),
+            replication_factor: (t.replication_factor > 0).then_some(t.replication_factor as u32),
+            ..Default::default()
+        };
+        let mut refusal: Option<(i16, String)> = None;
+        if !t.assignments.is_empty() {
+            refusal = Some((
+                INVALID_REQUEST,
+                "manual replica assignments are not supported".into(),
+            ));
+        }
+        if shard.shared.cluster.is_none() && t.replication_factor > 1 {
+            refusal = Some((
+                INVALID_REPLICATION_FACTOR,
+                format!(
+                    "replication factor {} needs as many brokers; this one runs alone",
+                    t.replication_factor
+                ),
+            ));
+        }
+        for c in &t.configs {
+            let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+            let parsed = match c.name.as_str() {
+                "retention.ms" => value.parse().map(|v| create.retention_ms = Some(v)).is_ok(),
+                "retention.bytes" => value
+                    .parse()
+                    .map(|v| create.retention_bytes = Some(v))
+                    .is_ok(),
+                "segment.bytes" => value
+                    .parse()
+                    .map(|v| create.segment_bytes = Some(v))
+                    .is_ok(),
+                "min.insync.replicas" => value
+                    .parse()
+                    .map(|v| create.min_insync_replicas = Some(v))
+                    .is_ok(),
+                _ => {
+                    refusal = Some((
+                        INVALID_CONFIG,
+                        format!("setting {} is not supported", c.name),
+                    ));
+                    true
+                }
+            };
+            if !parsed {
+                refusal = Some((
+                    INVALID_CONFIG,
+                    format!("{}={value:?} is not a number", c.name),
+                ));
+            }
+        }
+        if shard.shared.cluster.is_none() {
+            create.replication_factor = None;
+        }
+        let (code, message) = match refusal {
+            Some(r) => r,
+            None if req.validate_only => (NONE, String::new()),
+            None => match handlers::create_topic(shard, create).await {
+                Ok(_) => (NONE, String::new()),
+                Err(f) => (kafka_error(f.code), f.message),
+            },
+        };
+        let partitions = shard
+            .shared
+            .topic(&name)
+            .map_or(-1, |t| t.config.partitions as i32);
+        results.push(
+            CreatableTopicResult::default()
+                .with_name(t.name)
+                .with_topic_id(topic_id(&name))
+                .with_error_code(code)
+                .with_error_message((!message.is_empty()).then(|| StrBytes::from_string(message)))
+                .with_num_partitions(partitions)
+                .with_replication_factor(1),
+        );
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}
