@@ -4,16 +4,15 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    api_versions_response::ApiVersion, create_topics_response::CreatableTopicResult,
-    fetch_response, list_offsets_response, metadata_response, produce_response, ApiKey,
-    ApiVersionsResponse, BrokerId, CreateTopicsRequest, CreateTopicsResponse, FetchRequest,
-    FetchResponse, InitProducerIdRequest, InitProducerIdResponse, ListOffsetsRequest,
-    ListOffsetsResponse, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse,
-    ProducerId, RequestKind, TopicName,
+use bytes::{Bytes, BytesMut};
+use ringlog_kafka_codec::kafka_protocol::messages::{
+    create_topics_response::CreatableTopicResult, fetch_response, list_offsets_response,
+    metadata_response, produce_response, ApiKey, BrokerId, CreateTopicsRequest,
+    CreateTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
+    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
+    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestKind, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
+use ringlog_kafka_codec::kafka_protocol::protocol::StrBytes;
 use ringlog_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
@@ -22,20 +21,6 @@ use crate::conn::PRODUCE_TIMEOUT_DEFAULT;
 use crate::handlers;
 use crate::partition::{Answer, ProduceOutcome};
 use crate::shard::Shard;
-
-/// The APIs served and the versions advertised, from what real clients
-/// need (docs/kafka.md). Produce advertises v0 (librdkafka's feature
-/// checks look for it) but answers v0-2 with UNSUPPORTED_VERSION: those
-/// carry the old message format, which is not stored.
-pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
-    (ApiKey::Produce, 0, 9),
-    (ApiKey::Fetch, 4, 12),
-    (ApiKey::ListOffsets, 1, 7),
-    (ApiKey::Metadata, 0, 12),
-    (ApiKey::ApiVersions, 0, 4),
-    (ApiKey::CreateTopics, 2, 7),
-    (ApiKey::InitProducerId, 0, 4),
-];
 
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
@@ -77,38 +62,6 @@ pub fn metric_name(api: ApiKey, version: i16) -> String {
     format!("kafka_{api:?}_v{version}")
 }
 
-/// The versions served, with `error`.
-pub fn api_versions(error: i16) -> ApiVersionsResponse {
-    ApiVersionsResponse::default()
-        .with_error_code(error)
-        .with_api_keys(
-            SUPPORTED
-                .iter()
-                .map(|(api, min, max)| {
-                    ApiVersion::default()
-                        .with_api_key(*api as i16)
-                        .with_min_version(*min)
-                        .with_max_version(*max)
-                })
-                .collect(),
-        )
-}
-
-/// The answer to a Produce v0-2: UNSUPPORTED_VERSION with no topics (its
-/// old message format is not stored), in that version's layout.
-pub fn produce_v0_2_unsupported(frame: &[u8], version: i16) -> anyhow::Result<Bytes> {
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let mut body = BytesMut::new();
-    body.put_i32(0); // no topics
-    if version >= 1 {
-        body.put_i32(0); // throttle_time_ms
-    }
-    tracing::debug!(
-        "a Kafka Produce v{version} refused: the message format before v2 is not stored"
-    );
-    Ok(super::frame_bytes(correlation_id, &[], &body))
-}
-
 /// Runs every request but Produce.
 pub async fn handle(
     shard: &Rc<Shard>,
@@ -116,7 +69,9 @@ pub async fn handle(
     version: i16,
 ) -> anyhow::Result<Response> {
     Ok(match request {
-        RequestKind::ApiVersions(_) => Response::ApiVersions(api_versions(NONE)),
+        RequestKind::ApiVersions(_) => {
+            Response::ApiVersions(ringlog_kafka_codec::api_versions(NONE))
+        }
         RequestKind::Metadata(req) => Response::Metadata(metadata(shard, req, version).await),
         RequestKind::Fetch(req) => Response::Fetch(fetch(shard, req).await),
         RequestKind::ListOffsets(req) => Response::ListOffsets(list_offsets(shard, req).await?),

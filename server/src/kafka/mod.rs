@@ -19,19 +19,16 @@ mod apis;
 use std::net::SocketAddr;
 use std::rc::Rc;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{Buf, Bytes, BytesMut};
+use ringlog_kafka_codec::kafka_protocol::messages::{self, ApiKey, RequestKind};
+use ringlog_kafka_codec::{encode, Decoded};
 use tokio::sync::{mpsc, oneshot};
 use tokio_uring::net::TcpStream;
 
 use crate::conn::{self, Chunk, FrameReader, Queued, ReadError};
 use crate::shard::Shard;
 
-pub use apis::{kafka_error, SUPPORTED};
-
-/// Kafka's UNSUPPORTED_VERSION.
-const UNSUPPORTED_VERSION: i16 = 35;
+pub use apis::kafka_error;
 
 /// One request's response, once it is ready (`None`: none is sent, as
 /// for `acks=0`).
@@ -99,15 +96,9 @@ async fn next_frame(reader: &mut FrameReader) -> Result<BytesMut, Option<String>
     reader.fill(4).await.map_err(closed)?;
     let length = i32::from_be_bytes([reader.buf[0], reader.buf[1], reader.buf[2], reader.buf[3]]);
     // Checked before a byte of the payload is buffered for it.
-    if length < 8 || length as u64 > u64::from(reader.max_frame()) {
-        return Err(Some(format!(
-            "a request frame of {length} bytes (the limit is {})",
-            reader.max_frame()
-        )));
-    }
-    let total = 4 + length as usize;
-    reader.fill(total).await.map_err(closed)?;
-    let mut frame = reader.buf.split_to(total);
+    let length = ringlog_kafka_codec::check_length(length, reader.max_frame()).map_err(Some)?;
+    reader.fill(4 + length).await.map_err(closed)?;
+    let mut frame = reader.buf.split_to(4 + length);
     frame.advance(4);
     Ok(frame)
 }
@@ -117,39 +108,19 @@ async fn next_frame(reader: &mut FrameReader) -> Result<BytesMut, Option<String>
 /// version the client should not have sent).
 async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> {
     let (tx, rx) = oneshot::channel();
-    let key = i16::from_be_bytes([frame[0], frame[1]]);
-    let version = i16::from_be_bytes([frame[2], frame[3]]);
-    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
-    let supported = SUPPORTED.iter().find(|(k, ..)| *k as i16 == key);
-    let Some(&(api, min, max)) = supported else {
-        // An API this broker does not serve: the smallest answer a client
-        // can read (its correlation id and UNSUPPORTED_VERSION), and the
-        // connection stays usable.
-        shard
-            .shared
-            .metrics
-            .request(shard.id, "kafka_unknown", Default::default());
-        let mut body = BytesMut::new();
-        body.put_i16(UNSUPPORTED_VERSION);
-        let _ = tx.send(Some(frame_bytes(correlation_id, &[], &body)));
-        return Ok(rx);
+    let request = match ringlog_kafka_codec::decode(frame.freeze())? {
+        Decoded::Answer(bytes) => {
+            shard
+                .shared
+                .metrics
+                .request(shard.id, "kafka_refused", Default::default());
+            let _ = tx.send(Some(bytes));
+            return Ok(rx);
+        }
+        Decoded::Request(r) => *r,
     };
-    if !(min..=max).contains(&version) {
-        if api == ApiKey::ApiVersions {
-            // KIP-511: a v0 body with the error and the versions served.
-            let body = apis::api_versions(UNSUPPORTED_VERSION);
-            let _ = tx.send(Some(encode(api, 0, correlation_id, &body)?));
-            return Ok(rx);
-        }
-        if api == ApiKey::Produce && version < 3 {
-            let _ = tx.send(Some(apis::produce_v0_2_unsupported(&frame, version)?));
-            return Ok(rx);
-        }
-        anyhow::bail!("{api:?} v{version} is outside the advertised {min}..={max}");
-    }
-    let mut bytes = frame.freeze();
-    let header = RequestHeader::decode(&mut bytes, api.request_header_version(version))?;
-    let body = RequestKind::decode(api, &mut bytes, version)?;
+    let (api, version) = (request.api, request.version);
+    let correlation_id = request.header.correlation_id;
     let started = std::time::Instant::now();
     let metric = apis::metric_name(api, version);
     let respond = move |shard: &Shard, body: anyhow::Result<Option<Response>>| {
@@ -158,7 +129,7 @@ async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> 
             .metrics
             .request(shard.id, &metric, started.elapsed());
         let bytes = body.and_then(|b| match b {
-            Some(r) => r.encode(api, version, header.correlation_id).map(Some),
+            Some(r) => r.encode(api, version, correlation_id).map(Some),
             None => Ok(None),
         });
         match bytes {
@@ -170,7 +141,7 @@ async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> 
             Err(e) => tracing::warn!("encoding a Kafka {api:?} v{version} response: {e:#}"),
         }
     };
-    match body {
+    match request.body {
         // Handed to the partitions here, in read order.
         RequestKind::Produce(req) => {
             let pending = apis::produce_start(shard, req, version).await;
@@ -194,19 +165,19 @@ async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> 
 /// A typed response body.
 pub enum Response {
     /// ApiVersions.
-    ApiVersions(kafka_protocol::messages::ApiVersionsResponse),
+    ApiVersions(messages::ApiVersionsResponse),
     /// Metadata.
-    Metadata(kafka_protocol::messages::MetadataResponse),
+    Metadata(messages::MetadataResponse),
     /// Produce.
-    Produce(kafka_protocol::messages::ProduceResponse),
+    Produce(messages::ProduceResponse),
     /// Fetch.
-    Fetch(kafka_protocol::messages::FetchResponse),
+    Fetch(messages::FetchResponse),
     /// ListOffsets.
-    ListOffsets(kafka_protocol::messages::ListOffsetsResponse),
+    ListOffsets(messages::ListOffsetsResponse),
     /// InitProducerId.
-    InitProducerId(kafka_protocol::messages::InitProducerIdResponse),
+    InitProducerId(messages::InitProducerIdResponse),
     /// CreateTopics.
-    CreateTopics(kafka_protocol::messages::CreateTopicsResponse),
+    CreateTopics(messages::CreateTopicsResponse),
 }
 
 impl Response {
@@ -221,41 +192,4 @@ impl Response {
             Response::CreateTopics(r) => encode(api, version, correlation_id, r),
         }
     }
-}
-
-/// A response frame: length, header (as `api` at `version` wants it),
-/// body.
-fn encode(
-    api: ApiKey,
-    version: i16,
-    correlation_id: i32,
-    body: &impl Encodable,
-) -> anyhow::Result<Bytes> {
-    // ApiVersions' response header is always v0 (no tagged fields), so a
-    // client that does not yet know the broker's versions can read it.
-    let header_version = match api {
-        ApiKey::ApiVersions => 0,
-        _ => api.response_header_version(version),
-    };
-    let mut header = BytesMut::new();
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut header, header_version)?;
-    let mut out = BytesMut::with_capacity(4 + header.len() + body.compute_size(version)?);
-    out.put_i32(0);
-    out.extend_from_slice(&header);
-    body.encode(&mut out, version)?;
-    let length = (out.len() - 4) as i32;
-    out[..4].copy_from_slice(&length.to_be_bytes());
-    Ok(out.freeze())
-}
-
-/// A response frame from a v0 header (the correlation id) and raw bodies.
-fn frame_bytes(correlation_id: i32, header_rest: &[u8], body: &[u8]) -> Bytes {
-    let mut out = BytesMut::with_capacity(8 + header_rest.len() + body.len());
-    out.put_i32((4 + header_rest.len() + body.len()) as i32);
-    out.put_i32(correlation_id);
-    out.extend_from_slice(header_rest);
-    out.extend_from_slice(body);
-    out.freeze()
 }
