@@ -69,6 +69,26 @@ fn cluster(dir: &std::path::Path) -> (Vec<Option<BrokerProcess>>, String) {
     (brokers, bootstrap)
 }
 
+/// Creates `topic` with RF=3 and min.insync.replicas=2, and an `acks=all`
+/// producer.
+async fn replicated(client: &Client, topic: &str, partitions: u32) -> (Admin, Producer) {
+    let admin = Admin::new(client.clone());
+    admin
+        .create_topic(
+            NewTopic::new(topic, partitions)
+                .replication_factor(3)
+                .min_insync_replicas(2),
+        )
+        .await
+        .unwrap();
+    let config = ProducerConfig {
+        acks: Acks::All,
+        ..ProducerConfig::default()
+    };
+    let producer = Producer::new(client.clone(), config).await.unwrap();
+    (admin, producer)
+}
+
 /// The broker leading `topic`'s `partition` now.
 async fn leader_of(admin: &Admin, topic: &str, partition: u32) -> u32 {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -97,20 +117,7 @@ fn a_producer_and_a_consumer_follow_the_leaders_through_a_leader_kill() {
 
     common::runtime().block_on(async {
         let client = Client::connect(&bootstrap).await.unwrap();
-        let admin = Admin::new(client.clone());
-        admin
-            .create_topic(
-                NewTopic::new("events", 3)
-                    .replication_factor(3)
-                    .min_insync_replicas(2),
-            )
-            .await
-            .unwrap();
-        let config = ProducerConfig {
-            acks: Acks::All,
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::new(client.clone(), config).await.unwrap();
+        let (admin, producer) = replicated(&client, "events", 3).await;
         let mut deliveries = Vec::new();
         for i in 0..300 {
             if i == 150 {
@@ -152,20 +159,7 @@ fn a_group_resumes_from_its_commits_after_its_coordinator_is_killed() {
 
     common::runtime().block_on(async {
         let client = Client::connect(&bootstrap).await.unwrap();
-        let admin = Admin::new(client.clone());
-        admin
-            .create_topic(
-                NewTopic::new("orders", 2)
-                    .replication_factor(3)
-                    .min_insync_replicas(2),
-            )
-            .await
-            .unwrap();
-        let config = ProducerConfig {
-            acks: Acks::All,
-            ..ProducerConfig::default()
-        };
-        let producer = Producer::new(client.clone(), config).await.unwrap();
+        let (admin, producer) = replicated(&client, "orders", 2).await;
         let send = |from: usize, to: usize| {
             let producer = &producer;
             async move {

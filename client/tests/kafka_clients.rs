@@ -284,3 +284,17 @@ fn confluent_kafka_idempotent_producer_partitions_keys_as_kafka_and_stores_each_
         );
     }
 }
+
+#[test]
+fn confluent_kafka_consumer_groups_split_hand_over_and_resume_after_a_restart() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (b, kafka) = broker(dir.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
+    let out = run(Command::new(&python).args([script, &kafka, "confluent_group"]));
+    assert!(out.contains("a leave handed over"), "{out}");
+    let b = b.restart_gracefully().unwrap();
+    let kafka = b.kafka.unwrap().to_string();
+    let out = run(Command::new(&python).args([script, &kafka, "confluent_group_resume"]));
+    assert!(out.contains("commits survived the restart"), "{out}");
+}

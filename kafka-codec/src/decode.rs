@@ -14,9 +14,12 @@
 use anyhow::{bail, ensure, Context};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    create_topics_request, fetch_request, list_offsets_request, metadata_request, produce_request,
-    ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest, FetchRequest, InitProducerIdRequest,
-    ListOffsetsRequest, MetadataRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind,
+    create_topics_request, fetch_request, join_group_request, leave_group_request,
+    list_offsets_request, metadata_request, offset_commit_request, offset_fetch_request,
+    produce_request, sync_group_request, ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest,
+    FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, InitProducerIdRequest,
+    JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind, SyncGroupRequest,
     TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
@@ -134,6 +137,11 @@ impl Reader {
 
     fn nullable_bytes(&mut self) -> anyhow::Result<Option<Bytes>> {
         Ok(self.length(true)?.map(|n| self.take(n)))
+    }
+
+    fn bytes(&mut self) -> anyhow::Result<Bytes> {
+        self.nullable_bytes()?
+            .context("null bytes where they are required")
     }
 
     /// An array that may be null; each element is at least one byte, so a
@@ -386,6 +394,175 @@ pub fn request(
             r.tagged_fields()?;
             RequestKind::CreateTopics(req)
         }
+        ApiKey::FindCoordinator => {
+            let mut req = FindCoordinatorRequest::default();
+            if v <= 3 {
+                req = req.with_key(r.string()?);
+            }
+            if v >= 1 {
+                req = req.with_key_type(r.i8()?);
+            }
+            if v >= 4 {
+                req = req.with_coordinator_keys(r.array(Reader::string)?);
+            }
+            r.tagged_fields()?;
+            RequestKind::FindCoordinator(req)
+        }
+        ApiKey::JoinGroup => {
+            let mut req = JoinGroupRequest::default()
+                .with_group_id(GroupId(r.string()?))
+                .with_session_timeout_ms(r.i32()?);
+            if v >= 1 {
+                req = req.with_rebalance_timeout_ms(r.i32()?);
+            }
+            req = req.with_member_id(r.string()?);
+            if v >= 5 {
+                req = req.with_group_instance_id(r.nullable_string()?);
+            }
+            req = req.with_protocol_type(r.string()?);
+            let protocols = r.array(|r| {
+                let name = r.string()?;
+                let metadata = r.bytes()?;
+                r.tagged_fields()?;
+                Ok(join_group_request::JoinGroupRequestProtocol::default()
+                    .with_name(name)
+                    .with_metadata(metadata))
+            })?;
+            r.tagged_fields()?;
+            RequestKind::JoinGroup(req.with_protocols(protocols))
+        }
+        ApiKey::SyncGroup => {
+            let mut req = SyncGroupRequest::default()
+                .with_group_id(GroupId(r.string()?))
+                .with_generation_id(r.i32()?)
+                .with_member_id(r.string()?);
+            if v >= 3 {
+                req = req.with_group_instance_id(r.nullable_string()?);
+            }
+            if v >= 5 {
+                req = req
+                    .with_protocol_type(r.nullable_string()?)
+                    .with_protocol_name(r.nullable_string()?);
+            }
+            let assignments = r.array(|r| {
+                let member_id = r.string()?;
+                let assignment = r.bytes()?;
+                r.tagged_fields()?;
+                Ok(sync_group_request::SyncGroupRequestAssignment::default()
+                    .with_member_id(member_id)
+                    .with_assignment(assignment))
+            })?;
+            r.tagged_fields()?;
+            RequestKind::SyncGroup(req.with_assignments(assignments))
+        }
+        ApiKey::Heartbeat => {
+            let mut req = HeartbeatRequest::default()
+                .with_group_id(GroupId(r.string()?))
+                .with_generation_id(r.i32()?)
+                .with_member_id(r.string()?);
+            if v >= 3 {
+                req = req.with_group_instance_id(r.nullable_string()?);
+            }
+            r.tagged_fields()?;
+            RequestKind::Heartbeat(req)
+        }
+        ApiKey::LeaveGroup => {
+            let mut req = LeaveGroupRequest::default().with_group_id(GroupId(r.string()?));
+            if v <= 2 {
+                req = req.with_member_id(r.string()?);
+            } else {
+                req = req.with_members(r.array(|r| {
+                    let member_id = r.string()?;
+                    let instance = r.nullable_string()?;
+                    r.tagged_fields()?;
+                    Ok(leave_group_request::MemberIdentity::default()
+                        .with_member_id(member_id)
+                        .with_group_instance_id(instance))
+                })?);
+            }
+            r.tagged_fields()?;
+            RequestKind::LeaveGroup(req)
+        }
+        ApiKey::OffsetCommit => {
+            let mut req = OffsetCommitRequest::default()
+                .with_group_id(GroupId(r.string()?))
+                .with_generation_id_or_member_epoch(r.i32()?)
+                .with_member_id(r.string()?);
+            if v >= 7 {
+                req = req.with_group_instance_id(r.nullable_string()?);
+            }
+            if v <= 4 {
+                req = req.with_retention_time_ms(r.i64()?);
+            }
+            let topics = r.array(|r| {
+                let name = TopicName(r.string()?);
+                let partitions = r.array(|r| {
+                    let mut p = offset_commit_request::OffsetCommitRequestPartition::default()
+                        .with_partition_index(r.i32()?)
+                        .with_committed_offset(r.i64()?);
+                    if v >= 6 {
+                        p = p.with_committed_leader_epoch(r.i32()?);
+                    }
+                    p = p.with_committed_metadata(r.nullable_string()?);
+                    r.tagged_fields()?;
+                    Ok(p)
+                })?;
+                r.tagged_fields()?;
+                Ok(offset_commit_request::OffsetCommitRequestTopic::default()
+                    .with_name(name)
+                    .with_partitions(partitions))
+            })?;
+            r.tagged_fields()?;
+            RequestKind::OffsetCommit(req.with_topics(topics))
+        }
+        ApiKey::OffsetFetch => {
+            let topic = |r: &mut Reader| {
+                let name = TopicName(r.string()?);
+                let partitions = r.array(Reader::i32)?;
+                r.tagged_fields()?;
+                Ok((name, partitions))
+            };
+            let mut req = OffsetFetchRequest::default();
+            if v <= 7 {
+                req = req.with_group_id(GroupId(r.string()?));
+                let topics = if v >= 2 {
+                    r.nullable_array(topic)?
+                } else {
+                    Some(r.array(topic)?)
+                };
+                req = req.with_topics(topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|(name, partitions)| {
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(name)
+                                .with_partition_indexes(partitions)
+                        })
+                        .collect()
+                }));
+            } else {
+                req = req.with_groups(r.array(|r| {
+                    let group_id = GroupId(r.string()?);
+                    let topics = r.nullable_array(topic)?;
+                    r.tagged_fields()?;
+                    Ok(offset_fetch_request::OffsetFetchRequestGroup::default()
+                        .with_group_id(group_id)
+                        .with_topics(topics.map(|ts| {
+                            ts.into_iter()
+                                .map(|(name, partitions)| {
+                                    offset_fetch_request::OffsetFetchRequestTopics::default()
+                                        .with_name(name)
+                                        .with_partition_indexes(partitions)
+                                })
+                                .collect()
+                        })))
+                })?);
+            }
+            if v >= 7 {
+                req = req.with_require_stable(r.bool()?);
+            }
+            r.tagged_fields()?;
+            RequestKind::OffsetFetch(req)
+        }
         other => bail!("{other:?} requests are not decoded here"),
     };
     Ok((header, body))
@@ -540,6 +717,136 @@ mod tests {
                     .with_timeout_ms(5_000)
                     .with_validate_only(true),
             ),
+            ApiKey::FindCoordinator => {
+                let mut r = FindCoordinatorRequest::default();
+                if v <= 3 {
+                    r = r.with_key(s("billing"));
+                }
+                if v >= 1 {
+                    r = r.with_key_type(0);
+                }
+                if v >= 4 {
+                    r = r.with_coordinator_keys(vec![s("billing"), s("audit")]);
+                }
+                RequestKind::FindCoordinator(r)
+            }
+            ApiKey::JoinGroup => {
+                let mut r = JoinGroupRequest::default()
+                    .with_group_id(GroupId(s("billing")))
+                    .with_session_timeout_ms(45_000)
+                    .with_member_id(s("m-1"))
+                    .with_protocol_type(s("consumer"))
+                    .with_protocols(vec![
+                        join_group_request::JoinGroupRequestProtocol::default()
+                            .with_name(s("range"))
+                            .with_metadata(Bytes::from_static(b"\0\x01sub")),
+                        join_group_request::JoinGroupRequestProtocol::default()
+                            .with_name(s("roundrobin"))
+                            .with_metadata(Bytes::new()),
+                    ]);
+                if v >= 1 {
+                    r = r.with_rebalance_timeout_ms(300_000);
+                }
+                if v >= 5 {
+                    r = r.with_group_instance_id(Some(s("instance-1")));
+                }
+                RequestKind::JoinGroup(r)
+            }
+            ApiKey::SyncGroup => {
+                let mut r = SyncGroupRequest::default()
+                    .with_group_id(GroupId(s("billing")))
+                    .with_generation_id(7)
+                    .with_member_id(s("m-1"))
+                    .with_assignments(vec![
+                        sync_group_request::SyncGroupRequestAssignment::default()
+                            .with_member_id(s("m-2"))
+                            .with_assignment(Bytes::from_static(b"assigned")),
+                    ]);
+                if v >= 3 {
+                    r = r.with_group_instance_id(None);
+                }
+                if v >= 5 {
+                    r = r
+                        .with_protocol_type(Some(s("consumer")))
+                        .with_protocol_name(Some(s("range")));
+                }
+                RequestKind::SyncGroup(r)
+            }
+            ApiKey::Heartbeat => {
+                let mut r = HeartbeatRequest::default()
+                    .with_group_id(GroupId(s("billing")))
+                    .with_generation_id(7)
+                    .with_member_id(s("m-1"));
+                if v >= 3 {
+                    r = r.with_group_instance_id(Some(s("instance-1")));
+                }
+                RequestKind::Heartbeat(r)
+            }
+            ApiKey::LeaveGroup => {
+                let mut r = LeaveGroupRequest::default().with_group_id(GroupId(s("billing")));
+                if v <= 2 {
+                    r = r.with_member_id(s("m-1"));
+                } else {
+                    r = r.with_members(vec![leave_group_request::MemberIdentity::default()
+                        .with_member_id(s("m-1"))
+                        .with_group_instance_id(Some(s("instance-1")))]);
+                }
+                RequestKind::LeaveGroup(r)
+            }
+            ApiKey::OffsetCommit => {
+                let mut p = offset_commit_request::OffsetCommitRequestPartition::default()
+                    .with_partition_index(2)
+                    .with_committed_offset(1234)
+                    .with_committed_metadata(Some(s("checkpoint")));
+                if v >= 6 {
+                    p = p.with_committed_leader_epoch(3);
+                }
+                let mut r = OffsetCommitRequest::default()
+                    .with_group_id(GroupId(s("billing")))
+                    .with_generation_id_or_member_epoch(7)
+                    .with_member_id(s("m-1"))
+                    .with_topics(vec![
+                        offset_commit_request::OffsetCommitRequestTopic::default()
+                            .with_name(TopicName(s("orders")))
+                            .with_partitions(vec![p]),
+                    ]);
+                if v >= 7 {
+                    r = r.with_group_instance_id(None);
+                }
+                if v <= 4 {
+                    r = r.with_retention_time_ms(-1);
+                }
+                RequestKind::OffsetCommit(r)
+            }
+            ApiKey::OffsetFetch => {
+                let mut r = OffsetFetchRequest::default();
+                if v <= 7 {
+                    r = r
+                        .with_group_id(GroupId(s("billing")))
+                        .with_topics(Some(vec![
+                            offset_fetch_request::OffsetFetchRequestTopic::default()
+                                .with_name(TopicName(s("orders")))
+                                .with_partition_indexes(vec![0, 1, 2]),
+                        ]));
+                } else {
+                    r = r.with_groups(vec![
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("billing")))
+                            .with_topics(None),
+                        offset_fetch_request::OffsetFetchRequestGroup::default()
+                            .with_group_id(GroupId(s("audit")))
+                            .with_topics(Some(vec![
+                                offset_fetch_request::OffsetFetchRequestTopics::default()
+                                    .with_name(TopicName(s("orders")))
+                                    .with_partition_indexes(vec![5]),
+                            ])),
+                    ]);
+                }
+                if v >= 7 {
+                    r = r.with_require_stable(true);
+                }
+                RequestKind::OffsetFetch(r)
+            }
             other => panic!("no sample of {other:?}"),
         }
     }
@@ -553,6 +860,13 @@ mod tests {
             RequestKind::ListOffsets(r) => r.encode(buf, v),
             RequestKind::InitProducerId(r) => r.encode(buf, v),
             RequestKind::CreateTopics(r) => r.encode(buf, v),
+            RequestKind::FindCoordinator(r) => r.encode(buf, v),
+            RequestKind::JoinGroup(r) => r.encode(buf, v),
+            RequestKind::SyncGroup(r) => r.encode(buf, v),
+            RequestKind::Heartbeat(r) => r.encode(buf, v),
+            RequestKind::LeaveGroup(r) => r.encode(buf, v),
+            RequestKind::OffsetCommit(r) => r.encode(buf, v),
+            RequestKind::OffsetFetch(r) => r.encode(buf, v),
             other => panic!("{other:?}"),
         }
         .unwrap();

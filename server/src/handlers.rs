@@ -840,6 +840,15 @@ pub async fn group_heartbeat(
         .unwrap_or_else(|_| Err(Failure::new(ErrorCode::ShuttingDown, "stopped")))
 }
 
+/// A Kafka classic-group request, to the group's coordinator (the task
+/// of its offsets partition).
+pub async fn kafka_group(shard: &Rc<Shard>, group: String, op: crate::partition::ClassicOp) {
+    let p = catalog::offsets_partition(&group);
+    shard
+        .route(catalog::OFFSETS_TOPIC, p, PartCmd::KafkaGroup { group, op })
+        .await;
+}
+
 /// Every group of every coordinator, sorted.
 pub async fn list_groups(
     shard: &Rc<Shard>,

@@ -9,6 +9,7 @@
 
 pub mod assignor;
 pub mod catalog;
+pub mod classic_group;
 pub mod cluster;
 pub mod config;
 pub mod conn;

@@ -118,6 +118,14 @@ pub enum PartCmd {
         /// why not.
         reply: oneshot::Sender<Result<ringlog_protocol::DescribeGroupResponse, Failure>>,
     },
+    /// A request of Kafka's classic group protocol (offsets partitions
+    /// only).
+    KafkaGroup {
+        /// Group name.
+        group: String,
+        /// The request, with where its answer goes.
+        op: ClassicOp,
+    },
     /// Delete segments past retention.
     Retention,
     /// Re-read up to `bytes` of sealed segments from where the last step
@@ -273,6 +281,72 @@ impl FetchOutcome {
     }
 }
 
+/// A classic-group request and where its answer goes.
+pub enum ClassicOp {
+    /// JoinGroup.
+    Join {
+        /// The request.
+        join: crate::classic_group::Join,
+        /// The answer, when the join phase ends.
+        reply: oneshot::Sender<crate::classic_group::Joined>,
+    },
+    /// SyncGroup.
+    Sync {
+        /// The member's generation.
+        generation: i32,
+        /// The member.
+        member_id: String,
+        /// From the leader: each member's assignment.
+        assignments: Vec<(String, bytes::Bytes)>,
+        /// Kafka error code and this member's assignment.
+        reply: oneshot::Sender<(i16, bytes::Bytes)>,
+    },
+    /// Heartbeat.
+    Heartbeat {
+        /// The member's generation.
+        generation: i32,
+        /// The member.
+        member_id: String,
+        /// Kafka error code.
+        reply: oneshot::Sender<i16>,
+    },
+    /// LeaveGroup.
+    Leave {
+        /// The members leaving.
+        member_ids: Vec<String>,
+        /// A Kafka error code per member.
+        reply: oneshot::Sender<Vec<i16>>,
+    },
+}
+
+/// Kafka's NOT_COORDINATOR: the client looks for the coordinator again.
+const NOT_COORDINATOR: i16 = 16;
+
+impl ClassicOp {
+    /// Answers with Kafka error `code` without running it.
+    fn fail(self, code: i16) {
+        match self {
+            ClassicOp::Join { join, reply } => {
+                let _ = reply.send(crate::classic_group::Joined {
+                    error: code,
+                    generation: -1,
+                    member_id: join.member_id,
+                    ..Default::default()
+                });
+            }
+            ClassicOp::Sync { reply, .. } => {
+                let _ = reply.send((code, bytes::Bytes::new()));
+            }
+            ClassicOp::Heartbeat { reply, .. } => {
+                let _ = reply.send(code);
+            }
+            ClassicOp::Leave { member_ids, reply } => {
+                let _ = reply.send(vec![code; member_ids.len()]);
+            }
+        }
+    }
+}
+
 impl PartCmd {
     /// Answers the command with `failure` without running it (the partition
     /// is gone or unreachable).
@@ -303,6 +377,7 @@ impl PartCmd {
                 let _ = reply.send(Err(failure));
             }
             PartCmd::ListGroups { .. } => {}
+            PartCmd::KafkaGroup { op, .. } => op.fail(NOT_COORDINATOR),
             // Dropping the reply tells the asker there is no answer.
             PartCmd::Wait { .. }
             | PartCmd::Offsets { .. }
@@ -454,6 +529,7 @@ pub async fn open(
         producers: HashMap::new(),
         committed: None,
         groups: crate::group::Groups::default(),
+        classic: crate::classic_group::ClassicGroups::default(),
         metrics,
         log: Some(log),
         refusal_logged_at: None,
@@ -578,6 +654,8 @@ struct State {
     committed: Option<HashMap<CommitKey, u64>>,
     /// Consumer groups coordinated here (offsets partitions only).
     groups: crate::group::Groups,
+    /// Kafka classic-protocol groups coordinated here.
+    classic: crate::classic_group::ClassicGroups,
     metrics: Arc<Metrics>,
     /// Taken on close.
     log: Option<Log>,
@@ -619,7 +697,8 @@ impl State {
             let cmd = tokio::select! {
                 cmd = rx.recv() => cmd,
                 _ = tick.tick(), if coordinator => {
-                    for evicted in self.groups.expire(std::time::Instant::now()) {
+                    let now = std::time::Instant::now();
+                    for evicted in self.groups.expire(now).into_iter().chain(self.classic.tick(now)) {
                         tracing::info!(member = %evicted, "session timed out: member evicted");
                     }
                     continue;
@@ -753,6 +832,10 @@ impl State {
                 PartCmd::WaitAppended { offset, notify } => self.wait_appended(offset, notify),
                 // A group's coordinator is the leader of its offsets
                 // partition: a follower's view of the group is not current.
+                PartCmd::KafkaGroup { op, .. } if !serves_clients(&self.replication) => {
+                    op.fail(NOT_COORDINATOR)
+                }
+                PartCmd::KafkaGroup { group, op } => self.kafka_group(group, op),
                 cmd @ (PartCmd::Commit { .. }
                 | PartCmd::Committed { .. }
                 | PartCmd::GroupHeartbeat { .. }
@@ -774,7 +857,7 @@ impl State {
                     generation,
                     offsets,
                     reply,
-                } => match self.groups.check_commit(&group, &member_id, generation) {
+                } => match self.check_commit(&group, &member_id, generation) {
                     Ok(()) => self.commit(group, offsets, reply).await,
                     Err(f) => {
                         let _ = reply.send(Err(f));
@@ -786,10 +869,23 @@ impl State {
                     reply,
                 } => {
                     let now = std::time::Instant::now();
-                    let _ = reply.send(self.groups.heartbeat(req, &partitions, now));
+                    let answer = if self.classic.has(&req.group) {
+                        Err(Failure::new(
+                            ErrorCode::InvalidRequest,
+                            format!(
+                                "group {:?} is a Kafka consumer group: native consumers cannot join it",
+                                req.group
+                            ),
+                        ))
+                    } else {
+                        self.groups.heartbeat(req, &partitions, now)
+                    };
+                    let _ = reply.send(answer);
                 }
                 PartCmd::ListGroups { reply } => {
-                    let _ = reply.send(self.groups.names());
+                    let mut names = self.groups.names();
+                    names.extend(self.classic.names());
+                    let _ = reply.send(names);
                 }
                 PartCmd::DescribeGroup { group, reply } => {
                     let (generation, assignor, members) =
@@ -864,6 +960,58 @@ impl State {
         }
         // Every sender is gone (or Close ran): make sure the log is closed.
         self.close(false).await;
+    }
+
+    /// Runs a Kafka classic-group request; a group is one protocol or the
+    /// other.
+    fn kafka_group(&mut self, group: String, op: ClassicOp) {
+        if self.groups.describe(&group).is_some() {
+            op.fail(crate::classic_group::code::INCONSISTENT_GROUP_PROTOCOL);
+            return;
+        }
+        let now = std::time::Instant::now();
+        match op {
+            ClassicOp::Join { join, reply } => self.classic.join(&group, join, reply, now),
+            ClassicOp::Sync {
+                generation,
+                member_id,
+                assignments,
+                reply,
+            } => self
+                .classic
+                .sync(&group, generation, &member_id, assignments, reply, now),
+            ClassicOp::Heartbeat {
+                generation,
+                member_id,
+                reply,
+            } => {
+                let _ = reply.send(self.classic.heartbeat(&group, generation, &member_id, now));
+            }
+            ClassicOp::Leave { member_ids, reply } => {
+                let _ = reply.send(self.classic.leave(&group, &member_ids, now));
+            }
+        }
+    }
+
+    /// Whether a commit comes from a current member of its group (any
+    /// commit of a standalone consumer, generation < 0, does).
+    fn check_commit(&self, group: &str, member_id: &str, generation: i32) -> Result<(), Failure> {
+        use crate::classic_group::code;
+        if !self.classic.has(group) {
+            return self.groups.check_commit(group, member_id, generation);
+        }
+        match self.classic.check_commit(group, member_id, generation) {
+            code::NONE => Ok(()),
+            code::UNKNOWN_MEMBER_ID => Err(Failure::new(
+                ErrorCode::UnknownMember,
+                format!("group {group:?} has no member {member_id:?}"),
+            )),
+            // A rebalance under way makes the generation stale too.
+            _ => Err(Failure::new(
+                ErrorCode::IllegalGeneration,
+                format!("generation {generation} of group {group:?} is not current"),
+            )),
+        }
     }
 
     async fn close(&mut self, delete: bool) {

@@ -87,4 +87,91 @@ def confluent_idempotent_keyed():
     sys.stdout.write("\n".join(out) + "\n")
 
 
-{"kafka_python_round_trip": kafka_python_round_trip, "confluent_idempotent_keyed": confluent_idempotent_keyed}[CHECK]()
+def _group_consumer(name):
+    from confluent_kafka import Consumer
+
+    return Consumer({
+        "bootstrap.servers": BOOTSTRAP,
+        "group.id": "billing",
+        "client.id": name,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    })
+
+
+def _poll_all(consumers, until, seconds=60):
+    """Polls every consumer in turn until `until()` holds; returns the
+    values read, per consumer."""
+    import time
+
+    read = [[] for _ in consumers]
+    deadline = time.time() + seconds
+    while not until(read):
+        assert time.time() < deadline, "timed out: %s" % [len(r) for r in read]
+        for i, c in enumerate(consumers):
+            m = c.poll(0.1)
+            if m is not None:
+                assert m.error() is None, m.error()
+                read[i].append(m.value())
+    return read
+
+
+def confluent_group():
+    """confluent-kafka consumers in one group: three members split a
+    6-partition topic (two each, none shared), read it all once between
+    them and commit; one leaves and the other two take its partitions."""
+    from confluent_kafka import Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    for f in admin.create_topics([NewTopic("grouped", num_partitions=6, replication_factor=1)]).values():
+        f.result(timeout=10)
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    for i in range(600):
+        producer.produce("grouped", key=b"k%d" % i, value=b"v%d" % i, partition=i % 6)
+    assert producer.flush(10) == 0
+    members = [_group_consumer("m%d" % i) for i in range(3)]
+    for c in members:
+        c.subscribe(["grouped"])
+    read = _poll_all(members, lambda r: sum(map(len, r)) >= 600 and all(len(c.assignment()) == 2 for c in members))
+    values = [v for r in read for v in r]
+    assert sorted(values) == sorted(b"v%d" % i for i in range(600)), "not every record once"
+    owned = [{tp.partition for tp in c.assignment()} for c in members]
+    assert set().union(*owned) == set(range(6)) and sum(map(len, owned)) == 6, owned
+    for c in members:
+        c.commit(asynchronous=False)
+    members[0].close()
+    rest = members[1:]
+    _poll_all(rest, lambda r: {tp.partition for c in rest for tp in c.assignment()} == set(range(6)))
+    for c in rest:
+        c.close()
+    print("confluent-kafka: 3 members split 6 partitions, 600 records once, a leave handed over")
+
+
+def confluent_group_resume():
+    """After a broker restart: the group's commits are still there, and a
+    member reads only what was produced since."""
+    from confluent_kafka import Producer, TopicPartition
+
+    c = _group_consumer("again")
+    committed = c.committed([TopicPartition("grouped", p) for p in range(6)], timeout=10)
+    assert [tp.offset for tp in committed] == [100] * 6, committed
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    for i in range(600, 660):
+        producer.produce("grouped", key=b"k%d" % i, value=b"v%d" % i, partition=i % 6)
+    assert producer.flush(10) == 0
+    c.subscribe(["grouped"])
+    read = _poll_all([c], lambda r: len(r[0]) >= 60)
+    assert sorted(read[0]) == sorted(b"v%d" % i for i in range(600, 660)), read[0][:5]
+    c.close()
+    print("confluent-kafka: commits survived the restart, 60 new records read, none again")
+
+
+{
+    "kafka_python_round_trip": kafka_python_round_trip,
+    "confluent_idempotent_keyed": confluent_idempotent_keyed,
+    "confluent_group": confluent_group,
+    "confluent_group_resume": confluent_group_resume,
+}[CHECK]()

@@ -6,19 +6,26 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ringlog_kafka_codec::kafka_protocol::messages::{
-    create_topics_response::CreatableTopicResult, fetch_response, list_offsets_response,
-    metadata_response, produce_response, ApiKey, BrokerId, CreateTopicsRequest,
-    CreateTopicsResponse, FetchRequest, FetchResponse, InitProducerIdRequest,
-    InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest,
-    MetadataResponse, ProduceRequest, ProduceResponse, ProducerId, RequestKind, TopicName,
+    create_topics_response::CreatableTopicResult, fetch_response, find_coordinator_response,
+    join_group_response, leave_group_response, list_offsets_response, metadata_response,
+    offset_commit_response, offset_fetch_response, produce_response, ApiKey, BrokerId,
+    CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
+    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest,
+    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    ProduceRequest, ProduceResponse, ProducerId, RequestKind, SyncGroupRequest, SyncGroupResponse,
+    TopicName,
 };
 use ringlog_kafka_codec::kafka_protocol::protocol::StrBytes;
 use ringlog_protocol::ErrorCode;
 use tokio::sync::oneshot;
 
 use super::Response;
+use crate::classic_group::{Join, Joined};
 use crate::conn::PRODUCE_TIMEOUT_DEFAULT;
 use crate::handlers;
+use crate::partition::ClassicOp;
 use crate::partition::{Answer, ProduceOutcome};
 use crate::shard::Shard;
 
@@ -29,6 +36,7 @@ const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+const NOT_COORDINATOR: i16 = 16;
 
 /// Kafka's error code for a broker error.
 pub fn kafka_error(code: ErrorCode) -> i16 {
@@ -77,6 +85,19 @@ pub async fn handle(
         RequestKind::ListOffsets(req) => Response::ListOffsets(list_offsets(shard, req).await?),
         RequestKind::InitProducerId(req) => Response::InitProducerId(init_producer_id(shard, req)),
         RequestKind::CreateTopics(req) => Response::CreateTopics(create_topics(shard, req).await),
+        RequestKind::FindCoordinator(req) => {
+            Response::FindCoordinator(find_coordinator(shard, req, version))
+        }
+        RequestKind::JoinGroup(req) => Response::JoinGroup(join_group(shard, req, version).await),
+        RequestKind::SyncGroup(req) => Response::SyncGroup(sync_group(shard, req, version).await),
+        RequestKind::Heartbeat(req) => Response::Heartbeat(heartbeat(shard, req).await),
+        RequestKind::LeaveGroup(req) => {
+            Response::LeaveGroup(leave_group(shard, req, version).await)
+        }
+        RequestKind::OffsetCommit(req) => Response::OffsetCommit(offset_commit(shard, req).await),
+        RequestKind::OffsetFetch(req) => {
+            Response::OffsetFetch(offset_fetch(shard, req, version).await)
+        }
         other => anyhow::bail!("{other:?} is not served"),
     })
 }
@@ -519,4 +540,392 @@ async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTop
         );
     }
     CreateTopicsResponse::default().with_topics(results)
+}
+
+/// Kafka's COORDINATOR_NOT_AVAILABLE: the client asks again later.
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+/// FindCoordinator: this broker coordinates every group (one broker).
+fn find_coordinator(
+    shard: &Shard,
+    req: FindCoordinatorRequest,
+    version: i16,
+) -> FindCoordinatorResponse {
+    let me = BrokerId(node_id(shard));
+    let (host, port) = shard
+        .shared
+        .kafka_address
+        .clone()
+        .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
+    let host = StrBytes::from_string(host);
+    let port = i32::from(port);
+    // Transactions are not served: no transaction coordinator.
+    let error = if req.key_type == 0 {
+        NONE
+    } else {
+        COORDINATOR_NOT_AVAILABLE
+    };
+    if version >= 4 {
+        let coordinators = req
+            .coordinator_keys
+            .into_iter()
+            .map(|key| {
+                find_coordinator_response::Coordinator::default()
+                    .with_key(key)
+                    .with_node_id(me)
+                    .with_host(host.clone())
+                    .with_port(port)
+                    .with_error_code(error)
+            })
+            .collect();
+        return FindCoordinatorResponse::default().with_coordinators(coordinators);
+    }
+    FindCoordinatorResponse::default()
+        .with_error_code(error)
+        .with_node_id(me)
+        .with_host(host)
+        .with_port(port)
+}
+
+/// Sends a classic-group request to its coordinator and waits for the
+/// answer (NOT_COORDINATOR if the coordinator went away).
+async fn classic<T>(
+    shard: &Rc<Shard>,
+    group: &GroupId,
+    make: impl FnOnce(oneshot::Sender<T>) -> ClassicOp,
+    gone: T,
+) -> T {
+    let (reply, rx) = oneshot::channel();
+    handlers::kafka_group(shard, group.0.to_string(), make(reply)).await;
+    rx.await.unwrap_or(gone)
+}
+
+/// JoinGroup: answered when the group's join phase ends.
+async fn join_group(shard: &Rc<Shard>, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+    let join = Join {
+        member_id: req.member_id.to_string(),
+        client_id: "kafka".into(),
+        session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
+        rebalance_timeout: Duration::from_millis(if version >= 1 {
+            req.rebalance_timeout_ms.max(0) as u64
+        } else {
+            req.session_timeout_ms.max(0) as u64
+        }),
+        protocol_type: req.protocol_type.to_string(),
+        protocols: req
+            .protocols
+            .into_iter()
+            .map(|p| (p.name.to_string(), p.metadata))
+            .collect(),
+        require_known_member_id: version >= 4,
+    };
+    let gone = Joined {
+        error: NOT_COORDINATOR,
+        generation: -1,
+        ..Joined::default()
+    };
+    let joined = classic(
+        shard,
+        &req.group_id,
+        |reply| ClassicOp::Join { join, reply },
+        gone,
+    )
+    .await;
+    let members = joined
+        .members
+        .into_iter()
+        .map(|(id, metadata)| {
+            join_group_response::JoinGroupResponseMember::default()
+                .with_member_id(StrBytes::from_string(id))
+                .with_metadata(metadata)
+        })
+        .collect();
+    let mut resp = JoinGroupResponse::default()
+        .with_error_code(joined.error)
+        .with_generation_id(joined.generation)
+        .with_leader(StrBytes::from_string(joined.leader))
+        .with_member_id(StrBytes::from_string(joined.member_id))
+        .with_members(members);
+    let protocol = StrBytes::from_string(joined.protocol);
+    resp = if version >= 7 {
+        resp.with_protocol_type(Some(StrBytes::from_string(joined.protocol_type)))
+            .with_protocol_name(Some(protocol))
+    } else {
+        resp.with_protocol_name(Some(protocol))
+    };
+    resp
+}
+
+/// SyncGroup: the leader's assignments out to every member.
+async fn sync_group(shard: &Rc<Shard>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    let assignments = req
+        .assignments
+        .into_iter()
+        .map(|a| (a.member_id.to_string(), a.assignment))
+        .collect();
+    let op = |reply| ClassicOp::Sync {
+        generation: req.generation_id,
+        member_id: req.member_id.to_string(),
+        assignments,
+        reply,
+    };
+    let (error, assignment) =
+        classic(shard, &req.group_id, op, (NOT_COORDINATOR, Bytes::new())).await;
+    let mut resp = SyncGroupResponse::default()
+        .with_error_code(error)
+        .with_assignment(assignment);
+    if version >= 5 {
+        resp = resp
+            .with_protocol_type(req.protocol_type)
+            .with_protocol_name(req.protocol_name);
+    }
+    resp
+}
+
+async fn heartbeat(shard: &Rc<Shard>, req: HeartbeatRequest) -> HeartbeatResponse {
+    let op = |reply| ClassicOp::Heartbeat {
+        generation: req.generation_id,
+        member_id: req.member_id.to_string(),
+        reply,
+    };
+    let error = classic(shard, &req.group_id, op, NOT_COORDINATOR).await;
+    HeartbeatResponse::default().with_error_code(error)
+}
+
+async fn leave_group(
+    shard: &Rc<Shard>,
+    req: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    let ids: Vec<String> = if version <= 2 {
+        vec![req.member_id.to_string()]
+    } else {
+        req.members
+            .iter()
+            .map(|m| m.member_id.to_string())
+            .collect()
+    };
+    let op = |reply| ClassicOp::Leave {
+        member_ids: ids.clone(),
+        reply,
+    };
+    let errors = classic(shard, &req.group_id, op, vec![NOT_COORDINATOR; ids.len()]).await;
+    if version <= 2 {
+        return LeaveGroupResponse::default()
+            .with_error_code(errors.first().copied().unwrap_or(NONE));
+    }
+    let members = req
+        .members
+        .into_iter()
+        .zip(errors)
+        .map(|(m, error)| {
+            leave_group_response::MemberResponse::default()
+                .with_member_id(m.member_id)
+                .with_group_instance_id(m.group_instance_id)
+                .with_error_code(error)
+        })
+        .collect();
+    LeaveGroupResponse::default().with_members(members)
+}
+
+/// OffsetCommit: stored as the native commits are (a standalone consumer
+/// commits with generation -1). The metadata string is not kept yet.
+async fn offset_commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let mut offsets = Vec::new();
+    for t in &req.topics {
+        for p in &t.partitions {
+            offsets.push(ringlog_protocol::CommitOffset {
+                topic: t.name.0.to_string(),
+                partition: p.partition_index.max(0) as u32,
+                offset: p.committed_offset.max(0) as u64,
+            });
+        }
+    }
+    let commit = ringlog_protocol::CommitOffsetsRequest {
+        group: req.group_id.0.to_string(),
+        member_id: req.member_id.to_string(),
+        generation: req.generation_id_or_member_epoch,
+        offsets,
+    };
+    let results = match handlers::commit_offsets(shard, commit).await {
+        Ok(r) => r
+            .results
+            .into_iter()
+            .map(|r| group_error(ErrorCode::from_u16(r.error)))
+            .collect(),
+        Err(f) => vec![group_error(f.code); req.topics.iter().map(|t| t.partitions.len()).sum()],
+    };
+    let mut results = results.into_iter();
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let partitions = t
+                .partitions
+                .iter()
+                .map(|p| {
+                    offset_commit_response::OffsetCommitResponsePartition::default()
+                        .with_partition_index(p.partition_index)
+                        .with_error_code(results.next().unwrap_or(NONE))
+                })
+                .collect();
+            offset_commit_response::OffsetCommitResponseTopic::default()
+                .with_name(t.name)
+                .with_partitions(partitions)
+        })
+        .collect();
+    OffsetCommitResponse::default().with_topics(topics)
+}
+
+/// A group request's error as Kafka clients read it (a coordinator that
+/// moved is NOT_COORDINATOR, so the client looks for it again).
+fn group_error(code: ErrorCode) -> i16 {
+    match code {
+        ErrorCode::NotLeader | ErrorCode::ShuttingDown => NOT_COORDINATOR,
+        other => kafka_error(other),
+    }
+}
+
+/// A topic's committed offsets: (partition, offset or -1, Kafka error).
+type TopicCommits = (TopicName, Vec<(i32, i64, i16)>);
+
+/// One group's committed offsets: the partitions asked, or every one it
+/// committed (`None`).
+async fn committed(
+    shard: &Rc<Shard>,
+    group: &str,
+    topics: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> Result<Vec<TopicCommits>, i16> {
+    let Some(topics) = topics else {
+        let described = handlers::describe_group(
+            shard,
+            ringlog_protocol::DescribeGroupRequest {
+                group: group.to_string(),
+            },
+        )
+        .await
+        .map_err(|f| group_error(f.code))?;
+        let mut by_topic: Vec<TopicCommits> = Vec::new();
+        for o in described.offsets {
+            let entry = (o.partition as i32, o.offset as i64, NONE);
+            match by_topic.iter_mut().find(|(t, _)| t.0.as_str() == o.topic) {
+                Some((_, ps)) => ps.push(entry),
+                None => by_topic.push((topic_name(&o.topic), vec![entry])),
+            }
+        }
+        return Ok(by_topic);
+    };
+    let partitions = topics
+        .iter()
+        .flat_map(|(t, ps)| {
+            ps.iter().map(|p| ringlog_protocol::TopicPartition {
+                topic: t.0.to_string(),
+                partition: (*p).max(0) as u32,
+            })
+        })
+        .collect();
+    let found = handlers::fetch_offsets(
+        shard,
+        ringlog_protocol::FetchOffsetsRequest {
+            group: group.to_string(),
+            partitions,
+        },
+    )
+    .await
+    .map_err(|f| group_error(f.code))?;
+    let mut found = found.offsets.into_iter();
+    Ok(topics
+        .into_iter()
+        .map(|(t, ps)| {
+            let partitions = ps
+                .into_iter()
+                .map(|p| {
+                    let c = found.next();
+                    let offset = c.as_ref().map_or(-1, |c| c.offset);
+                    let error = c.map_or(NONE, |c| kafka_error(ErrorCode::from_u16(c.error)));
+                    (p, offset, error)
+                })
+                .collect();
+            (t, partitions)
+        })
+        .collect())
+}
+
+/// OffsetFetch: committed offsets, -1 where none (v8: several groups).
+async fn offset_fetch(
+    shard: &Rc<Shard>,
+    req: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
+    if version >= 8 {
+        let mut groups = Vec::with_capacity(req.groups.len());
+        for g in req.groups {
+            let asked = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name, t.partition_indexes))
+                    .collect()
+            });
+            let (error, topics) = match committed(shard, g.group_id.0.as_str(), asked).await {
+                Ok(topics) => (NONE, topics),
+                Err(e) => (e, Vec::new()),
+            };
+            let topics = topics
+                .into_iter()
+                .map(|(name, ps)| {
+                    offset_fetch_response::OffsetFetchResponseTopics::default()
+                        .with_name(name)
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, offset, error)| {
+                                    offset_fetch_response::OffsetFetchResponsePartitions::default()
+                                        .with_partition_index(p)
+                                        .with_committed_offset(offset)
+                                        .with_metadata(Some(StrBytes::default()))
+                                        .with_error_code(error)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            groups.push(
+                offset_fetch_response::OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics)
+                    .with_error_code(error),
+            );
+        }
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let asked = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name, t.partition_indexes))
+            .collect()
+    });
+    let (error, topics) = match committed(shard, req.group_id.0.as_str(), asked).await {
+        Ok(topics) => (NONE, topics),
+        Err(e) => (e, Vec::new()),
+    };
+    let topics = topics
+        .into_iter()
+        .map(|(name, ps)| {
+            offset_fetch_response::OffsetFetchResponseTopic::default()
+                .with_name(name)
+                .with_partitions(
+                    ps.into_iter()
+                        .map(|(p, offset, error)| {
+                            offset_fetch_response::OffsetFetchResponsePartition::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(StrBytes::default()))
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    let mut resp = OffsetFetchResponse::default().with_topics(topics);
+    if version >= 2 {
+        resp = resp.with_error_code(error);
+    }
+    resp
 }

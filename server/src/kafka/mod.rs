@@ -178,6 +178,20 @@ pub enum Response {
     InitProducerId(messages::InitProducerIdResponse),
     /// CreateTopics.
     CreateTopics(messages::CreateTopicsResponse),
+    /// FindCoordinator.
+    FindCoordinator(messages::FindCoordinatorResponse),
+    /// JoinGroup.
+    JoinGroup(messages::JoinGroupResponse),
+    /// SyncGroup.
+    SyncGroup(messages::SyncGroupResponse),
+    /// Heartbeat.
+    Heartbeat(messages::HeartbeatResponse),
+    /// LeaveGroup.
+    LeaveGroup(messages::LeaveGroupResponse),
+    /// OffsetCommit.
+    OffsetCommit(messages::OffsetCommitResponse),
+    /// OffsetFetch.
+    OffsetFetch(messages::OffsetFetchResponse),
 }
 
 impl Response {
@@ -190,6 +204,13 @@ impl Response {
             Response::ListOffsets(r) => encode(api, version, correlation_id, r),
             Response::InitProducerId(r) => encode(api, version, correlation_id, r),
             Response::CreateTopics(r) => encode(api, version, correlation_id, r),
+            Response::FindCoordinator(r) => encode(api, version, correlation_id, r),
+            Response::JoinGroup(r) => encode(api, version, correlation_id, r),
+            Response::SyncGroup(r) => encode(api, version, correlation_id, r),
+            Response::Heartbeat(r) => encode(api, version, correlation_id, r),
+            Response::LeaveGroup(r) => encode(api, version, correlation_id, r),
+            Response::OffsetCommit(r) => encode(api, version, correlation_id, r),
+            Response::OffsetFetch(r) => encode(api, version, correlation_id, r),
         }
     }
 }
