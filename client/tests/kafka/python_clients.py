@@ -45,7 +45,16 @@ def kafka_python_round_trip():
     assert got == sent, (len(got), len(sent))
     ends = consumer.end_offsets(tps)
     assert sum(ends.values()) == 300, ends
-    print("kafka-python: 300 records back with keys, values and headers")
+    # And in a group: subscribed, everything once, committed to the end.
+    member = KafkaConsumer("kp-orders", bootstrap_servers=BOOTSTRAP, group_id="kp-group",
+                           auto_offset_reset="earliest", enable_auto_commit=False,
+                           consumer_timeout_ms=5000)
+    values = sorted(m.value for m in member)
+    assert values == sorted(v for _, v in sent.values()), len(values)
+    member.commit()
+    assert {tp.partition: member.committed(tp) for tp in member.assignment()} == {p: 100 for p in range(3)}
+    member.close()
+    print("kafka-python: 300 records back with keys, values and headers, and once in a group")
 
 
 def confluent_idempotent_keyed():
