@@ -298,3 +298,13 @@ fn confluent_kafka_consumer_groups_split_hand_over_and_resume_after_a_restart() 
     let out = run(Command::new(&python).args([script, &kafka, "confluent_group_resume"]));
     assert!(out.contains("commits survived the restart"), "{out}");
 }
+
+#[test]
+fn confluent_kafka_admin_creates_describes_and_deletes_topics() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (_b, kafka) = broker(dir.path());
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
+    let out = run(Command::new(python).args([script, &kafka, "confluent_admin"]));
+    assert!(out.contains("created, described, deleted"), "{out}");
+}

@@ -14,13 +14,14 @@
 use anyhow::{bail, ensure, Context};
 use bytes::{Buf, Bytes};
 use kafka_protocol::messages::{
-    create_topics_request, fetch_request, join_group_request, leave_group_request,
-    list_offsets_request, metadata_request, offset_commit_request, offset_fetch_request,
-    produce_request, sync_group_request, ApiKey, ApiVersionsRequest, BrokerId, CreateTopicsRequest,
-    FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest, InitProducerIdRequest,
-    JoinGroupRequest, LeaveGroupRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
-    OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind, SyncGroupRequest,
-    TopicName, TransactionalId,
+    create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
+    join_group_request, leave_group_request, list_offsets_request, metadata_request,
+    offset_commit_request, offset_fetch_request, produce_request, sync_group_request, ApiKey,
+    ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
+    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
+    ProducerId, RequestHeader, RequestKind, SyncGroupRequest, TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -563,6 +564,61 @@ pub fn request(
             r.tagged_fields()?;
             RequestKind::OffsetFetch(req)
         }
+        ApiKey::ListGroups => {
+            let mut req = ListGroupsRequest::default();
+            if v >= 4 {
+                req = req.with_states_filter(r.array(Reader::string)?);
+            }
+            r.tagged_fields()?;
+            RequestKind::ListGroups(req)
+        }
+        ApiKey::DescribeGroups => {
+            let mut req = DescribeGroupsRequest::default()
+                .with_groups(r.array(|r| Ok(GroupId(r.string()?)))?);
+            if v >= 3 {
+                req = req.with_include_authorized_operations(r.bool()?);
+            }
+            r.tagged_fields()?;
+            RequestKind::DescribeGroups(req)
+        }
+        ApiKey::DeleteTopics => {
+            let mut req = DeleteTopicsRequest::default();
+            if v >= 6 {
+                req = req.with_topics(r.array(|r| {
+                    let name = r.nullable_string()?.map(TopicName);
+                    let id = r.uuid()?;
+                    r.tagged_fields()?;
+                    Ok(delete_topics_request::DeleteTopicState::default()
+                        .with_name(name)
+                        .with_topic_id(id))
+                })?);
+            } else {
+                req = req.with_topic_names(r.array(|r| Ok(TopicName(r.string()?)))?);
+            }
+            req = req.with_timeout_ms(r.i32()?);
+            r.tagged_fields()?;
+            RequestKind::DeleteTopics(req)
+        }
+        ApiKey::DescribeConfigs => {
+            let resources = r.array(|r| {
+                let resource_type = r.i8()?;
+                let name = r.string()?;
+                let keys = r.nullable_array(Reader::string)?;
+                r.tagged_fields()?;
+                Ok(describe_configs_request::DescribeConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(name)
+                    .with_configuration_keys(keys))
+            })?;
+            let mut req = DescribeConfigsRequest::default()
+                .with_resources(resources)
+                .with_include_synonyms(r.bool()?);
+            if v >= 3 {
+                req = req.with_include_documentation(r.bool()?);
+            }
+            r.tagged_fields()?;
+            RequestKind::DescribeConfigs(req)
+        }
         other => bail!("{other:?} requests are not decoded here"),
     };
     Ok((header, body))
@@ -847,6 +903,50 @@ mod tests {
                 }
                 RequestKind::OffsetFetch(r)
             }
+            ApiKey::ListGroups => {
+                let mut r = ListGroupsRequest::default();
+                if v >= 4 {
+                    r = r.with_states_filter(vec![s("Stable")]);
+                }
+                RequestKind::ListGroups(r)
+            }
+            ApiKey::DescribeGroups => {
+                let mut r = DescribeGroupsRequest::default()
+                    .with_groups(vec![GroupId(s("billing")), GroupId(s("audit"))]);
+                if v >= 3 {
+                    r = r.with_include_authorized_operations(true);
+                }
+                RequestKind::DescribeGroups(r)
+            }
+            ApiKey::DeleteTopics => {
+                let mut r = DeleteTopicsRequest::default().with_timeout_ms(30_000);
+                if v >= 6 {
+                    r = r.with_topics(vec![delete_topics_request::DeleteTopicState::default()
+                        .with_name(Some(TopicName(s("orders"))))
+                        .with_topic_id(uuid::Uuid::from_u64_pair(3, 4))]);
+                } else {
+                    r = r.with_topic_names(vec![TopicName(s("orders")), TopicName(s("old"))]);
+                }
+                RequestKind::DeleteTopics(r)
+            }
+            ApiKey::DescribeConfigs => {
+                let mut r = DescribeConfigsRequest::default()
+                    .with_resources(vec![
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s("orders"))
+                            .with_configuration_keys(Some(vec![s("retention.ms")])),
+                        describe_configs_request::DescribeConfigsResource::default()
+                            .with_resource_type(4)
+                            .with_resource_name(s("0"))
+                            .with_configuration_keys(None),
+                    ])
+                    .with_include_synonyms(true);
+                if v >= 3 {
+                    r = r.with_include_documentation(true);
+                }
+                RequestKind::DescribeConfigs(r)
+            }
             other => panic!("no sample of {other:?}"),
         }
     }
@@ -867,6 +967,10 @@ mod tests {
             RequestKind::LeaveGroup(r) => r.encode(buf, v),
             RequestKind::OffsetCommit(r) => r.encode(buf, v),
             RequestKind::OffsetFetch(r) => r.encode(buf, v),
+            RequestKind::ListGroups(r) => r.encode(buf, v),
+            RequestKind::DescribeGroups(r) => r.encode(buf, v),
+            RequestKind::DeleteTopics(r) => r.encode(buf, v),
+            RequestKind::DescribeConfigs(r) => r.encode(buf, v),
             other => panic!("{other:?}"),
         }
         .unwrap();

@@ -388,15 +388,47 @@ impl ClassicGroups {
         dropped
     }
 
-    /// A group's generation, phase, protocol and members, for describing.
-    pub fn describe(&self, group: &str) -> Option<(i32, String, Vec<String>)> {
+    /// A group as Kafka's DescribeGroups shows it.
+    pub fn describe(&self, group: &str) -> Option<Described> {
         let g = self.groups.get(group)?;
-        Some((
-            g.generation,
-            g.protocol.clone(),
-            g.members.keys().cloned().collect(),
-        ))
+        let state = match g.phase {
+            Phase::Empty => "Empty",
+            Phase::Joining { .. } => "PreparingRebalance",
+            Phase::Syncing => "CompletingRebalance",
+            Phase::Stable => "Stable",
+        };
+        Some(Described {
+            state: state.into(),
+            protocol_type: g.protocol_type.clone(),
+            protocol: g.protocol.clone(),
+            members: g
+                .members
+                .iter()
+                .map(|(id, m)| {
+                    let metadata = m
+                        .protocols
+                        .iter()
+                        .find(|(n, _)| *n == g.protocol)
+                        .map(|(_, b)| b.clone())
+                        .unwrap_or_default();
+                    (id.clone(), metadata, m.assignment.clone())
+                })
+                .collect(),
+        })
     }
+}
+
+/// A classic group's description.
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    /// Kafka's name of its state (`Stable`, `PreparingRebalance`, ...).
+    pub state: String,
+    /// Its protocol type.
+    pub protocol_type: String,
+    /// Its assignor.
+    pub protocol: String,
+    /// Each member: id, subscription, assignment.
+    pub members: Vec<(String, Bytes, Bytes)>,
 }
 
 impl Group {

@@ -317,6 +317,11 @@ pub enum ClassicOp {
         /// A Kafka error code per member.
         reply: oneshot::Sender<Vec<i16>>,
     },
+    /// DescribeGroups: the group, if it is a classic one here.
+    Describe {
+        /// Its description.
+        reply: oneshot::Sender<Option<crate::classic_group::Described>>,
+    },
 }
 
 /// Kafka's NOT_COORDINATOR: the client looks for the coordinator again.
@@ -343,6 +348,7 @@ impl ClassicOp {
             ClassicOp::Leave { member_ids, reply } => {
                 let _ = reply.send(vec![code; member_ids.len()]);
             }
+            ClassicOp::Describe { .. } => {}
         }
     }
 }
@@ -989,6 +995,9 @@ impl State {
             }
             ClassicOp::Leave { member_ids, reply } => {
                 let _ = reply.send(self.classic.leave(&group, &member_ids, now));
+            }
+            ClassicOp::Describe { reply } => {
+                let _ = reply.send(self.classic.describe(&group));
             }
         }
     }

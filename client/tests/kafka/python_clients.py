@@ -149,6 +149,13 @@ def confluent_group():
     assert sorted(values) == sorted(b"v%d" % i for i in range(600)), "not every record once"
     owned = [{tp.partition for tp in c.assignment()} for c in members]
     assert set().union(*owned) == set(range(6)) and sum(map(len, owned)) == 6, owned
+    listed = admin.list_consumer_groups().result(timeout=10)
+    assert "billing" in [g.group_id for g in listed.valid], listed.valid
+    described = admin.describe_consumer_groups(["billing"])["billing"].result(timeout=10)
+    assert len(described.members) == 3, described
+    assert str(described.state).endswith("STABLE"), described.state
+    owned_described = {tp.partition for m in described.members for tp in m.assignment.topic_partitions}
+    assert owned_described == set(range(6)), owned_described
     for c in members:
         c.commit(asynchronous=False)
     members[0].close()
@@ -178,7 +185,28 @@ def confluent_group_resume():
     print("confluent-kafka: commits survived the restart, 60 new records read, none again")
 
 
+def confluent_admin():
+    """confluent-kafka's AdminClient: create with a setting, describe the
+    topic's settings with their sources, delete."""
+    from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    topic = NewTopic("admin-made", num_partitions=2, replication_factor=1, config={"retention.ms": "3600000"})
+    for f in admin.create_topics([topic]).values():
+        f.result(timeout=10)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "admin-made")
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert configs["retention.ms"].value == "3600000", configs["retention.ms"]
+    assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, configs["retention.ms"].source
+    assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value, configs["segment.bytes"].source
+    for f in admin.delete_topics(["admin-made"]).values():
+        f.result(timeout=10)
+    assert "admin-made" not in admin.list_topics(timeout=10).topics
+    print("confluent-kafka admin: created, described, deleted")
+
+
 {
+    "confluent_admin": confluent_admin,
     "kafka_python_round_trip": kafka_python_round_trip,
     "confluent_idempotent_keyed": confluent_idempotent_keyed,
     "confluent_group": confluent_group,

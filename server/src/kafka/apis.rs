@@ -6,13 +6,16 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ringlog_kafka_codec::kafka_protocol::messages::{
-    create_topics_response::CreatableTopicResult, fetch_response, find_coordinator_response,
-    join_group_response, leave_group_response, list_offsets_response, metadata_response,
-    offset_commit_response, offset_fetch_response, produce_response, ApiKey, BrokerId,
-    CreateTopicsRequest, CreateTopicsResponse, FetchRequest, FetchResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest,
-    InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
-    LeaveGroupResponse, ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
+    create_topics_response::CreatableTopicResult, delete_topics_response,
+    describe_configs_response, describe_groups_response, fetch_response, find_coordinator_response,
+    join_group_response, leave_group_response, list_groups_response, list_offsets_response,
+    metadata_response, offset_commit_response, offset_fetch_response, produce_response, ApiKey,
+    BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
+    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest, InitProducerIdResponse,
+    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
+    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     ProduceRequest, ProduceResponse, ProducerId, RequestKind, SyncGroupRequest, SyncGroupResponse,
     TopicName,
@@ -97,6 +100,16 @@ pub async fn handle(
         RequestKind::OffsetCommit(req) => Response::OffsetCommit(offset_commit(shard, req).await),
         RequestKind::OffsetFetch(req) => {
             Response::OffsetFetch(offset_fetch(shard, req, version).await)
+        }
+        RequestKind::ListGroups(_) => Response::ListGroups(list_groups(shard).await),
+        RequestKind::DescribeGroups(req) => {
+            Response::DescribeGroups(describe_groups(shard, req).await)
+        }
+        RequestKind::DeleteTopics(req) => {
+            Response::DeleteTopics(delete_topics(shard, req, version).await)
+        }
+        RequestKind::DescribeConfigs(req) => {
+            Response::DescribeConfigs(describe_configs(shard, req, version))
         }
         other => anyhow::bail!("{other:?} is not served"),
     })
@@ -928,4 +941,205 @@ async fn offset_fetch(
         resp = resp.with_error_code(error);
     }
     resp
+}
+
+/// ListGroups: every group with members, of either protocol.
+async fn list_groups(shard: &Rc<Shard>) -> ListGroupsResponse {
+    let names = handlers::list_groups(shard)
+        .await
+        .map(|r| r.groups)
+        .unwrap_or_default();
+    ListGroupsResponse::default().with_groups(
+        names
+            .into_iter()
+            .map(|name| {
+                list_groups_response::ListedGroup::default()
+                    .with_group_id(GroupId(StrBytes::from_string(name)))
+                    .with_protocol_type(StrBytes::from_static_str("consumer"))
+            })
+            .collect(),
+    )
+}
+
+/// DescribeGroups: a Kafka group's state, assignor and members (with
+/// their subscriptions and assignments); `Dead` for one unknown here.
+async fn describe_groups(shard: &Rc<Shard>, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+    let mut groups = Vec::with_capacity(req.groups.len());
+    for id in req.groups {
+        let (reply, rx) = oneshot::channel();
+        handlers::kafka_group(shard, id.0.to_string(), ClassicOp::Describe { reply }).await;
+        let described =
+            rx.await
+                .ok()
+                .flatten()
+                .unwrap_or_else(|| crate::classic_group::Described {
+                    state: "Dead".into(),
+                    ..Default::default()
+                });
+        let members = described
+            .members
+            .into_iter()
+            .map(|(member_id, metadata, assignment)| {
+                describe_groups_response::DescribedGroupMember::default()
+                    .with_member_id(StrBytes::from_string(member_id))
+                    .with_member_metadata(metadata)
+                    .with_member_assignment(assignment)
+            })
+            .collect();
+        groups.push(
+            describe_groups_response::DescribedGroup::default()
+                .with_group_id(id)
+                .with_group_state(StrBytes::from_string(described.state))
+                .with_protocol_type(StrBytes::from_string(described.protocol_type))
+                .with_protocol_data(StrBytes::from_string(described.protocol))
+                .with_members(members),
+        );
+    }
+    DescribeGroupsResponse::default().with_groups(groups)
+}
+
+/// DeleteTopics, by name (a v6 request naming topics by id alone gets
+/// UNKNOWN_TOPIC_ID for those).
+async fn delete_topics(
+    shard: &Rc<Shard>,
+    req: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
+    let names: Vec<Option<TopicName>> = if version >= 6 {
+        req.topics.into_iter().map(|t| t.name).collect()
+    } else {
+        req.topic_names.into_iter().map(Some).collect()
+    };
+    let mut responses = Vec::with_capacity(names.len());
+    for name in names {
+        let (code, message) = match &name {
+            None => (UNKNOWN_TOPIC_ID, "topics are deleted by name".to_string()),
+            Some(n) => {
+                let req = ringlog_protocol::DeleteTopicRequest {
+                    name: n.0.to_string(),
+                };
+                match handlers::delete_topic(shard, req).await {
+                    Ok(_) => (NONE, String::new()),
+                    Err(f) => (kafka_error(f.code), f.message),
+                }
+            }
+        };
+        let mut r = delete_topics_response::DeletableTopicResult::default()
+            .with_name(name)
+            .with_error_code(code);
+        if version >= 5 && code != NONE {
+            r = r.with_error_message(Some(StrBytes::from_string(message)));
+        }
+        responses.push(r);
+    }
+    DeleteTopicsResponse::default().with_responses(responses)
+}
+
+/// A setting as DescribeConfigs reports it: name, value, source.
+type ConfigEntry = (&'static str, String, i8);
+
+/// Kafka's UNKNOWN_TOPIC_ID.
+const UNKNOWN_TOPIC_ID: i16 = 100;
+/// DescribeConfigs resource types and config sources.
+const RESOURCE_TOPIC: i8 = 2;
+const RESOURCE_BROKER: i8 = 4;
+const SOURCE_TOPIC: i8 = 1;
+const SOURCE_STATIC_BROKER: i8 = 4;
+const SOURCE_DEFAULT: i8 = 5;
+
+/// DescribeConfigs: a topic's settings, each with its source (the
+/// topic's own where it differs from the broker's default), and the
+/// broker's topic defaults.
+fn describe_configs(
+    shard: &Shard,
+    req: DescribeConfigsRequest,
+    version: i16,
+) -> DescribeConfigsResponse {
+    let d = &shard.shared.config.topic_defaults;
+    let defaults = [
+        ("retention.ms", d.retention_ms.to_string()),
+        ("retention.bytes", d.retention_bytes.to_string()),
+        ("segment.bytes", d.segment_bytes.to_string()),
+        ("cleanup.policy", "delete".to_string()),
+        ("num.partitions", d.partitions.to_string()),
+    ];
+    let mut results = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let name = r.resource_name.to_string();
+        let entries: Result<Vec<ConfigEntry>, (i16, String)> = match r.resource_type {
+            RESOURCE_TOPIC => match shard.shared.topic(&name) {
+                None => Err((
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic {name:?}"),
+                )),
+                Some(t) => {
+                    let c = &t.config;
+                    let own = [
+                        ("retention.ms", c.retention_ms.to_string()),
+                        ("retention.bytes", c.retention_bytes.to_string()),
+                        ("segment.bytes", c.segment_bytes.to_string()),
+                        ("cleanup.policy", "delete".to_string()),
+                    ];
+                    Ok(own
+                        .into_iter()
+                        .map(|(k, v)| {
+                            let default = defaults.iter().any(|(dk, dv)| *dk == k && *dv == v);
+                            (
+                                k,
+                                v,
+                                if default {
+                                    SOURCE_DEFAULT
+                                } else {
+                                    SOURCE_TOPIC
+                                },
+                            )
+                        })
+                        .collect())
+                }
+            },
+            RESOURCE_BROKER => Ok(defaults
+                .iter()
+                .map(|(k, v)| (*k, v.clone(), SOURCE_STATIC_BROKER))
+                .collect()),
+            other => Err((
+                INVALID_REQUEST,
+                format!("resource type {other} is not described"),
+            )),
+        };
+        let wanted = |k: &str| {
+            r.configuration_keys
+                .as_ref()
+                .is_none_or(|keys| keys.iter().any(|w| w.as_str() == k))
+        };
+        let mut result = describe_configs_response::DescribeConfigsResult::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        match entries {
+            Ok(entries) => {
+                let configs = entries
+                    .into_iter()
+                    .filter(|(k, ..)| wanted(k))
+                    .map(|(k, v, source)| {
+                        let mut c =
+                            describe_configs_response::DescribeConfigsResourceResult::default()
+                                .with_name(StrBytes::from_static_str(k))
+                                .with_value(Some(StrBytes::from_string(v)))
+                                .with_config_source(source);
+                        if version >= 3 {
+                            c = c.with_config_type(if k == "cleanup.policy" { 7 } else { 5 });
+                        }
+                        c
+                    })
+                    .collect();
+                result = result.with_configs(configs);
+            }
+            Err((code, message)) => {
+                result = result
+                    .with_error_code(code)
+                    .with_error_message(Some(StrBytes::from_string(message)));
+            }
+        }
+        results.push(result);
+    }
+    DescribeConfigsResponse::default().with_results(results)
 }

@@ -192,6 +192,14 @@ pub enum Response {
     OffsetCommit(messages::OffsetCommitResponse),
     /// OffsetFetch.
     OffsetFetch(messages::OffsetFetchResponse),
+    /// ListGroups.
+    ListGroups(messages::ListGroupsResponse),
+    /// DescribeGroups.
+    DescribeGroups(messages::DescribeGroupsResponse),
+    /// DeleteTopics.
+    DeleteTopics(messages::DeleteTopicsResponse),
+    /// DescribeConfigs.
+    DescribeConfigs(messages::DescribeConfigsResponse),
 }
 
 impl Response {
@@ -211,6 +219,10 @@ impl Response {
             Response::LeaveGroup(r) => encode(api, version, correlation_id, r),
             Response::OffsetCommit(r) => encode(api, version, correlation_id, r),
             Response::OffsetFetch(r) => encode(api, version, correlation_id, r),
+            Response::ListGroups(r) => encode(api, version, correlation_id, r),
+            Response::DescribeGroups(r) => encode(api, version, correlation_id, r),
+            Response::DeleteTopics(r) => encode(api, version, correlation_id, r),
+            Response::DescribeConfigs(r) => encode(api, version, correlation_id, r),
         }
     }
 }
