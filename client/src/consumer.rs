@@ -452,7 +452,7 @@ impl Consumer {
                     break;
                 }
                 last = Some(record.offset as u64 + 1);
-                out.push(owned(record, &batch.tp.0, batch.tp.1, &batch.bytes));
+                out.push(owned(record, &batch.tp.0, batch.tp.1, &batch.decoded));
             }
             let tp = batch.tp.clone();
             let done = last.is_none_or(|next| next >= batch.next);
@@ -901,9 +901,19 @@ fn split_batches(
         let len = view.bytes().len();
         let after = view.last_offset() as u64 + 1;
         if after > next {
+            let bytes = records.slice_ref(view.bytes());
+            // A compressed batch's records are decompressed once, here.
+            let decoded = match view.compression() {
+                0 => bytes.clone(),
+                _ => Bytes::from(
+                    ringlog_format::compression::decompressed_batch(&view, DECOMPRESSED_MAX)
+                        .map_err(|e| corrupt(tp, &e))?,
+                ),
+            };
             out.push_back(ConsumerBatch {
                 tp: tp.clone(),
-                bytes: records.slice_ref(view.bytes()),
+                bytes,
+                decoded,
                 from: next.max(view.base_offset() as u64),
                 next: after,
             });
@@ -913,6 +923,10 @@ fn split_batches(
     }
     Ok(next)
 }
+
+/// The most a compressed batch's records may inflate to: far past any
+/// real batch, short of letting a few kilobytes exhaust memory.
+const DECOMPRESSED_MAX: usize = 256 << 20;
 
 fn corrupt(tp: &Tp, e: &dyn std::fmt::Display) -> Error {
     Error::new(
@@ -928,6 +942,9 @@ fn corrupt(tp: &Tp, e: &dyn std::fmt::Display) -> Error {
 pub struct ConsumerBatch {
     tp: Tp,
     bytes: Bytes,
+    /// The batch with its records uncompressed (the same bytes when they
+    /// were not compressed): what records are read from.
+    decoded: Bytes,
     /// First offset not yet handed out (records below it are skipped).
     from: u64,
     /// Offset after the batch's last.
@@ -956,14 +973,14 @@ impl ConsumerBatch {
         &self.bytes
     }
 
-    /// The records at or after the consumer's position, decoded lazily;
-    /// fails for a compressed batch (not decoded by this client yet).
+    /// The records at or after the consumer's position, decoded lazily
+    /// (from the decompressed records for a compressed batch).
     pub fn records(&self) -> Result<impl Iterator<Item = Result<StoredRecord<'_>>> + '_> {
         let tp = &self.tp;
         // The CRC was checked when the batch was fetched; the walk still
         // checks every record's lengths against the batch.
         let view =
-            BatchView::parse_crc_checked(&self.bytes, usize::MAX).map_err(|e| corrupt(tp, &e))?;
+            BatchView::parse_crc_checked(&self.decoded, usize::MAX).map_err(|e| corrupt(tp, &e))?;
         let from = self.from;
         Ok(view
             .records()

@@ -155,6 +155,18 @@ fn kcat_idempotent_and_compressed_batches_come_back_whole() {
         "-q",
     ]));
     assert_eq!(out, expected);
+    // The native client decompresses each codec as librdkafka wrote it.
+    let native = run(Command::new(env!("CARGO_BIN_EXE_ringlog")).args([
+        "--broker",
+        &b.addr.to_string(),
+        "consume",
+        "codecs",
+        "--from",
+        "beginning",
+        "--max-messages",
+        "500",
+    ]));
+    assert_eq!(native, expected);
 }
 
 #[test]

@@ -138,9 +138,18 @@ pub enum BatchError {
     /// Bytes left inside a record, or after the last record.
     #[error("{0} unexpected bytes after the records")]
     TrailingBytes(usize),
-    /// Records of a compressed batch cannot be decoded yet.
-    #[error("compression codec {0} is not supported for decoding yet")]
+    /// Records compressed with a codec this build does not decode (or
+    /// read without decompressing them first).
+    #[error("compression codec {0} is not decoded here")]
     Compressed(i16),
+    /// Compressed records that do not decompress.
+    #[error("compression codec {codec}: {why}")]
+    Decompress {
+        /// The codec.
+        codec: i16,
+        /// What went wrong.
+        why: String,
+    },
     /// The builder was asked for more than a batch can hold.
     #[error("batch is full")]
     Full,

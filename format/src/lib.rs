@@ -7,4 +7,6 @@
 //! runtime). Every byte is described in `engine/FORMAT.md`.
 
 pub mod batch;
+#[cfg(feature = "decompress")]
+pub mod compression;
 mod varint;
