@@ -12,7 +12,7 @@
 //! encoded by it (their sizes come from the broker, not the wire).
 
 use anyhow::{bail, ensure, Context};
-use bytes::{Buf, Bytes};
+use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
     create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
     join_group_request, leave_group_request, list_offsets_request, metadata_request,
@@ -27,7 +27,7 @@ use kafka_protocol::protocol::StrBytes;
 
 /// A cursor over a request frame.
 struct Reader {
-    buf: Bytes,
+    buf: BytesMut,
     /// Compact strings and arrays, and tagged fields (a flexible version).
     flexible: bool,
 }
@@ -107,7 +107,7 @@ impl Reader {
     }
 
     fn take(&mut self, n: usize) -> Bytes {
-        self.buf.split_to(n)
+        self.buf.split_to(n).freeze()
     }
 
     fn nullable_string(&mut self) -> anyhow::Result<Option<StrBytes>> {
@@ -138,6 +138,12 @@ impl Reader {
 
     fn nullable_bytes(&mut self) -> anyhow::Result<Option<Bytes>> {
         Ok(self.length(true)?.map(|n| self.take(n)))
+    }
+
+    /// Bytes cut out of the frame as they are, still writable (a produced
+    /// partition's records, which the log stamps in place).
+    fn nullable_bytes_mut(&mut self) -> anyhow::Result<Option<BytesMut>> {
+        Ok(self.length(true)?.map(|n| self.buf.split_to(n)))
     }
 
     fn bytes(&mut self) -> anyhow::Result<Bytes> {
@@ -186,12 +192,15 @@ impl Reader {
 }
 
 /// Decodes a request's header and body (`api` at `version`, which the
-/// caller checked is served).
+/// caller checked is served). A Produce's records come apart, in request
+/// order, as slices of the frame (its body's `records` fields are left
+/// empty: `Some` of nothing where records were sent, `None` where null).
 pub fn request(
-    frame: Bytes,
+    frame: BytesMut,
     api: ApiKey,
     version: i16,
-) -> anyhow::Result<(RequestHeader, RequestKind)> {
+) -> anyhow::Result<(RequestHeader, RequestKind, Vec<Option<BytesMut>>)> {
+    let mut records = Vec::new();
     let header_version = api.request_header_version(version);
     let mut r = Reader {
         buf: frame,
@@ -250,11 +259,13 @@ pub fn request(
                 let name = TopicName(r.string()?);
                 let partition_data = r.array(|r| {
                     let index = r.i32()?;
-                    let records = r.nullable_bytes()?;
+                    let bytes = r.nullable_bytes_mut()?;
+                    let sent = bytes.as_ref().map(|_| Bytes::new());
+                    records.push(bytes);
                     r.tagged_fields()?;
                     Ok(produce_request::PartitionProduceData::default()
                         .with_index(index)
-                        .with_records(records))
+                        .with_records(sent))
                 })?;
                 r.tagged_fields()?;
                 Ok(produce_request::TopicProduceData::default()
@@ -621,7 +632,7 @@ pub fn request(
         }
         other => bail!("{other:?} requests are not decoded here"),
     };
-    Ok((header, body))
+    Ok((header, body, records))
 }
 
 #[cfg(test)]
@@ -994,8 +1005,17 @@ mod tests {
                     .unwrap();
                 encode_body(&body, &mut frame, v);
                 let frame = frame.freeze();
-                let (h, b) = request(frame.clone(), api, v)
+                let (h, mut b, records) = request(BytesMut::from(&frame[..]), api, v)
                     .unwrap_or_else(|e| panic!("{api:?} v{v}: {e:#}"));
+                // A Produce's records came apart: put them back to compare.
+                if let RequestKind::Produce(p) = &mut b {
+                    let mut records = records.into_iter();
+                    for t in &mut p.topic_data {
+                        for part in &mut t.partition_data {
+                            part.records = records.next().unwrap().map(BytesMut::freeze);
+                        }
+                    }
+                }
                 assert_eq!(h, header, "{api:?} v{v} header");
                 assert_eq!(b, body, "{api:?} v{v} body");
                 // And as the crate itself reads the same bytes.
@@ -1004,8 +1024,9 @@ mod tests {
                 assert_eq!(RequestKind::decode(api, &mut theirs, v).unwrap(), b);
                 // Every prefix is refused, none panics.
                 for cut in 0..frame.len() {
+                    let cut_short = BytesMut::from(&frame[..cut]);
                     assert!(
-                        request(frame.slice(..cut), api, v).is_err(),
+                        request(cut_short, api, v).is_err(),
                         "{api:?} v{v} cut at {cut}"
                     );
                 }
@@ -1022,7 +1043,7 @@ mod tests {
         frame.extend_from_slice(&[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30]);
         frame.extend_from_slice(&i32::MAX.to_be_bytes());
         frame.extend_from_slice(&[0; 16]);
-        let e = request(frame.freeze(), ApiKey::Produce, 3).unwrap_err();
+        let e = request(frame, ApiKey::Produce, 3).unwrap_err();
         assert!(e.to_string().contains("ends"), "{e:#}");
     }
 }

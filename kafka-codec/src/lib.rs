@@ -70,6 +70,9 @@ pub struct Request {
     pub header: RequestHeader,
     /// Its body.
     pub body: RequestKind,
+    /// A Produce's records, per partition in request order, cut out of the
+    /// frame without a copy (the body's `records` are left empty).
+    pub records: Vec<Option<BytesMut>>,
 }
 
 /// What a request frame is.
@@ -86,7 +89,7 @@ pub enum Decoded {
 /// Decodes one request frame (without its length prefix). An error means
 /// the frame is not a Kafka request this broker can answer: the
 /// connection closes.
-pub fn decode(frame: Bytes) -> anyhow::Result<Decoded> {
+pub fn decode(frame: BytesMut) -> anyhow::Result<Decoded> {
     let Some(head) = frame.get(..HEADER_MIN) else {
         anyhow::bail!("a frame of {} bytes has no request header", frame.len());
     };
@@ -118,12 +121,13 @@ pub fn decode(frame: Bytes) -> anyhow::Result<Decoded> {
         }
         anyhow::bail!("{api:?} v{version} is outside the advertised {min}..={max}");
     }
-    let (header, body) = decode::request(frame, api, version)?;
+    let (header, body, records) = decode::request(frame, api, version)?;
     Ok(Decoded::Request(Box::new(Request {
         api,
         version,
         header,
         body,
+        records,
     })))
 }
 
@@ -184,13 +188,13 @@ fn frame_bytes(correlation_id: i32, body: &[u8]) -> Bytes {
 mod tests {
     use super::*;
 
-    fn frame(key: i16, version: i16, correlation_id: i32) -> Bytes {
+    fn frame(key: i16, version: i16, correlation_id: i32) -> BytesMut {
         let mut b = BytesMut::new();
         b.put_i16(key);
         b.put_i16(version);
         b.put_i32(correlation_id);
         b.put_i16(-1); // null client id
-        b.freeze()
+        b
     }
 
     #[test]

@@ -239,9 +239,15 @@ enum PartitionWait {
 }
 
 /// Hands every partition's records to its partition task, in request
-/// order (the records are copied once out of the shared request buffer:
-/// the engine stamps offsets into the batch it appends).
-pub async fn produce_start(shard: &Rc<Shard>, req: ProduceRequest, version: i16) -> PendingProduce {
+/// order: `records` are the frame's own bytes, cut apart by the decoder
+/// (the log stamps offsets into them in place), one per partition.
+pub async fn produce_start(
+    shard: &Rc<Shard>,
+    req: ProduceRequest,
+    records: Vec<Option<BytesMut>>,
+    version: i16,
+) -> PendingProduce {
+    let mut records = records.into_iter();
     let timeout = match req.timeout_ms {
         ms if ms > 0 => Duration::from_millis(ms as u64),
         _ => PRODUCE_TIMEOUT_DEFAULT,
@@ -263,27 +269,25 @@ pub async fn produce_start(shard: &Rc<Shard>, req: ProduceRequest, version: i16)
     for t in req.topic_data {
         let mut partitions = Vec::with_capacity(t.partition_data.len());
         for p in t.partition_data {
-            let wait = match (&refusal, p.records, u32::try_from(p.index)) {
+            let sent = records.next().flatten();
+            let wait = match (&refusal, sent, u32::try_from(p.index)) {
                 (Some((code, why)), ..) => PartitionWait::Refused(*code, why.clone()),
                 (None, None, _) => PartitionWait::Refused(INVALID_REQUEST, "no records".into()),
                 (None, _, Err(_)) => PartitionWait::Refused(
                     UNKNOWN_TOPIC_OR_PARTITION,
                     format!("partition {}", p.index),
                 ),
-                (None, Some(records), Ok(partition)) => {
-                    let bytes = BytesMut::from(&records[..]);
-                    PartitionWait::Queued(
-                        handlers::produce_partition(
-                            shard,
-                            t.name.0.as_str(),
-                            partition,
-                            bytes,
-                            timeout,
-                            req.acks == -1,
-                        )
-                        .await,
+                (None, Some(bytes), Ok(partition)) => PartitionWait::Queued(
+                    handlers::produce_partition(
+                        shard,
+                        t.name.0.as_str(),
+                        partition,
+                        bytes,
+                        timeout,
+                        req.acks == -1,
                     )
-                }
+                    .await,
+                ),
             };
             partitions.push((p.index, wait));
         }
@@ -864,12 +868,48 @@ async fn committed(
         .collect())
 }
 
+/// A group's commits as OffsetFetch's topics, in either of its layouts
+/// (`$topic`/`$partition`: the v0-7 or the v8+ types).
+macro_rules! offset_topics {
+    ($commits:expr, $topic:ty, $partition:ty) => {
+        $commits
+            .into_iter()
+            .map(|(name, ps)| {
+                <$topic>::default().with_name(name).with_partitions(
+                    ps.into_iter()
+                        .map(|(p, offset, error)| {
+                            <$partition>::default()
+                                .with_partition_index(p)
+                                .with_committed_offset(offset)
+                                .with_metadata(Some(StrBytes::default()))
+                                .with_error_code(error)
+                        })
+                        .collect(),
+                )
+            })
+            .collect()
+    };
+}
+
+/// A group's commits for OffsetFetch: its error and its topics.
+async fn group_commits(
+    shard: &Rc<Shard>,
+    group: &str,
+    asked: Option<Vec<(TopicName, Vec<i32>)>>,
+) -> (i16, Vec<TopicCommits>) {
+    match committed(shard, group, asked).await {
+        Ok(topics) => (NONE, topics),
+        Err(e) => (e, Vec::new()),
+    }
+}
+
 /// OffsetFetch: committed offsets, -1 where none (v8: several groups).
 async fn offset_fetch(
     shard: &Rc<Shard>,
     req: OffsetFetchRequest,
     version: i16,
 ) -> OffsetFetchResponse {
+    use offset_fetch_response as r;
     if version >= 8 {
         let mut groups = Vec::with_capacity(req.groups.len());
         for g in req.groups {
@@ -878,30 +918,14 @@ async fn offset_fetch(
                     .map(|t| (t.name, t.partition_indexes))
                     .collect()
             });
-            let (error, topics) = match committed(shard, g.group_id.0.as_str(), asked).await {
-                Ok(topics) => (NONE, topics),
-                Err(e) => (e, Vec::new()),
-            };
-            let topics = topics
-                .into_iter()
-                .map(|(name, ps)| {
-                    offset_fetch_response::OffsetFetchResponseTopics::default()
-                        .with_name(name)
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|(p, offset, error)| {
-                                    offset_fetch_response::OffsetFetchResponsePartitions::default()
-                                        .with_partition_index(p)
-                                        .with_committed_offset(offset)
-                                        .with_metadata(Some(StrBytes::default()))
-                                        .with_error_code(error)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+            let (error, commits) = group_commits(shard, g.group_id.0.as_str(), asked).await;
+            let topics = offset_topics!(
+                commits,
+                r::OffsetFetchResponseTopics,
+                r::OffsetFetchResponsePartitions
+            );
             groups.push(
-                offset_fetch_response::OffsetFetchResponseGroup::default()
+                r::OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(topics)
                     .with_error_code(error),
@@ -914,28 +938,12 @@ async fn offset_fetch(
             .map(|t| (t.name, t.partition_indexes))
             .collect()
     });
-    let (error, topics) = match committed(shard, req.group_id.0.as_str(), asked).await {
-        Ok(topics) => (NONE, topics),
-        Err(e) => (e, Vec::new()),
-    };
-    let topics = topics
-        .into_iter()
-        .map(|(name, ps)| {
-            offset_fetch_response::OffsetFetchResponseTopic::default()
-                .with_name(name)
-                .with_partitions(
-                    ps.into_iter()
-                        .map(|(p, offset, error)| {
-                            offset_fetch_response::OffsetFetchResponsePartition::default()
-                                .with_partition_index(p)
-                                .with_committed_offset(offset)
-                                .with_metadata(Some(StrBytes::default()))
-                                .with_error_code(error)
-                        })
-                        .collect(),
-                )
-        })
-        .collect();
+    let (error, commits) = group_commits(shard, req.group_id.0.as_str(), asked).await;
+    let topics = offset_topics!(
+        commits,
+        r::OffsetFetchResponseTopic,
+        r::OffsetFetchResponsePartition
+    );
     let mut resp = OffsetFetchResponse::default().with_topics(topics);
     if version >= 2 {
         resp = resp.with_error_code(error);

@@ -108,7 +108,7 @@ async fn next_frame(reader: &mut FrameReader) -> Result<BytesMut, Option<String>
 /// version the client should not have sent).
 async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> {
     let (tx, rx) = oneshot::channel();
-    let request = match ringlog_kafka_codec::decode(frame.freeze())? {
+    let request = match ringlog_kafka_codec::decode(frame)? {
         Decoded::Answer(bytes) => {
             shard
                 .shared
@@ -144,7 +144,7 @@ async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> 
     match request.body {
         // Handed to the partitions here, in read order.
         RequestKind::Produce(req) => {
-            let pending = apis::produce_start(shard, req, version).await;
+            let pending = apis::produce_start(shard, req, request.records, version).await;
             let shard = shard.clone();
             tokio_uring::spawn(async move {
                 let response = apis::produce_finish(pending).await;
