@@ -2,7 +2,7 @@
 //! panic, and a frame it answers at once must be framed right.
 #![no_main]
 
-use bytes::Bytes;
+use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use ringlog_kafka_codec::{check_length, decode, Decoded};
 
@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
             assert!((8..=1 << 20).contains(&n));
         }
     }
-    if let Ok(Decoded::Answer(frame)) = decode(Bytes::copy_from_slice(data)) {
+    if let Ok(Decoded::Answer(frame)) = decode(BytesMut::from(data)) {
         let length = i32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]);
         assert_eq!(length as usize + 4, frame.len());
     }
