@@ -60,7 +60,7 @@ impl Chunk {
 pub(crate) type Queued = (Response, Option<OwnedSemaphorePermit>);
 
 /// How long a stopping broker waits for a client to read its responses.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 /// A request frame as read.
 struct Frame {

@@ -22,7 +22,9 @@ use std::rc::Rc;
 use bytes::{Buf, Bytes, BytesMut};
 use ringlog_kafka_codec::kafka_protocol::messages::{self, ApiKey, RequestKind};
 use ringlog_kafka_codec::{encode, Decoded};
-use tokio::sync::{mpsc, oneshot};
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_uring::net::TcpStream;
 
 use crate::conn::{self, Chunk, FrameReader, Queued, ReadError};
@@ -42,16 +44,21 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let (tx, rx) = mpsc::unbounded_channel::<Queued>();
     let writer = tokio_uring::spawn(conn::write_loop(stream.clone(), None, rx, shard.clone()));
     // Responses leave in request order, whichever finishes first.
-    let (order, mut in_order) = mpsc::unbounded_channel::<Pending>();
+    // Each carries the in-flight permit of its request, given back once
+    // the response is written.
+    let (order, mut in_order) = mpsc::unbounded_channel::<(Pending, OwnedSemaphorePermit)>();
     tokio_uring::spawn(async move {
-        while let Some(pending) = in_order.recv().await {
+        while let Some((pending, permit)) = in_order.recv().await {
             if let Ok(Some(bytes)) = pending.await {
-                if tx.send((vec![Chunk::Mem(bytes)], None)).is_err() {
+                if tx.send((vec![Chunk::Mem(bytes)], Some(permit))).is_err() {
                     return;
                 }
             }
         }
     });
+    let inflight = Arc::new(Semaphore::new(
+        shard.shared.config.max_inflight_bytes as usize,
+    ));
     let mut reader = FrameReader::new(stream.clone(), shard.shared.config.max_frame_bytes);
     let mut shutdown = shard.shutdown.clone();
     loop {
@@ -68,13 +75,20 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
                 break;
             }
         };
-        shard
-            .shared
-            .metrics
-            .shard_bytes(shard.id, frame.len() + 4, 0);
+        let size = frame.len() + 4;
+        shard.shared.metrics.shard_bytes(shard.id, size, 0);
+        // Stop reading while this connection's requests hold too much
+        // memory (a client that does not read its responses included).
+        // A request holds its size (at most the whole budget) until its
+        // response is written.
+        let capacity = shard.shared.config.max_inflight_bytes as usize;
+        let held = size.min(capacity).min(u32::MAX as usize) as u32;
+        let Ok(permit) = inflight.clone().acquire_many_owned(held).await else {
+            break;
+        };
         match request(&shard, frame).await {
             Ok(pending) => {
-                if order.send(pending).is_err() {
+                if order.send((pending, permit)).is_err() {
                     break;
                 }
             }
@@ -85,7 +99,17 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         }
     }
     drop(order);
-    let _ = writer.await;
+    // As on the native listener: a stopping broker gives a client that
+    // stopped reading a grace period, then shuts its socket.
+    let mut stopping = shard.shutdown.clone();
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(conn::SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = writer => {}
+        () = grace => tracing::warn!(%peer, "Kafka client did not read its responses; closing"),
+    }
     let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
