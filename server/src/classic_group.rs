@@ -207,10 +207,6 @@ impl ClassicGroups {
             let _ = reply.send(Joined::error(code::INCONSISTENT_GROUP_PROTOCOL, member_id));
             return;
         }
-        let changed = match g.members.get(&member_id) {
-            Some(m) => m.protocols != join.protocols,
-            None => true,
-        };
         let member = g
             .members
             .entry(member_id.clone())
@@ -236,14 +232,10 @@ impl ClassicGroups {
                     until: now + INITIAL_DELAY,
                 }
             }
-            // A known member rejoining without a change while stable is
-            // answered with the current generation (a restart of its
-            // client's join, e.g. after a lost answer) only once the
-            // rebalance it starts ends: Kafka does the same.
-            Phase::Stable | Phase::Syncing => {
-                let _ = changed;
-                g.start_rebalance(now);
-            }
+            // Any join of a settled group starts a rebalance, even an
+            // unchanged member's (Kafka answers that one at once with the
+            // current generation; here it waits for the new one).
+            Phase::Stable | Phase::Syncing => g.start_rebalance(now),
         }
         g.maybe_complete_join(now);
     }
