@@ -21,6 +21,9 @@ use tokio::sync::oneshot;
 pub mod code {
     /// No error.
     pub const NONE: i16 = 0;
+    /// This broker does not coordinate the group (now): the client looks
+    /// for its coordinator again.
+    pub const NOT_COORDINATOR: i16 = 16;
     /// The generation is not the group's.
     pub const ILLEGAL_GENERATION: i16 = 22;
     /// The member's protocols share none with the group's.

@@ -25,6 +25,7 @@ use ringlog_protocol::{CommitOffset, ErrorCode, TopicPartition, EARLIEST, LATEST
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
 
 use crate::catalog::{Topic, OFFSETS_TOPIC};
+use crate::classic_group::code::NOT_COORDINATOR;
 use crate::cluster::agent::ClusterNode;
 use crate::cluster::replication::{Verdict, PARTITION_FETCH_BYTES};
 use crate::metrics::{Metrics, PartitionLabels};
@@ -323,9 +324,6 @@ pub enum ClassicOp {
         reply: oneshot::Sender<Option<crate::classic_group::Described>>,
     },
 }
-
-/// Kafka's NOT_COORDINATOR: the client looks for the coordinator again.
-const NOT_COORDINATOR: i16 = 16;
 
 impl ClassicOp {
     /// Answers with Kafka error `code` without running it.

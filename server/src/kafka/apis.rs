@@ -39,7 +39,7 @@ const INVALID_REPLICATION_FACTOR: i16 = 38;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-const NOT_COORDINATOR: i16 = 16;
+use crate::classic_group::code::NOT_COORDINATOR;
 
 /// Kafka's error code for a broker error.
 pub fn kafka_error(code: ErrorCode) -> i16 {
