@@ -837,6 +837,7 @@ impl Consumer {
                     topic: t.to_string(),
                     partition: *p,
                     offset: *o,
+                    metadata: String::new(),
                 })
                 .collect(),
         };

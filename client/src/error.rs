@@ -110,7 +110,9 @@ impl Error {
             ErrorCode::InvalidAcks => ErrorKind::InvalidAcks,
             ErrorCode::ShuttingDown => ErrorKind::ShuttingDown,
             ErrorCode::UnsupportedApi | ErrorCode::MalformedRequest => ErrorKind::Protocol,
-            ErrorCode::InvalidRequest => ErrorKind::InvalidArgument,
+            ErrorCode::InvalidRequest | ErrorCode::OffsetMetadataTooLarge => {
+                ErrorKind::InvalidArgument
+            }
             ErrorCode::UnknownMember => ErrorKind::UnknownMember,
             ErrorCode::IllegalGeneration => ErrorKind::IllegalGeneration,
             ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend => {

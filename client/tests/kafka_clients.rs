@@ -249,7 +249,7 @@ fn kafka_python_produces_and_consumes_with_keys_and_headers() {
     let (_b, kafka) = broker(dir.path());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
     let out = run(Command::new(python).args([script, &kafka, "kafka_python_round_trip"]));
-    assert!(out.contains("once in a group"), "{out}");
+    assert!(out.contains("a partition added"), "{out}");
 }
 
 #[test]
@@ -318,5 +318,5 @@ fn confluent_kafka_admin_creates_describes_and_deletes_topics() {
     let (_b, kafka) = broker(dir.path());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
     let out = run(Command::new(python).args([script, &kafka, "confluent_admin"]));
-    assert!(out.contains("created, described, deleted"), "{out}");
+    assert!(out.contains("partitions added, cluster described"), "{out}");
 }

@@ -14,14 +14,16 @@
 use anyhow::{bail, ensure, Context};
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    create_topics_request, delete_topics_request, describe_configs_request, fetch_request,
-    join_group_request, leave_group_request, list_offsets_request, metadata_request,
-    offset_commit_request, offset_fetch_request, produce_request, sync_group_request, ApiKey,
-    ApiVersionsRequest, BrokerId, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
-    DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
-    InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest, ListGroupsRequest,
-    ListOffsetsRequest, MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, ProduceRequest,
-    ProducerId, RequestHeader, RequestKind, SyncGroupRequest, TopicName, TransactionalId,
+    create_partitions_request, create_topics_request, delete_topics_request,
+    describe_configs_request, fetch_request, join_group_request, leave_group_request,
+    list_offsets_request, metadata_request, offset_commit_request, offset_fetch_request,
+    produce_request, sync_group_request, ApiKey, ApiVersionsRequest, BrokerId,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
+    OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind, SyncGroupRequest,
+    TopicName, TransactionalId,
 };
 use kafka_protocol::protocol::StrBytes;
 
@@ -630,6 +632,43 @@ pub fn request(
             r.tagged_fields()?;
             RequestKind::DescribeConfigs(req)
         }
+        ApiKey::CreatePartitions => {
+            let topics = r.array(|r| {
+                let name = TopicName(r.string()?);
+                let count = r.i32()?;
+                let assignments = r.nullable_array(|r| {
+                    let ids = r.array(|r| Ok(BrokerId(r.i32()?)))?;
+                    r.tagged_fields()?;
+                    Ok(
+                        create_partitions_request::CreatePartitionsAssignment::default()
+                            .with_broker_ids(ids),
+                    )
+                })?;
+                r.tagged_fields()?;
+                Ok(create_partitions_request::CreatePartitionsTopic::default()
+                    .with_name(name)
+                    .with_count(count)
+                    .with_assignments(assignments))
+            })?;
+            let req = CreatePartitionsRequest::default()
+                .with_topics(topics)
+                .with_timeout_ms(r.i32()?)
+                .with_validate_only(r.bool()?);
+            r.tagged_fields()?;
+            RequestKind::CreatePartitions(req)
+        }
+        ApiKey::DescribeCluster => {
+            let mut req = DescribeClusterRequest::default()
+                .with_include_cluster_authorized_operations(r.bool()?);
+            if v >= 1 {
+                req = req.with_endpoint_type(r.i8()?);
+            }
+            if v >= 2 {
+                req = req.with_include_fenced_brokers(r.bool()?);
+            }
+            r.tagged_fields()?;
+            RequestKind::DescribeCluster(req)
+        }
         other => bail!("{other:?} requests are not decoded here"),
     };
     Ok((header, body, records))
@@ -958,6 +997,42 @@ mod tests {
                 }
                 RequestKind::DescribeConfigs(r)
             }
+            ApiKey::CreatePartitions => {
+                let topic = |name: &str, count, assignments| {
+                    create_partitions_request::CreatePartitionsTopic::default()
+                        .with_name(TopicName(s(name)))
+                        .with_count(count)
+                        .with_assignments(assignments)
+                };
+                let assignment = |ids: Vec<i32>| {
+                    create_partitions_request::CreatePartitionsAssignment::default()
+                        .with_broker_ids(ids.into_iter().map(BrokerId).collect())
+                };
+                RequestKind::CreatePartitions(
+                    CreatePartitionsRequest::default()
+                        .with_topics(vec![
+                            topic("orders", 6, None),
+                            topic(
+                                "audit",
+                                3,
+                                Some(vec![assignment(vec![0]), assignment(vec![0])]),
+                            ),
+                        ])
+                        .with_timeout_ms(30_000)
+                        .with_validate_only(true),
+                )
+            }
+            ApiKey::DescribeCluster => {
+                let mut r = DescribeClusterRequest::default()
+                    .with_include_cluster_authorized_operations(true);
+                if v >= 1 {
+                    r = r.with_endpoint_type(1);
+                }
+                if v >= 2 {
+                    r = r.with_include_fenced_brokers(true);
+                }
+                RequestKind::DescribeCluster(r)
+            }
             other => panic!("no sample of {other:?}"),
         }
     }
@@ -982,6 +1057,8 @@ mod tests {
             RequestKind::DescribeGroups(r) => r.encode(buf, v),
             RequestKind::DeleteTopics(r) => r.encode(buf, v),
             RequestKind::DescribeConfigs(r) => r.encode(buf, v),
+            RequestKind::CreatePartitions(r) => r.encode(buf, v),
+            RequestKind::DescribeCluster(r) => r.encode(buf, v),
             other => panic!("{other:?}"),
         }
         .unwrap();

@@ -73,6 +73,7 @@ fn main() -> std::io::Result<()> {
                     topic: "t".into(),
                     partition: 1,
                     offset: 9,
+                    metadata: "m".into(),
                 }],
             }
             .encode(),

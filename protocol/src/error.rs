@@ -57,11 +57,14 @@ pub enum ErrorCode {
     /// Written on the leader, but the in-sync replicas fell below
     /// `min.insync.replicas` before it was replicated: it may be stored.
     NotEnoughReplicasAfterAppend = 23,
+    /// A commit's metadata string is longer than
+    /// [`crate::COMMIT_METADATA_MAX`] bytes: nothing of it was stored.
+    OffsetMetadataTooLarge = 24,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 25] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::UnsupportedApi,
@@ -86,6 +89,7 @@ impl ErrorCode {
         ErrorCode::IllegalGeneration,
         ErrorCode::NotEnoughReplicas,
         ErrorCode::NotEnoughReplicasAfterAppend,
+        ErrorCode::OffsetMetadataTooLarge,
     ];
 
     /// The code for a wire value; values this build does not know read as
@@ -137,6 +141,7 @@ impl ErrorCode {
             ErrorCode::InvalidRequest => "invalid_request",
             ErrorCode::UnknownMember => "unknown_member",
             ErrorCode::IllegalGeneration => "illegal_generation",
+            ErrorCode::OffsetMetadataTooLarge => "offset_metadata_too_large",
         }
     }
 }

@@ -36,6 +36,9 @@ pub const LATEST: i64 = -1;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Its partition count: groups are spread over these by name.
 pub const OFFSETS_PARTITIONS: u32 = 4;
+/// The most bytes of metadata a commit may carry (Kafka's default
+/// `offset.metadata.max.bytes`).
+pub const COMMIT_METADATA_MAX: usize = 4096;
 
 /// FNV-1a 64 of a name: spreads topics over shards and groups over
 /// offsets partitions, the same on brokers and clients.

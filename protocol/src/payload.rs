@@ -299,6 +299,9 @@ pub struct CommitOffset {
     pub partition: u32,
     /// The next offset the group will consume.
     pub offset: u64,
+    /// The committer's note, stored and returned with the offset (Kafka's
+    /// commit metadata); at most [`crate::COMMIT_METADATA_MAX`] bytes.
+    pub metadata: String,
 }
 
 /// Commit offsets request.
@@ -360,6 +363,8 @@ pub struct CommittedOffset {
     pub partition: u32,
     /// The committed offset or -1.
     pub offset: i64,
+    /// The metadata committed with it (empty if none).
+    pub metadata: String,
     /// [`crate::ErrorCode`] as u16.
     pub error: u16,
 }

@@ -238,6 +238,40 @@ impl Catalog {
         Ok(topic)
     }
 
+    /// Raises a topic's partition count to `count` and persists it (as
+    /// [`Catalog::create`] does) before the new count becomes visible; the
+    /// shards then open the new partitions. Partitions are never removed.
+    pub fn add_partitions(&mut self, name: &str, count: u32) -> Result<Arc<Topic>, Refusal> {
+        if name == OFFSETS_TOPIC {
+            return Err(invalid(
+                "the offsets topic's partition count is fixed".into(),
+            ));
+        }
+        let old = self
+            .topics
+            .get(name)
+            .ok_or_else(|| Refusal(ErrorCode::UnknownTopic, format!("unknown topic {name:?}")))?;
+        if count <= old.config.partitions {
+            return Err(invalid(format!(
+                "topic {name:?} has {} partitions: a new count must be higher, not {count}",
+                old.config.partitions
+            )));
+        }
+        let mut config = old.config.clone();
+        config.partitions = count;
+        let topic = Topic::new(name.to_string(), config)?;
+        let path = self.dir.join(format!("{name}.topic"));
+        write_durably(&path, topic.to_text().as_bytes()).map_err(|e| {
+            Refusal(
+                ErrorCode::StorageError,
+                format!("writing {}: {e}", path.display()),
+            )
+        })?;
+        let topic = Arc::new(topic);
+        self.topics.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
     /// Removes a topic from the catalog and its file; its partitions are
     /// deleted by their shards.
     pub fn remove(&mut self, name: &str) -> Result<Arc<Topic>, Refusal> {
@@ -341,6 +375,39 @@ mod tests {
         assert_eq!(t.config.fsync, "interval:50");
         assert_eq!(t.log.retention.retention_ms, Some(1000));
         assert!(again.get(OFFSETS_TOPIC).is_some());
+    }
+
+    #[test]
+    fn partitions_are_added_durably_and_never_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::load(dir.path(), 1 << 20).unwrap();
+        let req = CreateTopicRequest {
+            name: "grows".into(),
+            partitions: Some(2),
+            ..Default::default()
+        };
+        catalog
+            .create(Topic::from_request(&req, &defaults()).unwrap())
+            .unwrap();
+        assert_eq!(
+            catalog
+                .add_partitions("grows", 5)
+                .unwrap()
+                .config
+                .partitions,
+            5
+        );
+        for count in [5, 4] {
+            let refused = catalog.add_partitions("grows", count).unwrap_err();
+            assert_eq!(refused.0, ErrorCode::InvalidTopicConfig, "{}", refused.1);
+        }
+        assert_eq!(
+            catalog.add_partitions("nope", 9).unwrap_err().0,
+            ErrorCode::UnknownTopic
+        );
+        assert!(catalog.add_partitions(OFFSETS_TOPIC, 9).is_err());
+        let reloaded = Catalog::load(dir.path(), 1 << 20).unwrap();
+        assert_eq!(reloaded.get("grows").unwrap().config.partitions, 5);
     }
 
     #[test]

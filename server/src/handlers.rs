@@ -560,6 +560,67 @@ pub async fn create_topic(
     .await
 }
 
+/// Raises a topic's partition count: persisted in the catalog, then every
+/// shard opens the partitions it owns of the new ones. `validate_only`
+/// checks without changing anything (Kafka's CreatePartitions flag).
+pub async fn add_partitions(
+    shard: &Rc<Shard>,
+    name: &str,
+    count: u32,
+    validate_only: bool,
+) -> Result<(), Failure> {
+    if shard.shared.cluster.is_some() {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            "adding partitions to a replicated topic is not supported yet",
+        ));
+    }
+    if validate_only {
+        let topic = shard.shared.topic(name).ok_or_else(|| {
+            Failure::new(ErrorCode::UnknownTopic, format!("unknown topic {name:?}"))
+        })?;
+        let mut config = topic.config.clone();
+        if count <= config.partitions {
+            return Err(Failure::new(
+                ErrorCode::InvalidTopicConfig,
+                format!(
+                    "topic {name:?} has {} partitions: a new count must be higher, not {count}",
+                    config.partitions
+                ),
+            ));
+        }
+        config.partitions = count;
+        return Topic::new(name.to_string(), config)
+            .map(|_| ())
+            .map_err(refusal);
+    }
+    let topic = shard
+        .shared
+        .catalog
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .add_partitions(name, count)
+        .map_err(refusal)?;
+    let opened = shard
+        .broadcast(|reply| ShardMsg::Open {
+            topic: topic.clone(),
+            reply,
+        })
+        .await;
+    // A shard that could not open its new partitions leaves them to the
+    // next start (the catalog already holds the new count): say so.
+    if let Some(failure) = opened.into_iter().find_map(|result| match result {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(Failure::new(ErrorCode::StorageError, e)),
+        None => Some(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
+    }) {
+        tracing::warn!(topic = %name, count, "new partitions did not all open: {}", failure.message);
+        return Err(failure);
+    }
+    tracing::info!(topic = %name, partitions = count, "partitions added");
+    Ok(())
+}
+
 /// How long a topic the controller created may take to open here.
 const REPLICAS_OPEN_WITHIN: Duration = Duration::from_secs(10);
 
@@ -718,6 +779,9 @@ pub async fn commit_offsets(
     let mut valid = Vec::new();
     for c in req.offsets {
         let error = match partition_exists(shard, &c.topic, c.partition) {
+            Ok(_) if c.metadata.len() > ringlog_protocol::COMMIT_METADATA_MAX => {
+                ErrorCode::OffsetMetadataTooLarge
+            }
             Ok(_) => {
                 valid.push(c.clone());
                 ErrorCode::None
@@ -782,7 +846,7 @@ pub async fn fetch_offsets(
         .partitions
         .into_iter()
         .zip(found)
-        .map(|(tp, offset)| {
+        .map(|(tp, (offset, metadata))| {
             let error = partition_exists(shard, &tp.topic, tp.partition)
                 .err()
                 .map_or(ErrorCode::None, |f| f.code);
@@ -790,6 +854,7 @@ pub async fn fetch_offsets(
                 topic: tp.topic,
                 partition: tp.partition,
                 offset,
+                metadata,
                 error: error as u16,
             }
         })

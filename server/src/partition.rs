@@ -93,9 +93,9 @@ pub enum PartCmd {
         group: String,
         /// Partitions asked about.
         partitions: Vec<TopicPartition>,
-        /// One offset (-1 for none) per partition, or why not (this
-        /// replica does not coordinate the group now).
-        reply: oneshot::Sender<Result<Vec<i64>, Failure>>,
+        /// One offset (-1 for none) and its metadata per partition, or why
+        /// not (this replica does not coordinate the group now).
+        reply: oneshot::Sender<Result<Vec<(i64, String)>, Failure>>,
     },
     /// A consumer group heartbeat (offsets partitions only).
     GroupHeartbeat {
@@ -569,6 +569,8 @@ enum Idempotence {
 }
 
 type CommitKey = (String, String, u32);
+/// A committed offset and the metadata committed with it.
+type CommitValue = (u64, String);
 
 /// What a replica's own helpers tell its task.
 enum Internal {
@@ -655,7 +657,7 @@ struct State {
     replication: Option<Replication>,
     producers: HashMap<i64, ProducerState>,
     /// Committed offsets, for partitions of the offsets topic.
-    committed: Option<HashMap<CommitKey, u64>>,
+    committed: Option<HashMap<CommitKey, CommitValue>>,
     /// Consumer groups coordinated here (offsets partitions only).
     groups: crate::group::Groups,
     /// Kafka classic-protocol groups coordinated here.
@@ -901,10 +903,11 @@ impl State {
                         .iter()
                         .flatten()
                         .filter(|((g, _, _), _)| *g == group)
-                        .map(|((_, topic, partition), offset)| CommitOffset {
+                        .map(|((_, topic, partition), (offset, metadata))| CommitOffset {
                             topic: topic.clone(),
                             partition: *partition,
                             offset: *offset,
+                            metadata: metadata.clone(),
                         })
                         .collect();
                     offsets.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -926,7 +929,7 @@ impl State {
                         .into_iter()
                         .map(|tp| {
                             map.and_then(|m| m.get(&(group.clone(), tp.topic, tp.partition)))
-                                .map_or(-1, |o| *o as i64)
+                                .map_or((-1, String::new()), |(o, m)| (*o as i64, m.clone()))
                         })
                         .collect();
                     let _ = reply.send(Ok(answer));
@@ -1463,7 +1466,7 @@ impl State {
         let max = log.config().batch_bytes_max;
         let mut offset = from.max(log.earliest());
         let mut seen: Vec<(BatchHeader, u64)> = Vec::new();
-        let mut commits: Vec<(CommitKey, u64)> = Vec::new();
+        let mut commits: Vec<(CommitKey, CommitValue)> = Vec::new();
         while offset < log.latest() {
             let bytes = log.read(offset, REBUILD_READ_BYTES).await?;
             let mut rest = &bytes[..];
@@ -1510,9 +1513,14 @@ impl State {
             )));
             return;
         }
-        let records: Vec<(Vec<u8>, u64)> = offsets
+        let records: Vec<(Vec<u8>, Vec<u8>)> = offsets
             .iter()
-            .map(|c| (commit_key(&group, &c.topic, c.partition), c.offset))
+            .map(|c| {
+                (
+                    commit_key(&group, &c.topic, c.partition),
+                    commit_value(c.offset, &c.metadata),
+                )
+            })
             .collect();
         let batches = match commit_batches(&records) {
             Ok(batches) => batches,
@@ -1548,7 +1556,10 @@ impl State {
 
     /// Appends commit records (key, offset) in batches and waits until
     /// they are durable; returns the offset of the first.
-    async fn append_commits(&mut self, records: &[(Vec<u8>, u64)]) -> Result<Option<u64>, Failure> {
+    async fn append_commits(
+        &mut self,
+        records: &[(Vec<u8>, Vec<u8>)],
+    ) -> Result<Option<u64>, Failure> {
         let Some(log) = self.log.as_mut() else {
             return Err(Failure::new(ErrorCode::UnknownTopic, "closed"));
         };
@@ -1577,11 +1588,11 @@ impl State {
         if log.size_bytes() <= 2 * log.config().segment_bytes_max {
             return Ok(());
         }
-        let snapshot: Vec<(Vec<u8>, u64)> = self
+        let snapshot: Vec<(Vec<u8>, Vec<u8>)> = self
             .committed
             .iter()
             .flatten()
-            .map(|((g, t, p), o)| (commit_key(g, t, *p), *o))
+            .map(|((g, t, p), (o, m))| (commit_key(g, t, *p), commit_value(*o, m)))
             .collect();
         let Some(start) = self.append_commits(&snapshot).await? else {
             return Ok(());
@@ -2024,16 +2035,15 @@ async fn read_for_follower(log: &Log, from: u64) -> Vec<u8> {
 /// `u16 len, group, u16 len, topic, u32 partition`, all big-endian.
 /// Commit records (key, offset) as batches of at most about
 /// [`COMMIT_BATCH_BYTES`].
-fn commit_batches(records: &[(Vec<u8>, u64)]) -> Result<Vec<BytesMut>, Failure> {
+fn commit_batches(records: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<BytesMut>, Failure> {
     let now = now_ms();
     let mut batches = Vec::new();
     let mut builder = batch::BatchBuilder::default();
-    for (key, offset) in records {
-        let value = offset.to_be_bytes();
+    for (key, value) in records {
         builder
             .push(&batch::NewRecord {
                 key: Some(key),
-                value: Some(&value),
+                value: Some(value),
                 headers: &[],
                 timestamp: now,
             })
@@ -2053,7 +2063,7 @@ fn commit_batches(records: &[(Vec<u8>, u64)]) -> Result<Vec<BytesMut>, Failure> 
 /// offsets takes from each append, on a leader as on a follower. Batches
 /// are CRC-checked before they get here; what does not parse as a commit
 /// is not one.
-fn commits_in(mut bytes: &[u8], max: usize) -> Vec<(CommitKey, u64)> {
+fn commits_in(mut bytes: &[u8], max: usize) -> Vec<(CommitKey, CommitValue)> {
     let mut out = Vec::new();
     while let Ok(view) = BatchView::parse_crc_only(bytes, max) {
         if let Ok(records) = view.records() {
@@ -2078,7 +2088,17 @@ fn commit_key(group: &str, topic: &str, partition: u32) -> Vec<u8> {
     key
 }
 
-fn decode_commit(key: &[u8], value: &[u8]) -> Option<(CommitKey, u64)> {
+/// A commit record's value: the offset as a big-endian u64, then the
+/// metadata's UTF-8 bytes (none in logs written before metadata was kept,
+/// which read back as empty metadata).
+fn commit_value(offset: u64, metadata: &str) -> Vec<u8> {
+    let mut value = Vec::with_capacity(8 + metadata.len());
+    value.extend_from_slice(&offset.to_be_bytes());
+    value.extend_from_slice(metadata.as_bytes());
+    value
+}
+
+fn decode_commit(key: &[u8], value: &[u8]) -> Option<(CommitKey, CommitValue)> {
     fn string(bytes: &mut &[u8]) -> Option<String> {
         let len = u16::from_be_bytes(bytes.get(..2)?.try_into().ok()?) as usize;
         let s = std::str::from_utf8(bytes.get(2..2 + len)?)
@@ -2091,8 +2111,9 @@ fn decode_commit(key: &[u8], value: &[u8]) -> Option<(CommitKey, u64)> {
     let group = string(&mut rest)?;
     let topic = string(&mut rest)?;
     let partition = u32::from_be_bytes(rest.try_into().ok()?);
-    let offset = u64::from_be_bytes(value.try_into().ok()?);
-    Some(((group, topic, partition), offset))
+    let offset = u64::from_be_bytes(value.get(..8)?.try_into().ok()?);
+    let metadata = std::str::from_utf8(&value[8..]).ok()?.to_string();
+    Some(((group, topic, partition), (offset, metadata)))
 }
 
 /// Wall-clock milliseconds since the epoch.
@@ -2166,10 +2187,19 @@ mod tests {
     #[test]
     fn commit_keys_round_trip() {
         let key = commit_key("g", "orders", 7);
-        let ((g, t, p), o) = decode_commit(&key, &42u64.to_be_bytes()).unwrap();
-        assert_eq!((g.as_str(), t.as_str(), p, o), ("g", "orders", 7, 42));
+        // A value of only the offset is what logs from before metadata was
+        // kept hold: it reads back with empty metadata.
+        let ((g, t, p), (o, m)) = decode_commit(&key, &42u64.to_be_bytes()).unwrap();
+        assert_eq!(
+            (g.as_str(), t.as_str(), p, o, m.as_str()),
+            ("g", "orders", 7, 42, "")
+        );
+        let value = commit_value(43, "host-1 {\"epoch\":3}");
+        let (_, (o, m)) = decode_commit(&key, &value).unwrap();
+        assert_eq!((o, m.as_str()), (43, "host-1 {\"epoch\":3}"));
         assert!(decode_commit(&key[..3], &42u64.to_be_bytes()).is_none());
         assert!(decode_commit(&key, b"short").is_none());
+        assert!(decode_commit(&key, &[0, 0, 0, 0, 0, 0, 0, 1, 0xff]).is_none());
     }
 
     #[test]

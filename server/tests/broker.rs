@@ -375,16 +375,25 @@ fn committed_offsets_survive_a_crash() {
                 topic: "c".into(),
                 partition: 0,
                 offset: 10,
+                metadata: String::new(),
             },
             proto::CommitOffset {
                 topic: "c".into(),
                 partition: 2,
                 offset: 7,
+                metadata: "checkpoint {\"epoch\":3}".into(),
             },
             proto::CommitOffset {
                 topic: "nope".into(),
                 partition: 0,
                 offset: 1,
+                metadata: String::new(),
+            },
+            proto::CommitOffset {
+                topic: "c".into(),
+                partition: 1,
+                offset: 5,
+                metadata: "x".repeat(proto::COMMIT_METADATA_MAX + 1),
             },
         ],
     };
@@ -392,7 +401,15 @@ fn committed_offsets_survive_a_crash() {
         .call(ApiKey::CommitOffsets, &commit.encode())
         .ok(ApiKey::CommitOffsets);
     let codes: Vec<u16> = resp.results.iter().map(|r| r.error).collect();
-    assert_eq!(codes, vec![0, 0, ErrorCode::UnknownTopic as u16]);
+    assert_eq!(
+        codes,
+        vec![
+            0,
+            0,
+            ErrorCode::UnknownTopic as u16,
+            ErrorCode::OffsetMetadataTooLarge as u16
+        ]
+    );
     let newer = proto::CommitOffsetsRequest {
         group: "readers".into(),
         member_id: String::new(),
@@ -401,6 +418,7 @@ fn committed_offsets_survive_a_crash() {
             topic: "c".into(),
             partition: 0,
             offset: 12,
+            metadata: String::new(),
         }],
     };
     let _: proto::CommitOffsetsResponse = c
@@ -409,7 +427,14 @@ fn committed_offsets_survive_a_crash() {
     drop(c);
     let broker = broker.restart_after_kill();
     let mut c = broker.client();
-    assert_eq!(c.committed("readers", "c", 3), vec![12, -1, 7]);
+    assert_eq!(
+        c.committed_with_metadata("readers", "c", 3),
+        vec![
+            (12, String::new()),
+            (-1, String::new()),
+            (7, "checkpoint {\"epoch\":3}".to_string())
+        ]
+    );
     assert_eq!(c.committed("others", "c", 3), vec![-1, -1, -1]);
 }
 
@@ -529,6 +554,7 @@ fn group_members_with_a_stale_generation_cannot_commit() {
                 topic: "g".into(),
                 partition: 0,
                 offset: 3,
+                metadata: String::new(),
             }],
         };
         let resp: proto::CommitOffsetsResponse = c
@@ -572,7 +598,8 @@ fn group_members_with_a_stale_generation_cannot_commit() {
         vec![proto::CommitOffset {
             topic: "g".into(),
             partition: 0,
-            offset: 3
+            offset: 3,
+            metadata: String::new(),
         }]
     );
 }
@@ -594,6 +621,7 @@ fn the_offsets_topic_is_compacted_and_keeps_the_latest_commits() {
                     topic: "busy".into(),
                     partition: p,
                     offset: round * 10 + u64::from(p),
+                    metadata: String::new(),
                 })
                 .collect(),
         };

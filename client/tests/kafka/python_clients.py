@@ -53,8 +53,21 @@ def kafka_python_round_trip():
     assert values == sorted(v for _, v in sent.values()), len(values)
     member.commit()
     assert {tp.partition: member.committed(tp) for tp in member.assignment()} == {p: 100 for p in range(3)}
+    # A commit's metadata comes back with its offset.
+    from kafka.structs import OffsetAndMetadata
+    tp0 = TopicPartition("kp-orders", 0)
+    member.commit({tp0: OffsetAndMetadata(100, "kp-note", -1)})
+    back = member.committed(tp0, metadata=True)
+    assert (back.offset, back.metadata) == (100, "kp-note"), back
     member.close()
-    print("kafka-python: 300 records back with keys, values and headers, and once in a group")
+    # The admin client adds a partition and describes the cluster.
+    from kafka.admin import NewPartitions
+    admin.create_partitions({"kp-orders": NewPartitions(4)})
+    described = admin.describe_topics(["kp-orders"])
+    assert len(described[0]["partitions"]) == 4, described
+    cluster = admin.describe_cluster()
+    assert len(cluster["brokers"]) == 1 and cluster["controller_id"] == cluster["brokers"][0]["broker_id"], cluster
+    print("kafka-python: 300 records back with keys, values and headers, and once in a group; a partition added")
 
 
 def confluent_idempotent_keyed():
@@ -131,7 +144,7 @@ def confluent_group():
     """confluent-kafka consumers in one group: three members split a
     6-partition topic (two each, none shared), read it all once between
     them and commit; one leaves and the other two take its partitions."""
-    from confluent_kafka import Producer
+    from confluent_kafka import Producer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
@@ -158,6 +171,10 @@ def confluent_group():
     assert owned_described == set(range(6)), owned_described
     for c in members:
         c.commit(asynchronous=False)
+    # Metadata travels with a commit (checked after the restart, below).
+    first = [TopicPartition("grouped", tp.partition, 100, metadata="note-%d" % tp.partition)
+             for tp in members[0].assignment()]
+    members[0].commit(offsets=first, asynchronous=False)
     members[0].close()
     rest = members[1:]
     _poll_all(rest, lambda r: {tp.partition for c in rest for tp in c.assignment()} == set(range(6)))
@@ -174,6 +191,8 @@ def confluent_group_resume():
     c = _group_consumer("again")
     committed = c.committed([TopicPartition("grouped", p) for p in range(6)], timeout=10)
     assert [tp.offset for tp in committed] == [100] * 6, committed
+    notes = [tp.metadata for tp in committed if tp.metadata]
+    assert notes and all(n.startswith("note-") for n in notes), committed
     producer = Producer({"bootstrap.servers": BOOTSTRAP})
     for i in range(600, 660):
         producer.produce("grouped", key=b"k%d" % i, value=b"v%d" % i, partition=i % 6)
@@ -187,7 +206,8 @@ def confluent_group_resume():
 
 def confluent_admin():
     """confluent-kafka's AdminClient: create with a setting, describe the
-    topic's settings with their sources, delete."""
+    topic's settings with their sources, add partitions, describe the
+    cluster, delete."""
     from confluent_kafka.admin import AdminClient, ConfigResource, ConfigSource, NewTopic
 
     admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
@@ -199,10 +219,38 @@ def confluent_admin():
     assert configs["retention.ms"].value == "3600000", configs["retention.ms"]
     assert configs["retention.ms"].source == ConfigSource.DYNAMIC_TOPIC_CONFIG.value, configs["retention.ms"].source
     assert configs["segment.bytes"].source == ConfigSource.DEFAULT_CONFIG.value, configs["segment.bytes"].source
+    # Partitions added: validated only (nothing changes), then for real; a
+    # record goes to a new partition and comes back; fewer is refused.
+    from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+    from confluent_kafka.admin import NewPartitions
+    for f in admin.create_partitions([NewPartitions("admin-made", 4)], validate_only=True).values():
+        f.result(timeout=10)
+    assert len(admin.list_topics(timeout=10).topics["admin-made"].partitions) == 2
+    for f in admin.create_partitions([NewPartitions("admin-made", 4)]).values():
+        f.result(timeout=10)
+    assert len(admin.list_topics(timeout=10).topics["admin-made"].partitions) == 4
+    try:
+        for f in admin.create_partitions([NewPartitions("admin-made", 3)]).values():
+            f.result(timeout=10)
+        raise AssertionError("fewer partitions were accepted")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_PARTITIONS, e
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    producer.produce("admin-made", value=b"in a new partition", partition=3)
+    assert producer.flush(10) == 0
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "admin-reader"})
+    consumer.assign([TopicPartition("admin-made", 3, 0)])
+    message = consumer.poll(10)
+    assert message is not None and message.error() is None and message.value() == b"in a new partition", message
+    consumer.close()
+    cluster = admin.describe_cluster().result(timeout=10)
+    assert cluster.cluster_id and len(cluster.nodes) == 1, cluster
+    assert cluster.controller.id == cluster.nodes[0].id, cluster
+    assert "%s:%d" % (cluster.nodes[0].host, cluster.nodes[0].port) == BOOTSTRAP, cluster.nodes
     for f in admin.delete_topics(["admin-made"]).values():
         f.result(timeout=10)
     assert "admin-made" not in admin.list_topics(timeout=10).topics
-    print("confluent-kafka admin: created, described, deleted")
+    print("confluent-kafka admin: created, described, partitions added, cluster described, deleted")
 
 
 {

@@ -6,15 +6,18 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ringlog_kafka_codec::kafka_protocol::messages::{
+    create_partitions_response::CreatePartitionsTopicResult,
     create_topics_response::CreatableTopicResult, delete_topics_response,
-    describe_configs_response, describe_groups_response, fetch_response, find_coordinator_response,
-    join_group_response, leave_group_response, list_groups_response, list_offsets_response,
-    metadata_response, offset_commit_response, offset_fetch_response, produce_response, ApiKey,
-    BrokerId, CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
-    DescribeConfigsRequest, DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse,
-    FetchRequest, FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
-    HeartbeatRequest, HeartbeatResponse, InitProducerIdRequest, InitProducerIdResponse,
-    JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
+    describe_cluster_response, describe_configs_response, describe_groups_response, fetch_response,
+    find_coordinator_response, join_group_response, leave_group_response, list_groups_response,
+    list_offsets_response, metadata_response, offset_commit_response, offset_fetch_response,
+    produce_response, ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse,
+    CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
+    DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
+    DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
+    FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
+    HeartbeatResponse, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest,
+    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
     ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
     OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
     ProduceRequest, ProduceResponse, ProducerId, RequestKind, SyncGroupRequest, SyncGroupResponse,
@@ -35,7 +38,10 @@ use crate::shard::Shard;
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const INVALID_REQUIRED_ACKS: i16 = 21;
+const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
+const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
+const UNSUPPORTED_ENDPOINT_TYPE: i16 = 119;
 const INVALID_CONFIG: i16 = 40;
 const INVALID_REQUEST: i16 = 42;
 const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
@@ -65,6 +71,7 @@ pub fn kafka_error(code: ErrorCode) -> i16 {
         ErrorCode::IllegalGeneration => 22,
         ErrorCode::NotEnoughReplicas => 19,
         ErrorCode::NotEnoughReplicasAfterAppend => 20,
+        ErrorCode::OffsetMetadataTooLarge => 12,
     }
 }
 
@@ -110,6 +117,12 @@ pub async fn handle(
         }
         RequestKind::DescribeConfigs(req) => {
             Response::DescribeConfigs(describe_configs(shard, req, version))
+        }
+        RequestKind::CreatePartitions(req) => {
+            Response::CreatePartitions(create_partitions(shard, req).await)
+        }
+        RequestKind::DescribeCluster(req) => {
+            Response::DescribeCluster(describe_cluster(shard, req))
         }
         other => anyhow::bail!("{other:?} is not served"),
     })
@@ -168,11 +181,7 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
         }
     }
     let me = node_id(shard);
-    let (host, port) = shard
-        .shared
-        .kafka_address
-        .clone()
-        .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
+    let (host, port) = advertised(shard);
     let known = match &names {
         None => shard.shared.topics(),
         Some(names) => names.iter().filter_map(|n| shard.shared.topic(n)).collect(),
@@ -224,6 +233,110 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
         .with_cluster_id(Some(StrBytes::from_string(shard.shared.cluster_id.clone())))
         .with_controller_id(BrokerId(me))
         .with_topics(topics)
+}
+
+/// Where Kafka clients reach this broker: the advertised address.
+fn advertised(shard: &Shard) -> (String, u16) {
+    shard
+        .shared
+        .kafka_address
+        .clone()
+        .unwrap_or_else(|| ("127.0.0.1".into(), 9092))
+}
+
+/// DescribeCluster: this broker, which is also the controller. Kafka's
+/// controller endpoints (endpoint type 2) are not served.
+fn describe_cluster(shard: &Shard, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    let me = node_id(shard);
+    let response = DescribeClusterResponse::default()
+        .with_endpoint_type(req.endpoint_type)
+        .with_cluster_id(StrBytes::from_string(shard.shared.cluster_id.clone()))
+        .with_controller_id(BrokerId(me))
+        // Kafka's "not asked for": no authorizer runs here.
+        .with_cluster_authorized_operations(i32::MIN);
+    if req.endpoint_type != 1 {
+        return response
+            .with_error_code(UNSUPPORTED_ENDPOINT_TYPE)
+            .with_error_message(Some(StrBytes::from_static_str(
+                "only broker endpoints (type 1) are served",
+            )));
+    }
+    let (host, port) = advertised(shard);
+    response.with_brokers(vec![
+        describe_cluster_response::DescribeClusterBroker::default()
+            .with_broker_id(BrokerId(me))
+            .with_host(StrBytes::from_string(host))
+            .with_port(i32::from(port)),
+    ])
+}
+
+/// CreatePartitions: raises each topic's partition count (never lowers
+/// it); replicas can only be this broker.
+async fn create_partitions(
+    shard: &Rc<Shard>,
+    req: CreatePartitionsRequest,
+) -> CreatePartitionsResponse {
+    let me = BrokerId(node_id(shard));
+    let mut results = Vec::with_capacity(req.topics.len());
+    for (i, t) in req.topics.iter().enumerate() {
+        let name = t.name.0.to_string();
+        let current = shard.shared.topic(&name).map(|t| t.config.partitions);
+        let refusal = if req.topics[..i].iter().any(|o| o.name == t.name) {
+            Some((INVALID_REQUEST, format!("topic {name:?} appears twice")))
+        } else if name == ringlog_protocol::OFFSETS_TOPIC {
+            Some((
+                INVALID_REQUEST,
+                "the offsets topic's partitions are fixed".into(),
+            ))
+        } else {
+            match current {
+                None => Some((
+                    UNKNOWN_TOPIC_OR_PARTITION,
+                    format!("unknown topic {name:?}"),
+                )),
+                Some(n) if t.count <= n as i32 => Some((
+                    INVALID_PARTITIONS,
+                    format!(
+                        "topic {name:?} has {n} partitions; the count can only grow, not to {}",
+                        t.count
+                    ),
+                )),
+                Some(n) => match &t.assignments {
+                    Some(a) if a.len() != (t.count as u32 - n) as usize => Some((
+                        INVALID_REPLICA_ASSIGNMENT,
+                        format!(
+                            "{} assignments for {} new partitions",
+                            a.len(),
+                            t.count as u32 - n
+                        ),
+                    )),
+                    Some(a) if a.iter().any(|p| p.broker_ids != [me]) => Some((
+                        INVALID_REPLICA_ASSIGNMENT,
+                        format!("the only replica here is broker {}", me.0),
+                    )),
+                    _ => None,
+                },
+            }
+        };
+        let (code, message) = match refusal {
+            Some(r) => r,
+            None => {
+                match handlers::add_partitions(shard, &name, t.count as u32, req.validate_only)
+                    .await
+                {
+                    Ok(()) => (NONE, String::new()),
+                    Err(f) => (kafka_error(f.code), f.message),
+                }
+            }
+        };
+        results.push(
+            CreatePartitionsTopicResult::default()
+                .with_name(t.name.clone())
+                .with_error_code(code)
+                .with_error_message((code != NONE).then(|| StrBytes::from_string(message))),
+        );
+    }
+    CreatePartitionsResponse::default().with_results(results)
 }
 
 /// A produce whose partitions have their batches queued.
@@ -569,11 +682,7 @@ fn find_coordinator(
     version: i16,
 ) -> FindCoordinatorResponse {
     let me = BrokerId(node_id(shard));
-    let (host, port) = shard
-        .shared
-        .kafka_address
-        .clone()
-        .unwrap_or_else(|| ("127.0.0.1".into(), 9092));
+    let (host, port) = advertised(shard);
     let host = StrBytes::from_string(host);
     let port = i32::from(port);
     // Transactions are not served: no transaction coordinator.
@@ -746,7 +855,7 @@ async fn leave_group(
 }
 
 /// OffsetCommit: stored as the native commits are (a standalone consumer
-/// commits with generation -1). The metadata string is not kept yet.
+/// commits with generation -1), the metadata string with the offset.
 async fn offset_commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let mut offsets = Vec::new();
     for t in &req.topics {
@@ -755,6 +864,10 @@ async fn offset_commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCom
                 topic: t.name.0.to_string(),
                 partition: p.partition_index.max(0) as u32,
                 offset: p.committed_offset.max(0) as u64,
+                metadata: p
+                    .committed_metadata
+                    .as_ref()
+                    .map_or_else(String::new, |m| m.to_string()),
             });
         }
     }
@@ -803,8 +916,9 @@ fn group_error(code: ErrorCode) -> i16 {
     }
 }
 
-/// A topic's committed offsets: (partition, offset or -1, Kafka error).
-type TopicCommits = (TopicName, Vec<(i32, i64, i16)>);
+/// A topic's committed offsets: (partition, offset or -1, metadata, Kafka
+/// error).
+type TopicCommits = (TopicName, Vec<(i32, i64, String, i16)>);
 
 /// One group's committed offsets: the partitions asked, or every one it
 /// committed (`None`).
@@ -824,7 +938,7 @@ async fn committed(
         .map_err(|f| group_error(f.code))?;
         let mut by_topic: Vec<TopicCommits> = Vec::new();
         for o in described.offsets {
-            let entry = (o.partition as i32, o.offset as i64, NONE);
+            let entry = (o.partition as i32, o.offset as i64, o.metadata, NONE);
             match by_topic.iter_mut().find(|(t, _)| t.0.as_str() == o.topic) {
                 Some((_, ps)) => ps.push(entry),
                 None => by_topic.push((topic_name(&o.topic), vec![entry])),
@@ -856,11 +970,14 @@ async fn committed(
         .map(|(t, ps)| {
             let partitions = ps
                 .into_iter()
-                .map(|p| {
-                    let c = found.next();
-                    let offset = c.as_ref().map_or(-1, |c| c.offset);
-                    let error = c.map_or(NONE, |c| kafka_error(ErrorCode::from_u16(c.error)));
-                    (p, offset, error)
+                .map(|p| match found.next() {
+                    Some(c) => (
+                        p,
+                        c.offset,
+                        c.metadata,
+                        kafka_error(ErrorCode::from_u16(c.error)),
+                    ),
+                    None => (p, -1, String::new(), NONE),
                 })
                 .collect();
             (t, partitions)
@@ -877,11 +994,11 @@ macro_rules! offset_topics {
             .map(|(name, ps)| {
                 <$topic>::default().with_name(name).with_partitions(
                     ps.into_iter()
-                        .map(|(p, offset, error)| {
+                        .map(|(p, offset, metadata, error)| {
                             <$partition>::default()
                                 .with_partition_index(p)
                                 .with_committed_offset(offset)
-                                .with_metadata(Some(StrBytes::default()))
+                                .with_metadata(Some(StrBytes::from_string(metadata)))
                                 .with_error_code(error)
                         })
                         .collect(),

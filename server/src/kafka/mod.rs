@@ -224,6 +224,10 @@ pub enum Response {
     DeleteTopics(messages::DeleteTopicsResponse),
     /// DescribeConfigs.
     DescribeConfigs(messages::DescribeConfigsResponse),
+    /// CreatePartitions.
+    CreatePartitions(messages::CreatePartitionsResponse),
+    /// DescribeCluster.
+    DescribeCluster(messages::DescribeClusterResponse),
 }
 
 impl Response {
@@ -247,6 +251,8 @@ impl Response {
             Response::DescribeGroups(r) => encode(api, version, correlation_id, r),
             Response::DeleteTopics(r) => encode(api, version, correlation_id, r),
             Response::DescribeConfigs(r) => encode(api, version, correlation_id, r),
+            Response::CreatePartitions(r) => encode(api, version, correlation_id, r),
+            Response::DescribeCluster(r) => encode(api, version, correlation_id, r),
         }
     }
 }

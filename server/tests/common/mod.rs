@@ -197,6 +197,19 @@ impl Client {
 
     /// The group's committed offsets of `topic`'s partitions `0..count` (-1: none).
     pub fn committed(&mut self, group: &str, topic: &str, count: u32) -> Vec<i64> {
+        self.committed_with_metadata(group, topic, count)
+            .into_iter()
+            .map(|(offset, _)| offset)
+            .collect()
+    }
+
+    /// As [`Client::committed`], with the metadata of each commit.
+    pub fn committed_with_metadata(
+        &mut self,
+        group: &str,
+        topic: &str,
+        count: u32,
+    ) -> Vec<(i64, String)> {
         let ask = proto::FetchOffsetsRequest {
             group: group.into(),
             partitions: (0..count)
@@ -209,7 +222,10 @@ impl Client {
         let got: proto::FetchOffsetsResponse = self
             .call(ApiKey::FetchOffsets, &ask.encode())
             .ok(ApiKey::FetchOffsets);
-        got.offsets.iter().map(|o| o.offset).collect()
+        got.offsets
+            .into_iter()
+            .map(|o| (o.offset, o.metadata))
+            .collect()
     }
 
     pub fn list_offset(&mut self, topic: &str, partition: u32, spec: i64) -> i64 {
