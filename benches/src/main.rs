@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use clap::{Parser, ValueEnum};
-use ringlog_bench::run::{self, Mode, Params, Report};
+use ringlog_bench::run::{self, Mode, Params, Protocol, Report};
 
 /// Load generator for ringlog. Messages carry their producer, sequence
 /// number and send time; consumers check each one arrives once, in order per
@@ -22,6 +22,14 @@ struct Args {
     /// Broker address (ignored with --embedded).
     #[arg(long, default_value = ringlog_client::DEFAULT_BROKER)]
     broker: String,
+    /// native (ringlog-client) or kafka (librdkafka through the broker's
+    /// Kafka listener; needs a build with `--features kafka`).
+    #[arg(long, value_enum, default_value = "native")]
+    protocol: ProtocolArg,
+    /// The broker's Kafka listener, for `--protocol kafka` (topics are
+    /// still created through --broker).
+    #[arg(long, default_value = "127.0.0.1:9092")]
+    kafka_broker: String,
     /// Start a broker in this process on a free loopback port with a
     /// temporary data directory, and remove it afterwards.
     #[arg(long)]
@@ -94,6 +102,12 @@ struct Args {
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProtocolArg {
+    Native,
+    Kafka,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
 enum ModeArg {
     Produce,
     Consume,
@@ -153,6 +167,7 @@ async fn start(args: Args) -> anyhow::Result<Report> {
         let config = ringlog_server::config::Config::resolve(ringlog_server::config::Args {
             data_dir: Some(dir.path().to_path_buf()),
             listen: Some("127.0.0.1:0".parse()?),
+            kafka_listen: Some("127.0.0.1:0".into()),
             metrics_listen: Some("off".into()),
             shards: args.shards,
             ..Default::default()
@@ -163,14 +178,21 @@ async fn start(args: Args) -> anyhow::Result<Report> {
             "embedded broker on {addr}, data in {}",
             dir.path().display()
         );
+        let kafka = server.kafka.map(|a| a.to_string());
         embedded = Some((server, dir));
-        addr
+        (addr, kafka)
     } else {
-        args.broker.clone()
+        (args.broker.clone(), Some(args.kafka_broker.clone()))
     };
+    let (broker, kafka_broker) = broker;
     let params = Params {
         mode,
         broker,
+        protocol: match args.protocol {
+            ProtocolArg::Native => Protocol::Native,
+            ProtocolArg::Kafka => Protocol::Kafka,
+        },
+        kafka_broker,
         topic: args.topic.clone(),
         partitions: args.partitions,
         producers: args.producers,
@@ -248,8 +270,9 @@ fn progress(total: Option<u64>) -> impl Fn(f64, u64, u64) + Send + 'static {
 fn print_report(r: &Report) {
     let p = &r.params;
     println!(
-        "\n{:?}: {} producers, {} consumers, {} partitions, {} B messages, batch {} B, linger {} ms, acks={}, fsync={}{}",
+        "\n{:?} ({:?} protocol): {} producers, {} consumers, {} partitions, {} B messages, batch {} B, linger {} ms, acks={}, fsync={}{}",
         p.mode,
+        p.protocol,
         p.producers,
         p.consumers,
         p.partitions,

@@ -15,6 +15,19 @@ use serde::Serialize;
 use crate::message;
 use crate::stats::{histogram, Latency, Throughput, Verifier};
 
+#[cfg(feature = "kafka")]
+mod kafka;
+
+/// Which protocol the load goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// ringlog's own, through `ringlog-client`.
+    Native,
+    /// Kafka's, through librdkafka (built with the `kafka` feature).
+    Kafka,
+}
+
 /// What to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -32,8 +45,12 @@ pub enum Mode {
 pub struct Params {
     /// Mode.
     pub mode: Mode,
-    /// Broker address.
+    /// Broker address (native protocol: topics are created through it).
     pub broker: String,
+    /// The protocol producers and consumers use.
+    pub protocol: Protocol,
+    /// The broker's Kafka listener (with [`Protocol::Kafka`]).
+    pub kafka_broker: Option<String>,
     /// Topic.
     pub topic: String,
     /// Partitions of the topic created.
@@ -121,6 +138,23 @@ pub async fn run(
     params: Params,
     progress: impl Fn(f64, u64, u64) + Send + 'static,
 ) -> anyhow::Result<Report> {
+    let kafka_bootstrap = match params.protocol {
+        Protocol::Native => None,
+        Protocol::Kafka => {
+            if !cfg!(feature = "kafka") {
+                bail!("this build has no Kafka mode: build ringlog-bench with --features kafka");
+            }
+            if params.rate.is_some() || params.per_record {
+                bail!("the Kafka mode runs closed loop, per record: drop --rate and --per-record");
+            }
+            Some(
+                params
+                    .kafka_broker
+                    .clone()
+                    .context("the Kafka mode needs the broker's Kafka listener (--kafka-broker)")?,
+            )
+        }
+    };
     let client = Client::connect(&params.broker)
         .await
         .context("connecting to the broker")?;
@@ -199,15 +233,37 @@ pub async fn run(
     let mut producer_tasks = Vec::new();
     if params.mode != Mode::Consume {
         for p in 0..params.producers {
-            let client = Client::connect(&params.broker).await?;
-            producer_tasks.push(tokio::spawn(produce(shared.clone(), client, p, partitions)));
+            producer_tasks.push(match &kafka_bootstrap {
+                #[cfg(feature = "kafka")]
+                Some(bootstrap) => {
+                    let (shared, bootstrap) = (shared.clone(), bootstrap.clone());
+                    tokio::task::spawn_blocking(move || {
+                        kafka::produce(shared, bootstrap, p, partitions)
+                    })
+                }
+                _ => {
+                    let client = Client::connect(&params.broker).await?;
+                    tokio::spawn(produce(shared.clone(), client, p, partitions))
+                }
+            });
         }
     }
     let mut consumer_tasks = Vec::new();
     if params.mode != Mode::Produce {
         for _ in 0..params.consumers {
-            let client = Client::connect(&params.broker).await?;
-            consumer_tasks.push(tokio::spawn(consume(shared.clone(), client, stored)));
+            consumer_tasks.push(match &kafka_bootstrap {
+                #[cfg(feature = "kafka")]
+                Some(bootstrap) => {
+                    let (shared, bootstrap) = (shared.clone(), bootstrap.clone());
+                    tokio::task::spawn_blocking(move || {
+                        kafka::consume(shared, bootstrap, partitions, stored)
+                    })
+                }
+                _ => {
+                    let client = Client::connect(&params.broker).await?;
+                    tokio::spawn(consume(shared.clone(), client, stored))
+                }
+            });
         }
     }
     if params.mode != Mode::Consume {
