@@ -154,8 +154,6 @@ impl Broker {
                 shared: shared.clone(),
                 peers: std::mem::take(&mut peers[id]),
                 inboxes,
-                listener,
-                kafka_listener,
                 shutdown: shutdown_rx.clone(),
                 drained: drained.clone(),
                 opened: opened.clone(),
@@ -168,7 +166,13 @@ impl Broker {
                     if let Some(core) = core {
                         core_affinity::set_for_current(core);
                     }
-                    shard::run(setup);
+                    crate::shard_thread::run(
+                        setup,
+                        crate::shard_thread::Listeners {
+                            native: listener,
+                            kafka: kafka_listener,
+                        },
+                    );
                 })
                 .context("spawning a shard thread")?;
             threads.push(thread);

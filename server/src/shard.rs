@@ -1,13 +1,15 @@
 //! Shards: one pinned thread and tokio-uring runtime each, owning a share of
-//! the partitions, accepting connections on the shared port, and handing
-//! each other partition commands through bounded per-pair queues.
+//! the partitions and handing each other partition commands through
+//! bounded per-pair queues. The connections a shard accepts are served by
+//! the front doors ([`crate::native`], [`crate::kafka`]), started by
+//! [`crate::shard_thread`].
 
 use std::cell::RefCell;
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -205,10 +207,6 @@ pub struct ShardSetup {
     pub peers: PeerSenders,
     /// Receivers from every other shard.
     pub inboxes: Vec<mpsc::Receiver<ShardMsg>>,
-    /// The client listener (SO_REUSEPORT, one per shard).
-    pub listener: std::net::TcpListener,
-    /// The Kafka protocol's listener, if on (SO_REUSEPORT, one per shard).
-    pub kafka_listener: Option<std::net::TcpListener>,
     /// Shutdown signal.
     pub shutdown: watch::Receiver<bool>,
     /// Shared by all shards: passed when every shard has drained its
@@ -242,29 +240,18 @@ pub fn queues(n: usize) -> (Vec<PeerSenders>, Vec<Vec<mpsc::Receiver<ShardMsg>>>
     (peers, inboxes)
 }
 
-/// Runs a shard on the current thread until shutdown completes.
-pub fn run(setup: ShardSetup) {
-    let ready = setup.ready.clone();
-    let config = &setup.shared.config;
-    if let Some(files) = config.max_open_files {
-        ringlog_engine::files::set_open_files_max(files / config.shards);
-    }
-    let result = tokio_uring::start(async move { run_async(setup).await });
-    if let Err(e) = result {
-        let _ = ready.send(Err(format!("{e:#}")));
-    }
-}
-
-async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
+/// Builds the shard on the current thread's runtime, opens its partitions,
+/// reports ready and waits for every other shard; then starts its timers
+/// and, in cluster mode, replication. `None`: another shard failed to
+/// start, and nothing is to be served.
+pub async fn start(setup: ShardSetup) -> anyhow::Result<Option<Rc<Shard>>> {
     let ShardSetup {
         id,
         shared,
         peers,
         inboxes,
-        listener,
-        kafka_listener,
         shutdown,
-        drained,
+        drained: _,
         opened,
         ready,
     } = setup;
@@ -299,7 +286,7 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
         // Another shard failed to start: nothing was served here.
         _ = stopped.wait_for(|s| *s) => {
             shard.close_all().await;
-            return Ok(());
+            return Ok(None);
         }
     }
     if shard.shared.cluster.is_some() {
@@ -309,74 +296,7 @@ async fn run_async(setup: ShardSetup) -> anyhow::Result<()> {
     if shard.shared.config.scrub_interval_ms > 0 {
         tokio_uring::spawn(scrub_timer(shard.clone()));
     }
-
-    // Every connection task holds a clone; recv() returns None once all ended.
-    let (conn_token, mut conns_done) = mpsc::channel::<()>(1);
-    if let Some(kafka) = kafka_listener {
-        tokio_uring::spawn(accept(
-            shard.clone(),
-            kafka,
-            Front::Kafka,
-            conn_token.clone(),
-        ));
-    }
-    accept(shard.clone(), listener, Front::Native, conn_token).await;
-    let _ = conns_done.recv().await;
-    drained.wait().await;
-    shard.close_all().await;
-    tracing::info!(shard = id, "shard stopped");
-    Ok(())
-}
-
-/// Which protocol a listener speaks.
-#[derive(Clone, Copy)]
-enum Front {
-    Native,
-    Kafka,
-}
-
-/// Accepts connections on `listener` until shutdown, serving each with
-/// `front`'s protocol; every connection holds a clone of `token`.
-async fn accept(
-    shard: Rc<Shard>,
-    listener: std::net::TcpListener,
-    front: Front,
-    token: mpsc::Sender<()>,
-) {
-    let listener = tokio_uring::net::TcpListener::from_std(listener);
-    let mut shutdown = shard.shutdown.clone();
-    loop {
-        tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    let limit = shard.shared.config.max_connections;
-                    if shard.shared.connections.fetch_add(1, Ordering::AcqRel) >= limit {
-                        shard.shared.connections.fetch_sub(1, Ordering::AcqRel);
-                        tracing::warn!(%peer, limit, "refusing connection: too many connections");
-                        drop(stream);
-                        continue;
-                    }
-                    let shard = shard.clone();
-                    let token = token.clone();
-                    tokio_uring::spawn(async move {
-                        shard.shared.metrics.connections(shard.id, 1);
-                        match front {
-                            Front::Native => crate::conn::serve(shard.clone(), stream, peer).await,
-                            Front::Kafka => crate::kafka::serve(shard.clone(), stream, peer).await,
-                        }
-                        shard.shared.metrics.connections(shard.id, -1);
-                        shard.shared.connections.fetch_sub(1, Ordering::AcqRel);
-                        drop(token);
-                    });
-                }
-                Err(e) => {
-                    tracing::warn!(shard = shard.id, "accept failed: {e}");
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
-            },
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-    }
+    Ok(Some(shard))
 }
 
 /// Cluster mode: takes the replication sessions peers open with this
@@ -405,40 +325,7 @@ fn start_replication(shard: &Rc<Shard>) {
             tokio_uring::spawn(crate::cluster::replication::follow(shard.clone(), peer));
         }
     }
-    if shard.id == 0 {
-        tokio_uring::spawn(create_offsets_topic(shard.clone(), node.clone()));
-    }
     tokio_uring::spawn(follow_cluster(shard.clone(), node));
-}
-
-/// Cluster mode: `__consumer_offsets` is a replicated topic like any
-/// other, with RF = min(3, brokers). The controller's broker creates it
-/// once that many brokers are live (until then, group requests get a
-/// retriable `not_leader`).
-async fn create_offsets_topic(shard: Rc<Shard>, node: Arc<crate::cluster::agent::ClusterNode>) {
-    let me = node.config().node_id;
-    let needed = node.config().peers.len().min(3);
-    let mut shutdown = shard.shutdown.clone();
-    loop {
-        let view = node.view();
-        if view.state.topics.contains_key(catalog::OFFSETS_TOPIC) {
-            return;
-        }
-        let live = view.state.brokers.values().filter(|b| !b.fenced).count();
-        if view.controller == Some(me) && live >= needed {
-            let topic = Topic::offsets(shard.shared.config.offsets_segment_bytes);
-            let rf = Some(needed as u32);
-            match crate::handlers::submit_topic(&node, &topic, rf, None).await {
-                Ok(()) => return,
-                Err(f) if f.code == ErrorCode::TopicExists => return,
-                Err(f) => tracing::debug!("creating {}: {}", catalog::OFFSETS_TOPIC, f.message),
-            }
-        }
-        tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            _ = shutdown.wait_for(|s| *s) => return,
-        }
-    }
 }
 
 /// Applies every change of the cluster metadata to this shard: creates the
@@ -750,7 +637,7 @@ impl Shard {
         out
     }
 
-    async fn close_all(&self) {
+    pub(crate) async fn close_all(&self) {
         let handles: Vec<PartitionHandle> = self
             .partitions
             .borrow_mut()

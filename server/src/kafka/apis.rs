@@ -1,5 +1,5 @@
 //! Each Kafka API, in terms of the broker's own operations
-//! ([`crate::handlers`]): decode what the client asked, call, encode.
+//! ([`crate::ops`]): decode what the client asked, call, encode.
 
 use std::rc::Rc;
 use std::time::Duration;
@@ -29,8 +29,8 @@ use tokio::sync::oneshot;
 
 use super::Response;
 use crate::classic_group::{Join, Joined};
-use crate::conn::PRODUCE_TIMEOUT_DEFAULT;
-use crate::handlers;
+use crate::ops;
+use crate::ops::PRODUCE_TIMEOUT_DEFAULT;
 use crate::partition::ClassicOp;
 use crate::partition::{Answer, ProduceOutcome};
 use crate::shard::Shard;
@@ -171,7 +171,7 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
                     name: name.clone(),
                     ..Default::default()
                 };
-                match handlers::create_topic(shard, create).await {
+                match ops::create_topic(shard, create).await {
                     Ok(_) => {
                         tracing::info!(topic = %name, "topic created by a Kafka client's metadata request")
                     }
@@ -187,7 +187,7 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
         Some(names) => names.iter().filter_map(|n| shard.shared.topic(n)).collect(),
     };
     let mut topics = Vec::new();
-    let found = handlers::metadata(
+    let found = ops::metadata(
         shard,
         ringlog_protocol::MetadataRequest {
             topics: Some(known.iter().map(|t| t.name.clone()).collect()),
@@ -321,9 +321,7 @@ async fn create_partitions(
         let (code, message) = match refusal {
             Some(r) => r,
             None => {
-                match handlers::add_partitions(shard, &name, t.count as u32, req.validate_only)
-                    .await
-                {
+                match ops::add_partitions(shard, &name, t.count as u32, req.validate_only).await {
                     Ok(()) => (NONE, String::new()),
                     Err(f) => (kafka_error(f.code), f.message),
                 }
@@ -391,7 +389,7 @@ pub async fn produce_start(
                     format!("partition {}", p.index),
                 ),
                 (None, Some(bytes), Ok(partition)) => PartitionWait::Queued(
-                    handlers::produce_partition(
+                    ops::produce_partition(
                         shard,
                         t.name.0.as_str(),
                         partition,
@@ -479,8 +477,8 @@ async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> FetchResponse {
         },
         partitions,
     };
-    let mut outcomes = handlers::fetch_outcomes(shard, &native, false).await;
-    handlers::fit_fetch_budget(&mut outcomes, native.max_bytes as usize);
+    let mut outcomes = ops::fetch_outcomes(shard, &native, false).await;
+    ops::fit_fetch_budget(&mut outcomes, native.max_bytes as usize);
     let mut outcomes = outcomes.into_iter();
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -532,7 +530,7 @@ async fn list_offsets(
             });
         }
     }
-    let answers = handlers::list_offsets(
+    let answers = ops::list_offsets(
         shard,
         ringlog_protocol::ListOffsetsRequest { partitions: asked },
     )
@@ -573,7 +571,7 @@ fn init_producer_id(shard: &Shard, req: InitProducerIdRequest) -> InitProducerId
             .with_producer_id(ProducerId(-1))
             .with_producer_epoch(-1);
     }
-    match handlers::init_producer_id(shard) {
+    match ops::init_producer_id(shard) {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id.producer_id))
             .with_producer_epoch(id.producer_epoch),
@@ -650,7 +648,7 @@ async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTop
         let (code, message) = match refusal {
             Some(r) => r,
             None if req.validate_only => (NONE, String::new()),
-            None => match handlers::create_topic(shard, create).await {
+            None => match ops::create_topic(shard, create).await {
                 Ok(_) => (NONE, String::new()),
                 Err(f) => (kafka_error(f.code), f.message),
             },
@@ -722,7 +720,7 @@ async fn classic<T>(
     gone: T,
 ) -> T {
     let (reply, rx) = oneshot::channel();
-    handlers::kafka_group(shard, group.0.to_string(), make(reply)).await;
+    ops::kafka_group(shard, group.0.to_string(), make(reply)).await;
     rx.await.unwrap_or(gone)
 }
 
@@ -877,7 +875,7 @@ async fn offset_commit(shard: &Rc<Shard>, req: OffsetCommitRequest) -> OffsetCom
         generation: req.generation_id_or_member_epoch,
         offsets,
     };
-    let results = match handlers::commit_offsets(shard, commit).await {
+    let results = match ops::commit_offsets(shard, commit).await {
         Ok(r) => r
             .results
             .into_iter()
@@ -928,7 +926,7 @@ async fn committed(
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
 ) -> Result<Vec<TopicCommits>, i16> {
     let Some(topics) = topics else {
-        let described = handlers::describe_group(
+        let described = ops::describe_group(
             shard,
             ringlog_protocol::DescribeGroupRequest {
                 group: group.to_string(),
@@ -955,7 +953,7 @@ async fn committed(
             })
         })
         .collect();
-    let found = handlers::fetch_offsets(
+    let found = ops::fetch_offsets(
         shard,
         ringlog_protocol::FetchOffsetsRequest {
             group: group.to_string(),
@@ -1070,7 +1068,7 @@ async fn offset_fetch(
 
 /// ListGroups: every group with members, of either protocol.
 async fn list_groups(shard: &Rc<Shard>) -> ListGroupsResponse {
-    let names = handlers::list_groups(shard)
+    let names = ops::list_groups(shard)
         .await
         .map(|r| r.groups)
         .unwrap_or_default();
@@ -1092,7 +1090,7 @@ async fn describe_groups(shard: &Rc<Shard>, req: DescribeGroupsRequest) -> Descr
     let mut groups = Vec::with_capacity(req.groups.len());
     for id in req.groups {
         let (reply, rx) = oneshot::channel();
-        handlers::kafka_group(shard, id.0.to_string(), ClassicOp::Describe { reply }).await;
+        ops::kafka_group(shard, id.0.to_string(), ClassicOp::Describe { reply }).await;
         let described =
             rx.await
                 .ok()
@@ -1143,7 +1141,7 @@ async fn delete_topics(
                 let req = ringlog_protocol::DeleteTopicRequest {
                     name: n.0.to_string(),
                 };
-                match handlers::delete_topic(shard, req).await {
+                match ops::delete_topic(shard, req).await {
                     Ok(_) => (NONE, String::new()),
                     Err(f) => (kafka_error(f.code), f.message),
                 }

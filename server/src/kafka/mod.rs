@@ -27,7 +27,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit, Semaphore};
 use tokio_uring::net::TcpStream;
 
-use crate::conn::{self, Chunk, FrameReader, Queued, ReadError};
+use crate::net::{self, Chunk, Closed, FrameReader, Queued};
 use crate::shard::Shard;
 
 pub use apis::kafka_error;
@@ -42,7 +42,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let _ = stream.set_nodelay(true);
     let stream = Rc::new(stream);
     let (tx, rx) = mpsc::unbounded_channel::<Queued>();
-    let writer = tokio_uring::spawn(conn::write_loop(stream.clone(), None, rx, shard.clone()));
+    let writer = tokio_uring::spawn(net::write_loop(stream.clone(), None, rx, shard.clone()));
     // Responses leave in request order, whichever finishes first.
     // Each carries the in-flight permit of its request, given back once
     // the response is written.
@@ -104,7 +104,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
     let mut stopping = shard.shutdown.clone();
     let grace = async move {
         let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(conn::SHUTDOWN_GRACE).await;
+        tokio::time::sleep(net::SHUTDOWN_GRACE).await;
     };
     tokio::select! {
         _ = writer => {}
@@ -116,7 +116,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
 /// The next request frame (without its length prefix), or why there is
 /// none (`None`: the peer closed).
 async fn next_frame(reader: &mut FrameReader) -> Result<BytesMut, Option<String>> {
-    let closed = |_: ReadError| None;
+    let closed = |_: Closed| None;
     reader.fill(4).await.map_err(closed)?;
     let length = i32::from_be_bytes([reader.buf[0], reader.buf[1], reader.buf[2], reader.buf[3]]);
     // Checked before a byte of the payload is buffered for it.

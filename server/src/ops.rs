@@ -1,26 +1,31 @@
-//! What each API does, on the shard that read the request. Partition work
-//! is routed to the owning shard; everything else reads the shared catalog.
+//! The broker's operations, the one house behind both front doors
+//! ([`crate::native`] and [`crate::kafka`]): produce, fetch, list offsets,
+//! topics, groups, producer ids. They run on the shard that read the
+//! request; partition work is routed to the owning shard, everything else
+//! reads the shared catalog. Requests and answers are `ringlog-protocol`'s
+//! plain payload structs (the native front door only adds their framing).
 
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use ringlog_engine::batch;
 use ringlog_protocol::{
-    self as proto, BrokerMetadata, CommitOffsetsRequest, CommitOffsetsResponse, CommittedOffset,
+    BrokerMetadata, CommitOffsetsRequest, CommitOffsetsResponse, CommittedOffset,
     CreateTopicRequest, DeleteTopicRequest, ErrorCode, FetchOffsetsRequest, FetchOffsetsResponse,
     FetchRequest, InitProducerIdResponse, ListOffsetsRequest, ListOffsetsResponse,
     ListOffsetsResult, ListTopicsResponse, MetadataRequest, MetadataResponse, PartitionError,
-    PartitionMetadata, ProducePartitionResult, ProduceRequest, ProduceResponse, TopicMetadata,
-    TopicSummary,
+    PartitionMetadata, TopicMetadata, TopicSummary,
 };
 use tokio::sync::{mpsc, oneshot};
 
 use crate::catalog::{self, Refusal, Topic};
-use crate::conn::{Chunk, PRODUCE_TIMEOUT_DEFAULT};
 use crate::partition::{Answer, Failure, FetchOutcome, PartCmd, ProduceOutcome, Sendfile};
 use crate::shard::{Shard, ShardMsg};
+
+/// Default durability wait when a produce names none.
+pub const PRODUCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
 
 /// Checks that a topic and partition exist.
 fn partition_exists(shard: &Shard, topic: &str, partition: u32) -> Result<Arc<Topic>, Failure> {
@@ -58,58 +63,6 @@ fn split_batches(mut section: BytesMut, max: usize) -> Vec<BytesMut> {
     out
 }
 
-/// Produce: every section goes to its partition's shard as a slice of the
-/// frame; answers once each partition stored (and synced, per its policy)
-/// its batches. `Ok(None)` for acks=0.
-///
-/// Split in two: [`produce_start`] hands every section to its partition and
-/// runs in the connection's read loop, so requests to a partition are
-/// applied in the order they arrived (an idempotent producer pipelines and
-/// counts on it); [`produce_finish`] waits for the outcomes.
-pub async fn produce_start(
-    shard: &Rc<Shard>,
-    req: ProduceRequest,
-    mut payload: BytesMut,
-) -> Result<PendingProduce, Failure> {
-    match req.acks {
-        // Alone, the leader is every replica: acks=all is acks=1.
-        -1..=1 => {}
-        other => {
-            return Err(Failure::new(
-                ErrorCode::InvalidAcks,
-                format!("acks={other} is not 0, 1 or -1 (all)"),
-            ))
-        }
-    }
-    let timeout = match req.timeout_ms {
-        0 => PRODUCE_TIMEOUT_DEFAULT,
-        ms => Duration::from_millis(u64::from(ms)),
-    };
-    let mut waits = Vec::with_capacity(req.partitions.len());
-    let mut consumed = 0;
-    for section in req.partitions {
-        // Sections are in payload order: cut each out without copying.
-        let _ = payload.split_to(section.batches.start - consumed);
-        let bytes = payload.split_to(section.batches.len());
-        consumed = section.batches.end;
-        let acks_all = req.acks == -1;
-        let rx = produce_partition(
-            shard,
-            &section.topic,
-            section.partition,
-            bytes,
-            timeout,
-            acks_all,
-        )
-        .await;
-        waits.push((section.topic, section.partition, rx));
-    }
-    Ok(PendingProduce {
-        acks: req.acks,
-        waits,
-    })
-}
-
 /// Queues one partition's batches (concatenated, as received) at its
 /// task, in the order of the calls; the receiver gets the outcome.
 pub async fn produce_partition(
@@ -140,48 +93,6 @@ pub async fn produce_partition(
         }
     }
     rx
-}
-
-/// A produce whose sections are queued at their partitions.
-pub struct PendingProduce {
-    acks: i16,
-    waits: Vec<(String, u32, oneshot::Receiver<ProduceOutcome>)>,
-}
-
-/// Waits for every section's outcome; `None` for acks=0.
-pub async fn produce_finish(shard: &Shard, pending: PendingProduce) -> Option<ProduceResponse> {
-    let mut partitions = Vec::with_capacity(pending.waits.len());
-    for (topic, partition, rx) in pending.waits {
-        let outcome = rx.await.unwrap_or_else(|_| ProduceOutcome {
-            base_offsets: Vec::new(),
-            failure: Some(Failure::new(
-                ErrorCode::ShuttingDown,
-                "the partition stopped before answering",
-            )),
-        });
-        let (error, message) = outcome
-            .failure
-            .map_or((ErrorCode::None, String::new()), |f| (f.code, f.message));
-        if error != ErrorCode::None {
-            shard.shared.metrics.error(shard.id, error);
-        }
-        partitions.push(ProducePartitionResult {
-            topic,
-            partition,
-            error: error as u16,
-            message,
-            base_offsets: outcome.base_offsets,
-        });
-    }
-    (pending.acks != 0).then_some(ProduceResponse { partitions })
-}
-
-/// Fetch: reads every partition (on its shard); if fewer than `min_bytes`
-/// came back, waits for any of them to grow or for `max_wait_ms`, and reads
-/// again. Returns the payload as chunks: headers, then stored bytes as read.
-pub async fn fetch(shard: &Rc<Shard>, req: FetchRequest) -> Result<Vec<Chunk>, Failure> {
-    let outcomes = fetch_outcomes(shard, &req, true).await;
-    Ok(fetch_payload(shard, &req, outcomes))
 }
 
 /// Reads every partition of a fetch (on its shard), waiting as the
@@ -311,36 +222,6 @@ pub fn fit_fetch_budget(outcomes: &mut [FetchOutcome], max_bytes: usize) {
             budget = budget.saturating_sub(len);
         }
     }
-}
-
-fn fetch_payload(shard: &Shard, req: &FetchRequest, mut outcomes: Vec<FetchOutcome>) -> Vec<Chunk> {
-    let mut chunks = Vec::with_capacity(1 + 2 * outcomes.len());
-    chunks.push(Chunk::Mem(Bytes::copy_from_slice(
-        &proto::fetch_response_header(outcomes.len()),
-    )));
-    fit_fetch_budget(&mut outcomes, req.max_bytes as usize);
-    for (p, outcome) in req.partitions.iter().zip(outcomes) {
-        let (error, data) = match outcome.result {
-            Ok(Answer::Read(b)) => (ErrorCode::None, Chunk::Mem(Bytes::from(b))),
-            Ok(Answer::File(r, permit)) => (ErrorCode::None, Chunk::File(r, permit)),
-            Err(f) => {
-                shard.shared.metrics.error(shard.id, f.code);
-                (f.code, Chunk::Mem(Bytes::new()))
-            }
-        };
-        chunks.push(Chunk::Mem(Bytes::from(proto::fetch_section_header(
-            &proto::FetchSection {
-                topic: &p.topic,
-                partition: p.partition,
-                error,
-                log_start: outcome.log_start,
-                log_end: outcome.log_end,
-                bytes: data.len(),
-            },
-        ))));
-        chunks.push(data);
-    }
-    chunks
 }
 
 /// List offsets: earliest, latest or by timestamp, per partition.
@@ -1007,5 +888,35 @@ pub async fn describe_cluster(shard: &Rc<Shard>) -> ringlog_protocol::DescribeCl
                 high_watermark: high_watermarks.get(tp).copied(),
             })
             .collect(),
+    }
+}
+
+/// Cluster mode: `__consumer_offsets` is a replicated topic like any
+/// other, with RF = min(3, brokers). The controller's broker creates it
+/// once that many brokers are live (until then, group requests get a
+/// retriable `not_leader`).
+pub async fn create_offsets_topic(shard: Rc<Shard>, node: Arc<crate::cluster::agent::ClusterNode>) {
+    let me = node.config().node_id;
+    let needed = node.config().peers.len().min(3);
+    let mut shutdown = shard.shutdown.clone();
+    loop {
+        let view = node.view();
+        if view.state.topics.contains_key(catalog::OFFSETS_TOPIC) {
+            return;
+        }
+        let live = view.state.brokers.values().filter(|b| !b.fenced).count();
+        if view.controller == Some(me) && live >= needed {
+            let topic = Topic::offsets(shard.shared.config.offsets_segment_bytes);
+            let rf = Some(needed as u32);
+            match submit_topic(&node, &topic, rf, None).await {
+                Ok(()) => return,
+                Err(f) if f.code == ErrorCode::TopicExists => return,
+                Err(f) => tracing::debug!("creating {}: {}", catalog::OFFSETS_TOPIC, f.message),
+            }
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = shutdown.wait_for(|s| *s) => return,
+        }
     }
 }
