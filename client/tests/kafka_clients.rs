@@ -320,3 +320,28 @@ fn confluent_kafka_admin_creates_describes_and_deletes_topics() {
     let out = run(Command::new(python).args([script, &kafka, "confluent_admin"]));
     assert!(out.contains("partitions added, cluster described"), "{out}");
 }
+
+#[test]
+fn confluent_kafka_writes_and_reads_a_cluster_through_a_brokers_death() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (mut brokers, _) = common::cluster(dir.path());
+    let kafka = brokers
+        .iter()
+        .map(|b| {
+            b.as_ref()
+                .unwrap()
+                .kafka
+                .expect("Kafka listener")
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
+    let out = run(Command::new(&python).args([script, &kafka, "confluent_cluster"]));
+    assert!(out.contains("read once by a group"), "{out}");
+    // Whatever broker 1 led moves; its acknowledged records must not.
+    brokers[0].take().unwrap().kill();
+    let out = run(Command::new(&python).args([script, &kafka, "confluent_cluster_after_kill"]));
+    assert!(out.contains("none lost, none twice"), "{out}");
+}

@@ -25,6 +25,10 @@ pub struct BrokerState {
     pub incarnation: u64,
     /// Where clients reach it.
     pub address: String,
+    /// Where Kafka clients reach it (`host:port`; empty: no Kafka
+    /// listener). Absent from logs written before it existed.
+    #[serde(default)]
+    pub kafka_address: String,
 }
 
 /// A change to the cluster metadata.
@@ -39,6 +43,9 @@ pub enum Command {
         incarnation: u64,
         /// Where clients reach it (`host:port`).
         address: String,
+        /// Where Kafka clients reach it (`host:port`; empty: nowhere).
+        #[serde(default)]
+        kafka_address: String,
     },
     /// The broker's session expired at `epoch`: fence it unless it has
     /// registered again since.
@@ -138,6 +145,7 @@ impl ClusterState {
                 broker,
                 incarnation,
                 address,
+                kafka_address,
             } => {
                 if let Some(b) = self.brokers.get(broker) {
                     if b.incarnation == *incarnation && !b.fenced {
@@ -153,6 +161,7 @@ impl ClusterState {
                         fenced: false,
                         incarnation: *incarnation,
                         address: address.clone(),
+                        kafka_address: kafka_address.clone(),
                     },
                 );
                 // The previous incarnation may have lost unsynced writes:
@@ -478,6 +487,7 @@ mod tests {
                 broker: b,
                 incarnation: 1,
                 address: String::new(),
+                kafka_address: String::new(),
             })
             .unwrap();
         }
@@ -535,6 +545,7 @@ mod tests {
             broker: 2,
             incarnation: 2,
             address: String::new(),
+            kafka_address: String::new(),
         })
         .unwrap();
         assert_eq!(c.partitions[&tp()].leader, None);
@@ -543,6 +554,7 @@ mod tests {
             broker: 1,
             incarnation: 2,
             address: String::new(),
+            kafka_address: String::new(),
         })
         .unwrap();
         assert_eq!(c.partitions[&tp()].leader, Some(1));
@@ -572,6 +584,7 @@ mod tests {
             broker: 3,
             incarnation: 2,
             address: String::new(),
+            kafka_address: String::new(),
         };
         c.apply(&restart).unwrap();
         let version = c.version;

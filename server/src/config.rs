@@ -281,11 +281,9 @@ impl Config {
                     format!("--metrics-listen {metrics:?} is not ADDR:PORT or off")
                 })?)
             };
+        // In cluster mode brokers often share a host: each names its own
+        // Kafka port, none is assumed.
         let kafka = match (args.kafka_listen.or(file.kafka_listen), &cluster) {
-            (Some(k), Some(_)) if k != "none" => bail!(
-                "--kafka-listen {k:?}: the Kafka listener does not serve cluster mode yet (its \
-                 metadata would name this broker alone); leave it out or set it to none"
-            ),
             (Some(k), _) => k,
             (None, Some(_)) => "none".into(),
             (None, None) => "127.0.0.1:9092".into(),

@@ -135,6 +135,10 @@ impl Broker {
                 c,
                 &shared.config.data_dir,
                 listen.to_string(),
+                shared
+                    .kafka_address
+                    .as_ref()
+                    .map_or_else(String::new, |(host, port)| format!("{host}:{port}")),
             )?;
             shared.cluster = Some(Arc::new(node));
         }

@@ -158,7 +158,7 @@ impl BrokerProcess {
             shards.to_string(),
         ];
         // Any free port: a fixed default would collide between tests.
-        if !extra.contains(&"--kafka-listen") && !extra.contains(&"--peers") {
+        if !extra.contains(&"--kafka-listen") {
             args.extend(["--kafka-listen".into(), "127.0.0.1:0".into()]);
         }
         args.extend(extra.iter().map(|s| s.to_string()));

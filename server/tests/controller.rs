@@ -104,6 +104,7 @@ fn a_three_node_quorum_applies_commands_and_survives_its_leader() {
                         broker,
                         incarnation: 7,
                         address: format!("127.0.0.1:{}", 9000 + broker),
+                        kafka_address: String::new(),
                     },
                     Duration::from_secs(10),
                 )
@@ -155,6 +156,7 @@ fn a_three_node_quorum_applies_commands_and_survives_its_leader() {
                     broker: 4,
                     incarnation: 1,
                     address: String::new(),
+                    kafka_address: String::new(),
                 },
                 Duration::from_secs(10),
             )

@@ -166,6 +166,8 @@ def confluent_group():
     assert "billing" in [g.group_id for g in listed.valid], listed.valid
     described = admin.describe_consumer_groups(["billing"])["billing"].result(timeout=10)
     assert len(described.members) == 3, described
+    # Members are named after their client ids, as Kafka names them.
+    assert sorted(m.member_id.split("-")[0] for m in described.members) == ["m0", "m1", "m2"], described.members
     assert str(described.state).endswith("STABLE"), described.state
     owned_described = {tp.partition for m in described.members for tp in m.assignment.topic_partitions}
     assert owned_described == set(range(6)), owned_described
@@ -253,7 +255,97 @@ def confluent_admin():
     print("confluent-kafka admin: created, described, partitions added, cluster described, deleted")
 
 
+def _cluster_consumer():
+    from confluent_kafka import Consumer
+
+    return Consumer({
+        "bootstrap.servers": BOOTSTRAP,
+        "group.id": "cluster-readers",
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+    })
+
+
+def _produce_acked(count, start):
+    """An idempotent acks=all producer sends `count` keyed records; every
+    one must be acknowledged."""
+    from confluent_kafka import Producer
+
+    producer = Producer({
+        "bootstrap.servers": BOOTSTRAP,
+        "enable.idempotence": True,
+        "acks": "all",
+        "linger.ms": 5,
+        "message.timeout.ms": 60000,
+    })
+    errors = []
+    acked = []
+    for i in range(start, start + count):
+        producer.produce("replicated", key=b"k%d" % i, value=b"v%d" % i,
+                         on_delivery=lambda err, msg: errors.append(err) if err else acked.append(msg.value()))
+        producer.poll(0)
+    assert producer.flush(60) == 0, "records left unsent"
+    assert not errors and len(acked) == count, (errors[:3], len(acked))
+
+
+def confluent_cluster():
+    """A 3-broker cluster through its Kafka listeners: metadata names every
+    broker and each partition's leader, replicas and ISR; an RF=3 topic is
+    created, written with acks=all and read by a group that commits."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    topic = NewTopic("replicated", num_partitions=6, replication_factor=3, config={"min.insync.replicas": "2"})
+    for f in admin.create_topics([topic]).values():
+        f.result(timeout=30)
+    import time
+    deadline = time.time() + 30
+    while True:
+        md = admin.list_topics(timeout=10)
+        parts = md.topics["replicated"].partitions
+        if len(parts) == 6 and all(p.leader >= 0 and len(p.isrs) == 3 for p in parts.values()):
+            break
+        assert time.time() < deadline, {p.id: (p.leader, p.isrs) for p in parts.values()}
+        time.sleep(0.2)
+    assert sorted(md.brokers) == [1, 2, 3], md.brokers
+    assert {p.leader for p in parts.values()} == {1, 2, 3}, "leaderships are spread"
+    assert all(sorted(p.replicas) == [1, 2, 3] for p in parts.values())
+    cluster = admin.describe_cluster().result(timeout=10)
+    assert sorted(n.id for n in cluster.nodes) == [1, 2, 3] and cluster.controller.id in (1, 2, 3), cluster
+    _produce_acked(3000, 0)
+    c = _cluster_consumer()
+    c.subscribe(["replicated"])
+    read = _poll_all([c], lambda r: len(r[0]) >= 3000)[0]
+    assert sorted(read) == sorted(b"v%d" % i for i in range(3000)), len(read)
+    c.commit(asynchronous=False)
+    c.close()
+    print("confluent-kafka cluster: 3 brokers, 3000 records written acks=all and read once by a group")
+
+
+def confluent_cluster_after_kill():
+    """One broker is dead: the producer finds the new leaders, nothing
+    acknowledged is lost, and the group resumes from its commits."""
+    _produce_acked(1000, 3000)
+    c = _cluster_consumer()
+    c.subscribe(["replicated"])
+    read = _poll_all([c], lambda r: len(r[0]) >= 1000, seconds=90)[0]
+    import time
+    end = time.time() + 2
+    while time.time() < end:
+        m = c.poll(0.2)
+        if m is not None:
+            assert m.error() is None, m.error()
+            read.append(m.value())
+    assert sorted(read) == sorted(b"v%d" % i for i in range(3000, 4000)), len(read)
+    c.close()
+    print("confluent-kafka cluster: after a broker's death, 1000 more written and read, none lost, none twice")
+
+
 {
+    "confluent_cluster": confluent_cluster,
+    "confluent_cluster_after_kill": confluent_cluster_after_kill,
     "confluent_admin": confluent_admin,
     "kafka_python_round_trip": kafka_python_round_trip,
     "confluent_idempotent_keyed": confluent_idempotent_keyed,

@@ -318,6 +318,7 @@ impl World {
                     broker: b,
                     incarnation: 0,
                     address: String::new(),
+                    kafka_address: String::new(),
                 })
                 .unwrap();
         }
@@ -724,6 +725,7 @@ impl World {
                         broker: from,
                         incarnation,
                         address: String::new(),
+                        kafka_address: String::new(),
                     })
                 else {
                     unreachable!("registration cannot fail")

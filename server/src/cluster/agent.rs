@@ -104,12 +104,14 @@ pub struct ClusterNode {
 impl ClusterNode {
     /// Joins the cluster: loads the certificates (refusing to start without
     /// them), binds the QUIC endpoint, starts this broker's controller member
-    /// and registers. Returns once the endpoint and the controller run;
-    /// registration goes on in the background.
+    /// and registers with the addresses clients reach it at (Kafka's
+    /// empty without a Kafka listener). Returns once the endpoint and the
+    /// controller run; registration goes on in the background.
     pub fn start(
         config: &ClusterConfig,
         data_dir: &Path,
         client_address: String,
+        kafka_address: String,
     ) -> anyhow::Result<Self> {
         let tls = Tls::load(&config.tls_dir, config.node_id)?;
         let view = Arc::new(Mutex::new(View {
@@ -209,7 +211,7 @@ impl ClusterNode {
                     tokio::spawn(follow_state(controller.clone(), membership_state.clone()));
                     tokio::select! {
                         _ = stopped => {}
-                        _ = membership(&config, controller.clone(), client_address, membership_state.clone()) => {}
+                        _ = membership(&config, controller.clone(), (client_address, kafka_address), membership_state.clone()) => {}
                     }
                     membership_state.lease.set(0, 0);
                     leave(&config, &controller, &shared).await;
@@ -405,7 +407,7 @@ async fn follow_state(controller: Arc<Controller>, membership: Membership) {
 async fn membership(
     config: &ClusterConfig,
     controller: Arc<Controller>,
-    client_address: String,
+    (client_address, kafka_address): (String, String),
     membership: Membership,
 ) {
     let now = || membership.now();
@@ -430,6 +432,7 @@ async fn membership(
             broker: config.node_id,
             incarnation,
             address: client_address.clone(),
+            kafka_address: kafka_address.clone(),
         });
         let epoch = match registration.await {
             Ok(epoch) => epoch,

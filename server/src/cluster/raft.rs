@@ -547,6 +547,9 @@ pub struct RegisterRequest {
     pub incarnation: u64,
     /// Where clients reach it.
     pub address: String,
+    /// Where Kafka clients reach it (empty: no Kafka listener).
+    #[serde(default)]
+    pub kafka_address: String,
 }
 
 /// The controller's answer to a registration.
@@ -889,6 +892,7 @@ impl Controller {
             broker: req.broker,
             incarnation: req.incarnation,
             address: req.address,
+            kafka_address: req.kafka_address,
         };
         match self.raft.client_write(command).await {
             Ok(r) => match r.data.0 {
@@ -1125,6 +1129,7 @@ mod tests {
                 broker,
                 incarnation: 1,
                 address: String::new(),
+                kafka_address: String::new(),
             }),
         }
     }

@@ -37,6 +37,7 @@ use crate::shard::Shard;
 
 const NONE: i16 = 0;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const LEADER_NOT_AVAILABLE: i16 = 5;
 const INVALID_REQUIRED_ACKS: i16 = 21;
 const INVALID_PARTITIONS: i16 = 37;
 const INVALID_REPLICATION_FACTOR: i16 = 38;
@@ -80,11 +81,12 @@ pub fn metric_name(api: ApiKey, version: i16) -> String {
     format!("kafka_{api:?}_v{version}")
 }
 
-/// Runs every request but Produce.
+/// Runs every request but Produce (`client_id` from its header).
 pub async fn handle(
     shard: &Rc<Shard>,
     request: RequestKind,
     version: i16,
+    client_id: &str,
 ) -> anyhow::Result<Response> {
     Ok(match request {
         RequestKind::ApiVersions(_) => {
@@ -98,7 +100,9 @@ pub async fn handle(
         RequestKind::FindCoordinator(req) => {
             Response::FindCoordinator(find_coordinator(shard, req, version))
         }
-        RequestKind::JoinGroup(req) => Response::JoinGroup(join_group(shard, req, version).await),
+        RequestKind::JoinGroup(req) => {
+            Response::JoinGroup(join_group(shard, req, version, client_id).await)
+        }
         RequestKind::SyncGroup(req) => Response::SyncGroup(sync_group(shard, req, version).await),
         RequestKind::Heartbeat(req) => Response::Heartbeat(heartbeat(shard, req).await),
         RequestKind::LeaveGroup(req) => {
@@ -181,7 +185,7 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
         }
     }
     let me = node_id(shard);
-    let (host, port) = advertised(shard);
+    let view = shard.shared.cluster.as_ref().map(|c| c.view());
     let known = match &names {
         None => shard.shared.topics(),
         Some(names) => names.iter().filter_map(|n| shard.shared.topic(n)).collect(),
@@ -201,11 +205,33 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
             .partitions
             .iter()
             .map(|p| {
-                metadata_response::MetadataResponsePartition::default()
-                    .with_partition_index(p.partition as i32)
-                    .with_leader_id(BrokerId(me))
-                    .with_replica_nodes(vec![BrokerId(me)])
-                    .with_isr_nodes(vec![BrokerId(me)])
+                let m = metadata_response::MetadataResponsePartition::default()
+                    .with_partition_index(p.partition as i32);
+                let Some(view) = &view else {
+                    // Alone: this broker leads every partition (no epoch:
+                    // leadership never moves).
+                    return m
+                        .with_leader_id(BrokerId(me))
+                        .with_replica_nodes(vec![BrokerId(me)])
+                        .with_isr_nodes(vec![BrokerId(me)]);
+                };
+                let tp = ringlog_cluster::TopicPartition::new(t.name.clone(), p.partition);
+                let ids = |list: &[u32]| list.iter().map(|id| BrokerId(*id as i32)).collect();
+                match view.state.partitions.get(&tp) {
+                    Some(s) => m
+                        .with_error_code(if s.leader.is_some() {
+                            NONE
+                        } else {
+                            LEADER_NOT_AVAILABLE
+                        })
+                        .with_leader_id(BrokerId(s.leader.map_or(-1, |l| l as i32)))
+                        .with_leader_epoch(s.leader_epoch)
+                        .with_replica_nodes(ids(&s.replicas))
+                        .with_isr_nodes(ids(&s.isr)),
+                    None => m
+                        .with_error_code(LEADER_NOT_AVAILABLE)
+                        .with_leader_id(BrokerId(-1)),
+                }
             })
             .collect();
         topics.push(
@@ -225,13 +251,19 @@ async fn metadata(shard: &Rc<Shard>, req: MetadataRequest, version: i16) -> Meta
             );
         }
     }
+    let brokers = kafka_brokers(shard)
+        .into_iter()
+        .map(|b| {
+            metadata_response::MetadataResponseBroker::default()
+                .with_node_id(BrokerId(b.id))
+                .with_host(StrBytes::from_string(b.host))
+                .with_port(i32::from(b.port))
+        })
+        .collect();
     MetadataResponse::default()
-        .with_brokers(vec![metadata_response::MetadataResponseBroker::default()
-            .with_node_id(BrokerId(me))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port))])
+        .with_brokers(brokers)
         .with_cluster_id(Some(StrBytes::from_string(shard.shared.cluster_id.clone())))
-        .with_controller_id(BrokerId(me))
+        .with_controller_id(BrokerId(controller_id(shard)))
         .with_topics(topics)
 }
 
@@ -244,14 +276,56 @@ fn advertised(shard: &Shard) -> (String, u16) {
         .unwrap_or_else(|| ("127.0.0.1".into(), 9092))
 }
 
-/// DescribeCluster: this broker, which is also the controller. Kafka's
-/// controller endpoints (endpoint type 2) are not served.
+/// A broker as Kafka clients reach it.
+struct KafkaBroker {
+    id: i32,
+    host: String,
+    port: u16,
+}
+
+/// The brokers Kafka clients can reach: this one alone, or in cluster mode
+/// every live broker that registered a Kafka listener, by node id.
+fn kafka_brokers(shard: &Shard) -> Vec<KafkaBroker> {
+    let Some(cluster) = &shard.shared.cluster else {
+        let (host, port) = advertised(shard);
+        return vec![KafkaBroker {
+            id: node_id(shard),
+            host,
+            port,
+        }];
+    };
+    let view = cluster.view();
+    view.state
+        .brokers
+        .iter()
+        .filter(|(_, b)| !b.fenced)
+        .filter_map(|(id, b)| {
+            let (host, port) = b.kafka_address.rsplit_once(':')?;
+            Some(KafkaBroker {
+                id: *id as i32,
+                host: host.to_string(),
+                port: port.parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// The controller's node id (-1 while there is none).
+fn controller_id(shard: &Shard) -> i32 {
+    match &shard.shared.cluster {
+        None => node_id(shard),
+        Some(c) => c.view().controller.map_or(-1, |id| id as i32),
+    }
+}
+
+/// DescribeCluster: the brokers Kafka clients can reach and the
+/// controller. Kafka's controller endpoints (endpoint type 2) are not
+/// served.
 fn describe_cluster(shard: &Shard, req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let me = node_id(shard);
     let response = DescribeClusterResponse::default()
         .with_endpoint_type(req.endpoint_type)
         .with_cluster_id(StrBytes::from_string(shard.shared.cluster_id.clone()))
-        .with_controller_id(BrokerId(me))
+        .with_controller_id(BrokerId(controller_id(shard)))
         // Kafka's "not asked for": no authorizer runs here.
         .with_cluster_authorized_operations(i32::MIN);
     if req.endpoint_type != 1 {
@@ -261,13 +335,17 @@ fn describe_cluster(shard: &Shard, req: DescribeClusterRequest) -> DescribeClust
                 "only broker endpoints (type 1) are served",
             )));
     }
-    let (host, port) = advertised(shard);
-    response.with_brokers(vec![
-        describe_cluster_response::DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(me))
-            .with_host(StrBytes::from_string(host))
-            .with_port(i32::from(port)),
-    ])
+    response.with_brokers(
+        kafka_brokers(shard)
+            .into_iter()
+            .map(|b| {
+                describe_cluster_response::DescribeClusterBroker::default()
+                    .with_broker_id(BrokerId(b.id))
+                    .with_host(StrBytes::from_string(b.host))
+                    .with_port(i32::from(b.port))
+            })
+            .collect(),
+    )
 }
 
 /// CreatePartitions: raises each topic's partition count (never lowers
@@ -679,36 +757,59 @@ fn find_coordinator(
     req: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let me = BrokerId(node_id(shard));
-    let (host, port) = advertised(shard);
-    let host = StrBytes::from_string(host);
-    let port = i32::from(port);
-    // Transactions are not served: no transaction coordinator.
-    let error = if req.key_type == 0 {
-        NONE
-    } else {
-        COORDINATOR_NOT_AVAILABLE
+    let brokers = kafka_brokers(shard);
+    // A group's coordinator: this broker alone, or in cluster mode the
+    // leader of the group's offsets partition. Transactions are not
+    // served: no transaction coordinator.
+    let coordinator = |key: &str| -> Result<&KafkaBroker, i16> {
+        if req.key_type != 0 {
+            return Err(COORDINATOR_NOT_AVAILABLE);
+        }
+        let id = match &shard.shared.cluster {
+            None => node_id(shard),
+            Some(c) => {
+                let tp = ringlog_cluster::TopicPartition::new(
+                    ringlog_protocol::OFFSETS_TOPIC.to_string(),
+                    ringlog_protocol::offsets_partition(key),
+                );
+                match c.view().state.partitions.get(&tp).and_then(|p| p.leader) {
+                    Some(leader) => leader as i32,
+                    None => return Err(COORDINATOR_NOT_AVAILABLE),
+                }
+            }
+        };
+        brokers
+            .iter()
+            .find(|b| b.id == id)
+            .ok_or(COORDINATOR_NOT_AVAILABLE)
     };
     if version >= 4 {
         let coordinators = req
             .coordinator_keys
             .into_iter()
             .map(|key| {
-                find_coordinator_response::Coordinator::default()
-                    .with_key(key)
-                    .with_node_id(me)
-                    .with_host(host.clone())
-                    .with_port(port)
-                    .with_error_code(error)
+                let found = coordinator(key.as_str());
+                let c = find_coordinator_response::Coordinator::default().with_key(key);
+                match found {
+                    Ok(b) => c
+                        .with_node_id(BrokerId(b.id))
+                        .with_host(StrBytes::from_string(b.host.clone()))
+                        .with_port(i32::from(b.port)),
+                    Err(error) => c.with_node_id(BrokerId(-1)).with_error_code(error),
+                }
             })
             .collect();
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    FindCoordinatorResponse::default()
-        .with_error_code(error)
-        .with_node_id(me)
-        .with_host(host)
-        .with_port(port)
+    match coordinator(req.key.as_str()) {
+        Ok(b) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(b.id))
+            .with_host(StrBytes::from_string(b.host.clone()))
+            .with_port(i32::from(b.port)),
+        Err(error) => FindCoordinatorResponse::default()
+            .with_error_code(error)
+            .with_node_id(BrokerId(-1)),
+    }
 }
 
 /// Sends a classic-group request to its coordinator and waits for the
@@ -725,10 +826,21 @@ async fn classic<T>(
 }
 
 /// JoinGroup: answered when the group's join phase ends.
-async fn join_group(shard: &Rc<Shard>, req: JoinGroupRequest, version: i16) -> JoinGroupResponse {
+async fn join_group(
+    shard: &Rc<Shard>,
+    req: JoinGroupRequest,
+    version: i16,
+    client_id: &str,
+) -> JoinGroupResponse {
+    // Kafka names a new member after its client id, as tools display it.
+    let client_id = if client_id.is_empty() {
+        "consumer"
+    } else {
+        client_id
+    };
     let join = Join {
         member_id: req.member_id.to_string(),
-        client_id: "kafka".into(),
+        client_id: client_id.to_string(),
         session_timeout: Duration::from_millis(req.session_timeout_ms.max(0) as u64),
         rebalance_timeout: Duration::from_millis(if version >= 1 {
             req.rebalance_timeout_ms.max(0) as u64

@@ -145,6 +145,11 @@ async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> 
     };
     let (api, version) = (request.api, request.version);
     let correlation_id = request.header.correlation_id;
+    let client_id = request
+        .header
+        .client_id
+        .as_ref()
+        .map_or_else(String::new, |c| c.to_string());
     let started = std::time::Instant::now();
     let metric = apis::metric_name(api, version);
     let respond = move |shard: &Shard, body: anyhow::Result<Option<Response>>| {
@@ -178,7 +183,7 @@ async fn request(shard: &Rc<Shard>, frame: BytesMut) -> anyhow::Result<Pending> 
         other => {
             let shard = shard.clone();
             tokio_uring::spawn(async move {
-                let response = apis::handle(&shard, other, version).await;
+                let response = apis::handle(&shard, other, version, &client_id).await;
                 respond(&shard, response.map(Some));
             });
         }
