@@ -132,6 +132,26 @@ struct Shared {
     sent: Mutex<Vec<u64>>,
 }
 
+impl Shared {
+    /// Whether a consumer that received `received` messages has them all:
+    /// what was stored when the run began (consume mode, `stored`), or
+    /// every message sent once the producers are done.
+    fn consumed_all(&self, received: u64, stored: u64) -> bool {
+        let target = if self.params.mode == Mode::Consume {
+            stored
+        } else if self.produced.load(Ordering::Relaxed) {
+            self.sent
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .sum()
+        } else {
+            return false;
+        };
+        received >= target
+    }
+}
+
 /// Runs the benchmark against `params.broker`; `progress` is called about
 /// once a second with (seconds, acked, consumed).
 pub async fn run(
@@ -539,21 +559,7 @@ async fn consume(
     let (mut msgs, mut bytes) = (0u64, 0u64);
     let (mut first, mut last) = (None, None);
     loop {
-        let target = if p.mode == Mode::Consume {
-            Some(stored)
-        } else if shared.produced.load(Ordering::Relaxed) {
-            Some(
-                shared
-                    .sent
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .sum(),
-            )
-        } else {
-            None
-        };
-        if target.is_some_and(|t| verifier.received >= t) {
+        if shared.consumed_all(verifier.received, stored) {
             break;
         }
         // Per record, or (the default) whole batches read in place with

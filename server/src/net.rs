@@ -107,6 +107,28 @@ impl FrameReader {
     }
 }
 
+/// Ends a connection once its writer is done (every request read has
+/// been answered). When the broker is stopping, a client that stopped
+/// reading gets [`SHUTDOWN_GRACE`], then its socket is shut so the pending
+/// write fails.
+pub(crate) async fn close_after(
+    shard: &Shard,
+    stream: &TcpStream,
+    writer: tokio::task::JoinHandle<()>,
+    peer: std::net::SocketAddr,
+) {
+    let mut stopping = shard.shutdown.clone();
+    let grace = async move {
+        let _ = stopping.wait_for(|s| *s).await;
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+    };
+    tokio::select! {
+        _ = writer => {}
+        () = grace => tracing::warn!(%peer, "client did not read its responses; closing"),
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
 /// Writes each queued response as it comes, gathering what is ready into
 /// one `writev`; ends when every sender is gone.
 pub(crate) async fn write_loop(

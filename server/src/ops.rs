@@ -378,6 +378,22 @@ fn refusal(r: Refusal) -> Failure {
     Failure::new(r.0, r.1)
 }
 
+/// Has every shard open its partitions of `topic` (those not open yet);
+/// the first failure, if any.
+async fn open_everywhere(shard: &Rc<Shard>, topic: &Arc<Topic>) -> Option<Failure> {
+    let opened = shard
+        .broadcast(|reply| ShardMsg::Open {
+            topic: topic.clone(),
+            reply,
+        })
+        .await;
+    opened.into_iter().find_map(|result| match result {
+        Some(Ok(())) => None,
+        Some(Err(e)) => Some(Failure::new(ErrorCode::StorageError, e)),
+        None => Some(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
+    })
+}
+
 /// Create topic: persisted in the catalog, then every shard opens its
 /// partitions; answers with the new topic's metadata.
 pub async fn create_topic(
@@ -402,18 +418,7 @@ pub async fn create_topic(
         .unwrap_or_else(|e| e.into_inner())
         .create(topic)
         .map_err(refusal)?;
-    let opened = shard
-        .broadcast(|reply| ShardMsg::Open {
-            topic: topic.clone(),
-            reply,
-        })
-        .await;
-    let failure = opened.into_iter().find_map(|result| match result {
-        Some(Ok(())) => None,
-        Some(Err(e)) => Some(Failure::new(ErrorCode::StorageError, e)),
-        None => Some(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
-    });
-    if let Some(failure) = failure {
+    if let Some(failure) = open_everywhere(shard, &topic).await {
         // All or nothing: a topic that could not be opened on every shard is
         // taken out of the catalog and off the disk again.
         let _ = shard
@@ -482,19 +487,9 @@ pub async fn add_partitions(
         .unwrap_or_else(|e| e.into_inner())
         .add_partitions(name, count)
         .map_err(refusal)?;
-    let opened = shard
-        .broadcast(|reply| ShardMsg::Open {
-            topic: topic.clone(),
-            reply,
-        })
-        .await;
     // A shard that could not open its new partitions leaves them to the
     // next start (the catalog already holds the new count): say so.
-    if let Some(failure) = opened.into_iter().find_map(|result| match result {
-        Some(Ok(())) => None,
-        Some(Err(e)) => Some(Failure::new(ErrorCode::StorageError, e)),
-        None => Some(Failure::new(ErrorCode::ShuttingDown, "a shard stopped")),
-    }) {
+    if let Some(failure) = open_everywhere(shard, &topic).await {
         tracing::warn!(topic = %name, count, "new partitions did not all open: {}", failure.message);
         return Err(failure);
     }

@@ -177,21 +177,7 @@ pub fn consume(
     let (mut msgs, mut bytes) = (0u64, 0u64);
     let (mut first, mut last) = (None, None);
     loop {
-        let target = if p.mode == Mode::Consume {
-            Some(stored)
-        } else if shared.produced.load(Ordering::Relaxed) {
-            Some(
-                shared
-                    .sent
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .iter()
-                    .sum(),
-            )
-        } else {
-            None
-        };
-        if target.is_some_and(|t| verifier.received >= t) {
+        if shared.consumed_all(verifier.received, stored) {
             break;
         }
         let Some(polled) = consumer.poll(Duration::from_millis(200)) else {

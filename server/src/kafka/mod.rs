@@ -99,18 +99,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         }
     }
     drop(order);
-    // As on the native listener: a stopping broker gives a client that
-    // stopped reading a grace period, then shuts its socket.
-    let mut stopping = shard.shutdown.clone();
-    let grace = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(net::SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        _ = writer => {}
-        () = grace => tracing::warn!(%peer, "Kafka client did not read its responses; closing"),
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    net::close_after(&shard, &stream, writer, peer).await;
 }
 
 /// The next request frame (without its length prefix), or why there is

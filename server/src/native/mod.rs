@@ -17,7 +17,7 @@ use ringlog_protocol::{
 use tokio::sync::{mpsc, oneshot, Semaphore};
 use tokio_uring::net::TcpStream;
 
-use crate::net::{write_loop, Chunk, FrameReader, Queued, Response, SHUTDOWN_GRACE};
+use crate::net::{close_after, write_loop, Chunk, FrameReader, Queued, Response};
 use crate::ops;
 use crate::partition::{Answer, Failure, FetchOutcome, ProduceOutcome};
 use crate::shard::Shard;
@@ -143,19 +143,7 @@ pub async fn serve(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
         });
     }
     drop(tx);
-    // The writer ends once every in-flight request has sent its response;
-    // when the broker is stopping, a client that stopped reading gets a
-    // grace period, then its socket is shut so the pending write fails.
-    let mut stopping = shard.shutdown.clone();
-    let grace = async move {
-        let _ = stopping.wait_for(|s| *s).await;
-        tokio::time::sleep(SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        _ = writer => {}
-        () = grace => tracing::warn!(%peer, "client did not read its responses; closing"),
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
+    close_after(&shard, &stream, writer, peer).await;
 }
 
 /// A response frame whose whole payload is an error message.
