@@ -1,8 +1,8 @@
 //! Topic administration and cluster metadata.
 
 use ringlog_protocol::{
-    ApiKey, CreateTopicRequest, DeleteTopicRequest, ListTopicsResponse, MetadataRequest,
-    MetadataResponse, Payload, TopicMetadata, TopicSummary,
+    AddPartitionsRequest, ApiKey, CreateTopicRequest, DeleteTopicRequest, ListTopicsResponse,
+    MetadataRequest, MetadataResponse, Payload, TopicMetadata, TopicSummary,
 };
 
 use crate::{Client, Error, ErrorKind, Result};
@@ -93,6 +93,22 @@ impl Admin {
         meta.topics
             .pop()
             .ok_or_else(|| Error::new(ErrorKind::Protocol, "create answered without the topic"))
+    }
+
+    /// Raises a topic's partition count to `partitions` (never lowers it);
+    /// the new partitions exist when this returns.
+    pub async fn add_partitions(&self, name: &str, partitions: u32) -> Result<TopicMetadata> {
+        let req = AddPartitionsRequest {
+            topic: name.to_string(),
+            partitions,
+        };
+        let mut meta: MetadataResponse = self
+            .client
+            .call(ApiKey::AddPartitions, Some(req.encode()))
+            .await?;
+        meta.topics
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::Protocol, "answered without the topic"))
     }
 
     /// Deletes a topic and its data.

@@ -276,3 +276,59 @@ fn topic_create_takes_what_was_typed() {
     }
     assert!(!ok(&ringlog(&addr, &["topic", "list"], None)).contains("below"));
 }
+
+#[test]
+fn partitions_are_added_and_used_and_never_removed() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path(), 2);
+    let addr = b.addr.to_string();
+    ok(&ringlog(
+        &addr,
+        &["topic", "create", "grows", "--partitions", "2"],
+        None,
+    ));
+    let added = ok(&ringlog(
+        &addr,
+        &["topic", "add-partitions", "grows", "--partitions", "4"],
+        None,
+    ));
+    assert!(added.contains("now has 4 partitions"), "{added}");
+    let err = one_line_error(&ringlog(
+        &addr,
+        &["topic", "add-partitions", "grows", "--partitions", "3"],
+        None,
+    ));
+    assert!(err.contains("has 4 partitions"), "{err}");
+    // A new partition takes records and gives them back.
+    ok(&ringlog(
+        &addr,
+        &[
+            "produce",
+            "grows",
+            "--partition",
+            "3",
+            "--key-separator",
+            ":",
+        ],
+        Some(b"k:in the new partition\n"),
+    ));
+    let read = ok(&ringlog(
+        &addr,
+        &[
+            "consume",
+            "grows",
+            "--partition",
+            "3",
+            "--from",
+            "beginning",
+            "--max-messages",
+            "1",
+        ],
+        None,
+    ));
+    assert_eq!(read.trim(), "in the new partition");
+    // The count is on disk: a restart after a kill keeps it.
+    let b = b.restart_after_kill().unwrap();
+    let listed = ok(&ringlog(&b.addr.to_string(), &["topic", "list"], None));
+    assert!(listed.contains("grows\t4"), "{listed}");
+}

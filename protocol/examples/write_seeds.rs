@@ -62,6 +62,14 @@ fn main() -> std::io::Result<()> {
             ApiKey::DeleteTopic,
             DeleteTopicRequest { name: "t".into() }.encode(),
         ),
+        (
+            ApiKey::AddPartitions,
+            AddPartitionsRequest {
+                topic: "t".into(),
+                partitions: 6,
+            }
+            .encode(),
+        ),
         (ApiKey::ListTopics, Vec::new()),
         (
             ApiKey::CommitOffsets,

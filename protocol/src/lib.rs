@@ -170,11 +170,13 @@ pub enum ApiKey {
     DescribeGroup = 13,
     /// Cluster mode's brokers, controller and replica placement.
     DescribeCluster = 14,
+    /// Raise a topic's partition count.
+    AddPartitions = 15,
 }
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 14] = [
+    pub const ALL: [ApiKey; 15] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -189,6 +191,7 @@ impl ApiKey {
         ApiKey::ListGroups,
         ApiKey::DescribeGroup,
         ApiKey::DescribeCluster,
+        ApiKey::AddPartitions,
     ];
 
     /// The API for a wire key, if there is one.
@@ -213,6 +216,7 @@ impl ApiKey {
             ApiKey::ListGroups => "list_groups",
             ApiKey::DescribeGroup => "describe_group",
             ApiKey::DescribeCluster => "describe_cluster",
+            ApiKey::AddPartitions => "add_partitions",
         }
     }
 }
@@ -606,6 +610,8 @@ pub enum Request {
     DescribeGroup(DescribeGroupRequest),
     /// See [`ApiKey::DescribeCluster`].
     DescribeCluster,
+    /// See [`ApiKey::AddPartitions`].
+    AddPartitions(AddPartitionsRequest),
 }
 
 /// Decodes the payload of a request for `api`: the broker's one decoder.
@@ -644,6 +650,7 @@ pub fn decode_request(api: ApiKey, payload: &[u8]) -> Result<Request, DecodeErro
             empty(api, payload)?;
             Request::DescribeCluster
         }
+        ApiKey::AddPartitions => Request::AddPartitions(Payload::decode(api, payload)?),
     })
 }
 

@@ -58,6 +58,7 @@ rkyv_payload!(
     DescribeGroupRequest,
     DescribeGroupResponse,
     DescribeClusterResponse,
+    AddPartitionsRequest,
 );
 
 /// A broker as the cluster metadata knows it.
@@ -265,6 +266,15 @@ pub struct CreateTopicRequest {
     pub replication_factor: Option<u32>,
     /// Replicas that must be in sync for `acks=all` (cluster mode).
     pub min_insync_replicas: Option<u32>,
+}
+
+/// Add partitions request: the topic's new, higher, partition count.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AddPartitionsRequest {
+    /// Topic name.
+    pub topic: String,
+    /// The partition count wanted (more than the topic has).
+    pub partitions: u32,
 }
 
 /// Delete topic request.

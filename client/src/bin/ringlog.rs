@@ -109,6 +109,14 @@ enum TopicCommand {
         /// Topic.
         name: String,
     },
+    /// Raise a topic's partition count (keys then map to other partitions).
+    AddPartitions {
+        /// Topic.
+        name: String,
+        /// The new partition count, above the current one.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+        partitions: u32,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -355,6 +363,14 @@ async fn topic(
         TopicCommand::Delete { name } => {
             admin.delete_topic(&name).await?;
             writeln!(out, "deleted topic {name}")?;
+        }
+        TopicCommand::AddPartitions { name, partitions } => {
+            let meta = admin.add_partitions(&name, partitions).await?;
+            writeln!(
+                out,
+                "topic {name} now has {} partitions",
+                meta.config.partitions
+            )?;
         }
     }
     Ok(())

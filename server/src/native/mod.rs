@@ -250,6 +250,19 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Request::DeleteTopic(req) => ops::delete_topic(shard, req)
             .await
             .map(|r| payload_response(api_key, request_id, &r)),
+        Request::AddPartitions(req) => {
+            match ops::add_partitions(shard, &req.topic, req.partitions, false).await {
+                Ok(()) => ops::metadata(
+                    shard,
+                    proto::MetadataRequest {
+                        topics: Some(vec![req.topic]),
+                    },
+                )
+                .await
+                .map(|r| payload_response(api_key, request_id, &r)),
+                Err(f) => Err(f),
+            }
+        }
         Request::ListTopics => Ok(payload_response(
             api_key,
             request_id,
