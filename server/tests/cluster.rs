@@ -599,7 +599,15 @@ fn a_leader_paused_past_its_session_steps_down_and_acknowledges_nothing() {
     let leader = cluster.leader(1, "paused", 0, 3, 0) as usize;
     let value = |i: usize| batch(&[format!("v{i}").as_bytes()], ProducerStamp::NONE, 1);
     let mut old = Client::connect(cluster.addr(leader));
-    for i in 0..5 {
+    // Broker 1 named the leader; the leader's own view of the controller's
+    // state may lag it a moment, and a not_leader write stores nothing: a
+    // client asks again, as this does.
+    let first = until("the leader to take writes", 10, || {
+        let code = produce_acks(&mut old, "paused", &value(0), -1).0;
+        (code != ErrorCode::NotLeader).then_some(code)
+    });
+    assert_eq!(first, ErrorCode::None);
+    for i in 1..5 {
         assert_eq!(
             produce_acks(&mut old, "paused", &value(i), -1).0,
             ErrorCode::None
@@ -609,7 +617,12 @@ fn a_leader_paused_past_its_session_steps_down_and_acknowledges_nothing() {
     paused.signal(libc::SIGSTOP).unwrap();
     let new = cluster.leader(cluster.other_than(leader), "paused", 0, 1, leader as u32);
     let mut to_new = Client::connect(cluster.addr(new as usize));
-    for i in 5..10 {
+    let first = until("the new leader to take writes", 10, || {
+        let code = produce_acks(&mut to_new, "paused", &value(5), -1).0;
+        (code != ErrorCode::NotLeader).then_some(code)
+    });
+    assert_eq!(first, ErrorCode::None, "record 5");
+    for i in 6..10 {
         let (error, _) = produce_acks(&mut to_new, "paused", &value(i), -1);
         assert_eq!(error, ErrorCode::None, "record {i}");
     }
