@@ -152,6 +152,30 @@ impl Shared {
     }
 }
 
+/// Checks one received message: decoded whole (or its header only, with
+/// `skip_content_check`), its send-to-receipt latency recorded in `h`
+/// (e2e, after warm-up), and handed to the verifier.
+fn check_message(
+    shared: &Shared,
+    h: &mut Histogram<u64>,
+    verifier: &mut Verifier,
+    (partition, value): (u32, &[u8]),
+    (now, now_ns): (Instant, u64),
+) {
+    let p = &shared.params;
+    let decoded = if p.skip_content_check {
+        message::decode_header(value)
+    } else {
+        message::decode(value)
+    };
+    if let Ok(m) = &decoded {
+        if p.mode == Mode::E2e && now >= shared.warm_until {
+            h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
+        }
+    }
+    verifier.record(partition, decoded);
+}
+
 /// Runs the benchmark against `params.broker`; `progress` is called about
 /// once a second with (seconds, acked, consumed).
 pub async fn run(
@@ -577,17 +601,13 @@ async fn consume(
         let counted = now >= shared.warm_until || p.mode == Mode::Consume;
         let mut received = 0u64;
         let mut take = |partition: u32, value: &[u8]| {
-            let decoded = if p.skip_content_check {
-                message::decode_header(value)
-            } else {
-                message::decode(value)
-            };
-            if let Ok(m) = &decoded {
-                if p.mode == Mode::E2e && now >= shared.warm_until {
-                    h.saturating_record(now_ns.saturating_sub(m.sent_ns) / 1000);
-                }
-            }
-            verifier.record(partition, decoded);
+            check_message(
+                &shared,
+                &mut h,
+                &mut verifier,
+                (partition, value),
+                (now, now_ns),
+            );
             received += 1;
             if counted {
                 bytes += value.len() as u64;

@@ -242,6 +242,22 @@ impl Catalog {
     /// [`Catalog::create`] does) before the new count becomes visible; the
     /// shards then open the new partitions. Partitions are never removed.
     pub fn add_partitions(&mut self, name: &str, count: u32) -> Result<Arc<Topic>, Refusal> {
+        let topic = self.with_partitions(name, count)?;
+        let path = self.dir.join(format!("{name}.topic"));
+        write_durably(&path, topic.to_text().as_bytes()).map_err(|e| {
+            Refusal(
+                ErrorCode::StorageError,
+                format!("writing {}: {e}", path.display()),
+            )
+        })?;
+        let topic = Arc::new(topic);
+        self.topics.insert(name.to_string(), topic.clone());
+        Ok(topic)
+    }
+
+    /// What `name` would be with `count` partitions, checked as
+    /// [`Catalog::add_partitions`] checks it; nothing changes.
+    pub fn with_partitions(&self, name: &str, count: u32) -> Result<Topic, Refusal> {
         if name == OFFSETS_TOPIC {
             return Err(invalid(
                 "the offsets topic's partition count is fixed".into(),
@@ -259,17 +275,7 @@ impl Catalog {
         }
         let mut config = old.config.clone();
         config.partitions = count;
-        let topic = Topic::new(name.to_string(), config)?;
-        let path = self.dir.join(format!("{name}.topic"));
-        write_durably(&path, topic.to_text().as_bytes()).map_err(|e| {
-            Refusal(
-                ErrorCode::StorageError,
-                format!("writing {}: {e}", path.display()),
-            )
-        })?;
-        let topic = Arc::new(topic);
-        self.topics.insert(name.to_string(), topic.clone());
-        Ok(topic)
+        Topic::new(name.to_string(), config)
     }
 
     /// Removes a topic from the catalog and its file; its partitions are

@@ -462,21 +462,12 @@ pub async fn add_partitions(
         ));
     }
     if validate_only {
-        let topic = shard.shared.topic(name).ok_or_else(|| {
-            Failure::new(ErrorCode::UnknownTopic, format!("unknown topic {name:?}"))
-        })?;
-        let mut config = topic.config.clone();
-        if count <= config.partitions {
-            return Err(Failure::new(
-                ErrorCode::InvalidTopicConfig,
-                format!(
-                    "topic {name:?} has {} partitions: a new count must be higher, not {count}",
-                    config.partitions
-                ),
-            ));
-        }
-        config.partitions = count;
-        return Topic::new(name.to_string(), config)
+        return shard
+            .shared
+            .catalog
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .with_partitions(name, count)
             .map(|_| ())
             .map_err(refusal);
     }

@@ -17,7 +17,7 @@ use rdkafka::message::Message;
 use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
 use rdkafka::{ClientContext, Offset, TopicPartitionList};
 
-use super::{Mode, Shared};
+use super::{check_message, Mode, Shared};
 use crate::message;
 use crate::stats::{histogram, Throughput, Verifier};
 
@@ -186,17 +186,13 @@ pub fn consume(
         let m = polled.context("librdkafka consuming")?;
         let now = Instant::now();
         let value = m.payload().unwrap_or_default();
-        let decoded = if p.skip_content_check {
-            message::decode_header(value)
-        } else {
-            message::decode(value)
-        };
-        if let Ok(d) = &decoded {
-            if p.mode == Mode::E2e && now >= shared.warm_until {
-                h.saturating_record(message::wall_ns().saturating_sub(d.sent_ns) / 1000);
-            }
-        }
-        verifier.record(m.partition() as u32, decoded);
+        check_message(
+            &shared,
+            &mut h,
+            &mut verifier,
+            (m.partition() as u32, value),
+            (now, message::wall_ns()),
+        );
         shared.consumed.fetch_add(1, Ordering::Relaxed);
         if now >= shared.warm_until || p.mode == Mode::Consume {
             msgs += 1;

@@ -109,12 +109,12 @@ def confluent_idempotent_keyed():
     sys.stdout.write("\n".join(out) + "\n")
 
 
-def _group_consumer(name):
+def _group_consumer(name, group="billing"):
     from confluent_kafka import Consumer
 
     return Consumer({
         "bootstrap.servers": BOOTSTRAP,
-        "group.id": "billing",
+        "group.id": group,
         "client.id": name,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
@@ -255,19 +255,6 @@ def confluent_admin():
     print("confluent-kafka admin: created, described, partitions added, cluster described, deleted")
 
 
-def _cluster_consumer():
-    from confluent_kafka import Consumer
-
-    return Consumer({
-        "bootstrap.servers": BOOTSTRAP,
-        "group.id": "cluster-readers",
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 500,
-    })
-
-
 def _produce_acked(count, start):
     """An idempotent acks=all producer sends `count` keyed records; every
     one must be acknowledged."""
@@ -315,7 +302,7 @@ def confluent_cluster():
     cluster = admin.describe_cluster().result(timeout=10)
     assert sorted(n.id for n in cluster.nodes) == [1, 2, 3] and cluster.controller.id in (1, 2, 3), cluster
     _produce_acked(3000, 0)
-    c = _cluster_consumer()
+    c = _group_consumer("cluster-reader", group="cluster-readers")
     c.subscribe(["replicated"])
     read = _poll_all([c], lambda r: len(r[0]) >= 3000)[0]
     assert sorted(read) == sorted(b"v%d" % i for i in range(3000)), len(read)
@@ -328,7 +315,7 @@ def confluent_cluster_after_kill():
     """One broker is dead: the producer finds the new leaders, nothing
     acknowledged is lost, and the group resumes from its commits."""
     _produce_acked(1000, 3000)
-    c = _cluster_consumer()
+    c = _group_consumer("cluster-reader", group="cluster-readers")
     c.subscribe(["replicated"])
     read = _poll_all([c], lambda r: len(r[0]) >= 1000, seconds=90)[0]
     import time
