@@ -13,6 +13,7 @@
 //! The on-disk format is described byte by byte in `engine/FORMAT.md`.
 
 pub mod checkpoint;
+pub mod compact;
 mod direct;
 pub mod epochs;
 mod error;
@@ -36,6 +37,7 @@ pub use error::Error;
 pub trait BatchBuf: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]> {}
 
 impl<T: tokio_uring::buf::IoBuf + std::ops::DerefMut<Target = [u8]>> BatchBuf for T {}
+pub use compact::{CleanOptions, CleanReport, Compaction};
 pub use flush::{Durable, FsyncPolicy};
 pub use log::{Appended, Log, LogConfig, RecoveryReport, RetentionReport, WriteMode};
 pub use segment::{FileRange, Repair, Stored};

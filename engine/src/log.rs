@@ -50,6 +50,9 @@ pub struct LogConfig {
     pub batch_bytes_max: usize,
     /// How appends reach the disk.
     pub write_mode: WriteMode,
+    /// Compaction (`cleanup.policy` with `compact`): `None` for a log that
+    /// only deletes by retention.
+    pub compaction: Option<crate::compact::Compaction>,
 }
 
 /// How appends reach the disk.
@@ -90,6 +93,7 @@ impl Default for LogConfig {
             index_interval_bytes: INDEX_INTERVAL_BYTES_DEFAULT,
             batch_bytes_max: BATCH_BYTES_DEFAULT,
             write_mode: WriteMode::Buffered,
+            compaction: None,
         }
     }
 }
@@ -183,6 +187,8 @@ impl Log {
     pub async fn open(dir: &Path, config: LogConfig) -> Result<(Self, RecoveryReport), Error> {
         config.validate()?;
         std::fs::create_dir_all(dir).at(dir)?;
+        let mut clean_repairs = Vec::new();
+        crate::compact::recover(dir, &mut clean_repairs).await?;
         let files = io::list_dir(dir).at(dir)?;
         for stale in files
             .iter()
@@ -202,7 +208,7 @@ impl Log {
         let mut report = RecoveryReport {
             segments: bases.len(),
             checkpoint,
-            repairs: Vec::new(),
+            repairs: clean_repairs,
         };
         let trusted_below = checkpoint.unwrap_or(0);
 
@@ -452,6 +458,29 @@ impl Log {
     /// Base offsets of the segments, oldest first.
     pub fn segment_bases(&self) -> Vec<u64> {
         self.segments.keys().copied().collect()
+    }
+
+    /// Every sealed segment as (base offset, end offset, bytes), oldest
+    /// first: all but the active one.
+    pub(crate) fn sealed(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
+        let bases: Vec<u64> = self.segments.keys().copied().collect();
+        bases
+            .windows(2)
+            .map(|w| (w[0], w[1], self.segments[&w[0]].size))
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    /// Drops a sealed segment from the log's map (its files were replaced).
+    pub(crate) fn forget_segment(&mut self, base: u64) {
+        if base != self.active_base() {
+            self.segments.remove(&base);
+        }
+    }
+
+    /// Takes a sealed segment that replaced others at its base.
+    pub(crate) fn adopt_segment(&mut self, seg: Segment) {
+        self.segments.insert(seg.base_offset, seg);
     }
 
     /// fdatasync calls made on the data so far (for tests and metrics).

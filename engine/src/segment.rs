@@ -71,6 +71,12 @@ pub enum Repair {
         /// What was wrong with them.
         reason: String,
     },
+    /// A clean that was interrupted after its commit point was finished:
+    /// these cleaned segments replaced the ones they cover.
+    CleanFinished {
+        /// Base offsets of the cleaned segments.
+        segments: Vec<u64>,
+    },
     /// A whole segment was deleted because an earlier one lost its tail, so
     /// its offsets no longer follow on.
     SegmentDropped {

@@ -330,9 +330,16 @@ pub struct Record<'a> {
     pub value: Option<&'a [u8]>,
     headers: &'a [u8],
     header_count: i32,
+    encoded: &'a [u8],
 }
 
 impl<'a> Record<'a> {
+    /// The record exactly as stored, its length prefix included: what a
+    /// rewritten batch with the same base offset and timestamp holds.
+    pub fn encoded(&self) -> &'a [u8] {
+        self.encoded
+    }
+
     /// The record's headers as (name, value) pairs, in order.
     pub fn headers(&self) -> Headers<'a> {
         Headers {
@@ -356,6 +363,7 @@ pub struct Records<'a> {
 
 impl<'a> Records<'a> {
     fn decode(&mut self) -> Result<Record<'a>, BatchError> {
+        let start = self.cursor.pos();
         let length = self.cursor.varint()?;
         if length < 0 {
             return Err(BatchError::NegativeLength(length));
@@ -400,6 +408,7 @@ impl<'a> Records<'a> {
             value,
             headers,
             header_count,
+            encoded: self.cursor.slice(start, self.cursor.pos()),
         })
     }
 }
@@ -712,6 +721,29 @@ pub fn stamp_for_append(
     header.base_offset = I64::new(base_offset);
     header.partition_leader_epoch = I32::new(leader_epoch);
     Ok(())
+}
+
+/// A batch of `header`'s fields around `records` (the encoded records,
+/// compressed as the attributes say): `batchLength` and the CRC are
+/// computed, every other field is taken as given. For rewriting stored
+/// batches (the log cleaner); producers use [`BatchBuilder`].
+pub fn assemble(header: &BatchHeader, records: &[u8]) -> Vec<u8> {
+    let mut header = *header;
+    header.batch_length = I32::new((HEADER_BYTES + records.len() - LOG_OVERHEAD_BYTES) as i32);
+    let mut batch = Vec::with_capacity(HEADER_BYTES + records.len());
+    batch.extend_from_slice(header.as_bytes());
+    batch.extend_from_slice(records);
+    reseal(&mut batch);
+    batch
+}
+
+/// Recomputes a whole batch's CRC in place, after a field it covers was
+/// changed. A slice shorter than a header is left alone.
+pub fn reseal(batch: &mut [u8]) {
+    if batch.len() >= HEADER_BYTES {
+        let crc = compute_crc(batch);
+        batch[17..CRC_START].copy_from_slice(&crc.to_be_bytes());
+    }
 }
 
 /// Gives a finished batch a new producer stamp (id, epoch, base sequence)

@@ -5,6 +5,10 @@
 //!
 //! Decompression is bounded: a batch whose records inflate past the limit
 //! is refused (a few kilobytes must not become gigabytes in a reader).
+//!
+//! [`compress`] writes the same codecs back, for the log cleaner, which
+//! filters the records of a compressed batch and stores them compressed as
+//! they came.
 
 use std::io::Read;
 
@@ -42,7 +46,7 @@ pub fn decompress(codec: i16, data: &[u8], limit: usize) -> Result<Vec<u8>, Batc
                 ruzstd::decoding::StreamingDecoder::new(data).map_err(|e| fail(e.to_string()))?;
             read_bounded(decoder, limit, &mut out).map_err(|e| fail(e.to_string()))?
         }
-        SNAPPY if data.starts_with(XERIAL_MAGIC) => {
+        SNAPPY if is_xerial(data) => {
             // Magic, version and compatible version, then blocks of
             // [length: i32 BE][raw snappy].
             let mut rest = data
@@ -64,6 +68,65 @@ pub fn decompress(codec: i16, data: &[u8], limit: usize) -> Result<Vec<u8>, Batc
         other => return Err(BatchError::Compressed(other)),
     }
     Ok(out)
+}
+
+/// Block size of the xerial snappy framing (the Java client's default).
+const XERIAL_BLOCK_BYTES: usize = 32 << 10;
+
+/// Whether compressed snappy data is in the xerial framing.
+pub fn is_xerial(data: &[u8]) -> bool {
+    data.starts_with(XERIAL_MAGIC)
+}
+
+/// `records` (the uncompressed record bytes of a batch) compressed with
+/// `codec`; snappy in the xerial framing when `xerial`, so a batch keeps
+/// the framing its producer chose.
+pub fn compress(codec: i16, records: &[u8], xerial: bool) -> Result<Vec<u8>, BatchError> {
+    use std::io::Write;
+    let fail = |why: String| BatchError::Decompress {
+        codec,
+        why: format!("compressing: {why}"),
+    };
+    match codec {
+        GZIP => {
+            let mut encoder =
+                flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            encoder
+                .write_all(records)
+                .map_err(|e| fail(e.to_string()))?;
+            encoder.finish().map_err(|e| fail(e.to_string()))
+        }
+        LZ4 => {
+            let mut encoder = lz4_flex::frame::FrameEncoder::new(Vec::new());
+            encoder
+                .write_all(records)
+                .map_err(|e| fail(e.to_string()))?;
+            encoder.finish().map_err(|e| fail(e.to_string()))
+        }
+        ZSTD => Ok(ruzstd::encoding::compress_to_vec(
+            records,
+            ruzstd::encoding::CompressionLevel::Fastest,
+        )),
+        SNAPPY if xerial => {
+            let mut out = Vec::with_capacity(16 + records.len());
+            out.extend_from_slice(XERIAL_MAGIC);
+            out.extend_from_slice(&1i32.to_be_bytes());
+            out.extend_from_slice(&1i32.to_be_bytes());
+            let mut encoder = snap::raw::Encoder::new();
+            for block in records.chunks(XERIAL_BLOCK_BYTES) {
+                let packed = encoder
+                    .compress_vec(block)
+                    .map_err(|e| fail(e.to_string()))?;
+                out.extend_from_slice(&(packed.len() as u32).to_be_bytes());
+                out.extend_from_slice(&packed);
+            }
+            Ok(out)
+        }
+        SNAPPY => snap::raw::Encoder::new()
+            .compress_vec(records)
+            .map_err(|e| fail(e.to_string())),
+        other => Err(BatchError::Compressed(other)),
+    }
 }
 
 /// Appends one raw snappy block, checking its declared size first.
@@ -180,6 +243,33 @@ mod tests {
         assert!(matches!(
             decompress(5, b"", 10),
             Err(BatchError::Compressed(5))
+        ));
+    }
+
+    #[test]
+    fn every_codec_reads_back_what_it_wrote() {
+        let data: Vec<u8> = (0..100_000u32)
+            .flat_map(|i| (i % 251).to_be_bytes())
+            .collect();
+        for (codec, xerial) in [
+            (GZIP, false),
+            (SNAPPY, false),
+            (SNAPPY, true),
+            (LZ4, false),
+            (ZSTD, false),
+        ] {
+            let packed = compress(codec, &data, xerial).unwrap();
+            assert_eq!(is_xerial(&packed), xerial, "{codec}");
+            assert!(packed.len() < data.len(), "{codec} compresses");
+            assert_eq!(
+                decompress(codec, &packed, 1 << 20).unwrap(),
+                data,
+                "{codec}"
+            );
+        }
+        assert!(matches!(
+            compress(7, b"", false),
+            Err(BatchError::Compressed(7))
         ));
     }
 }
