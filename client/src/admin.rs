@@ -70,6 +70,19 @@ impl NewTopic {
         self.request.min_insync_replicas = Some(replicas);
         self
     }
+
+    /// Kafka's `cleanup.policy`: `delete` (the default), `compact` (keep
+    /// the latest record per key; records need a key) or `compact,delete`.
+    pub fn cleanup_policy(mut self, policy: &str) -> Self {
+        self.request.cleanup_policy = Some(policy.to_string());
+        self
+    }
+
+    /// How long a compacted topic keeps tombstones (null values), in ms.
+    pub fn delete_retention_ms(mut self, ms: i64) -> Self {
+        self.request.delete_retention_ms = Some(ms);
+        self
+    }
 }
 
 /// Creates, deletes, lists and describes topics.

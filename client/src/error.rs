@@ -24,6 +24,9 @@ pub enum ErrorKind {
     CorruptRecord,
     /// A record or batch is larger than allowed.
     RecordTooLarge,
+    /// A record the topic refuses (no key on a compacted topic): nothing of
+    /// its batch was stored.
+    InvalidRecord,
     /// The request did not complete in time.
     Timeout,
     /// The broker's storage failed (full disk, I/O error).
@@ -118,6 +121,7 @@ impl Error {
             ErrorCode::NotEnoughReplicas | ErrorCode::NotEnoughReplicasAfterAppend => {
                 ErrorKind::NotEnoughReplicas
             }
+            ErrorCode::InvalidRecord => ErrorKind::InvalidRecord,
             ErrorCode::None | ErrorCode::Unknown => ErrorKind::Other,
         };
         let message = message.into();

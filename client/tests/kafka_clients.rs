@@ -322,6 +322,23 @@ fn confluent_kafka_admin_creates_describes_and_deletes_topics() {
 }
 
 #[test]
+fn a_compacted_topic_made_and_read_by_kafka_clients() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let b = BrokerProcess::start(
+        &ringlog_server::testing::server_binary(),
+        dir.path(),
+        2,
+        &["--cleaner-interval-ms", "50"],
+    )
+    .unwrap();
+    let kafka = b.kafka.unwrap().to_string();
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
+    let out = run(Command::new(python).args([script, &kafka, "confluent_compacted"]));
+    assert!(out.contains("read by both clients"), "{out}");
+}
+
+#[test]
 fn confluent_kafka_writes_and_reads_a_cluster_through_a_brokers_death() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();

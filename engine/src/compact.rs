@@ -147,6 +147,13 @@ pub struct CleanPlan {
     options: CleanOptions,
 }
 
+impl CleanPlan {
+    /// The partition directory it cleans.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
 /// A sealed segment as the plan saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Sealed {
@@ -479,6 +486,25 @@ impl OffsetMap {
             }
         }
     }
+}
+
+/// The index of the first record without a key in a batch offered to a
+/// compacted log, if it has one. A batch that does not parse is left to
+/// the append's own validation.
+pub fn first_keyless(batch: &[u8]) -> Option<usize> {
+    let view = BatchView::parse_crc_checked(batch, usize::MAX).ok()?;
+    if skips_compaction(view.header()) {
+        return None;
+    }
+    let mut found = None;
+    let mut index = 0;
+    let _ = each_record(&view, |_, key, _| {
+        if key.is_none() && found.is_none() {
+            found = Some(index);
+        }
+        index += 1;
+    });
+    found
 }
 
 /// Batches the cleaner leaves alone: a transaction's records and markers.

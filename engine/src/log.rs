@@ -805,7 +805,7 @@ impl Log {
     }
 
     /// Deletes every segment whose records all lie below `offset` (never the
-    /// active one): how a compacted log drops what a snapshot superseded.
+    /// active one), as Kafka's DeleteRecords does at a segment boundary.
     pub async fn delete_segments_below(&mut self, offset: u64) -> Result<RetentionReport, Error> {
         let bases: Vec<u64> = self.segments.keys().copied().collect();
         // A segment ends where the next begins; the last is the active one.

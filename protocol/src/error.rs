@@ -60,11 +60,14 @@ pub enum ErrorCode {
     /// A commit's metadata string is longer than
     /// [`crate::COMMIT_METADATA_MAX`] bytes: nothing of it was stored.
     OffsetMetadataTooLarge = 24,
+    /// A record the topic does not take (a record without a key on a
+    /// compacted topic): nothing of its batch was stored.
+    InvalidRecord = 25,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 25] = [
+    pub const ALL: [ErrorCode; 26] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::UnsupportedApi,
@@ -90,6 +93,7 @@ impl ErrorCode {
         ErrorCode::NotEnoughReplicas,
         ErrorCode::NotEnoughReplicasAfterAppend,
         ErrorCode::OffsetMetadataTooLarge,
+        ErrorCode::InvalidRecord,
     ];
 
     /// The code for a wire value; values this build does not know read as
@@ -142,6 +146,7 @@ impl ErrorCode {
             ErrorCode::UnknownMember => "unknown_member",
             ErrorCode::IllegalGeneration => "illegal_generation",
             ErrorCode::OffsetMetadataTooLarge => "offset_metadata_too_large",
+            ErrorCode::InvalidRecord => "invalid_record",
         }
     }
 }

@@ -222,6 +222,10 @@ pub struct TopicConfig {
     pub segment_bytes: u64,
     /// `always`, `never` or `interval:MS`.
     pub fsync: String,
+    /// Kafka's `cleanup.policy`: `delete`, `compact` or `compact,delete`.
+    pub cleanup_policy: String,
+    /// How long a compacted topic keeps tombstones, in ms.
+    pub delete_retention_ms: i64,
 }
 
 /// A topic, its settings and its partitions.
@@ -266,6 +270,10 @@ pub struct CreateTopicRequest {
     pub replication_factor: Option<u32>,
     /// Replicas that must be in sync for `acks=all` (cluster mode).
     pub min_insync_replicas: Option<u32>,
+    /// `delete` (the default), `compact` or `compact,delete`.
+    pub cleanup_policy: Option<String>,
+    /// How long a compacted topic keeps tombstones, in ms.
+    pub delete_retention_ms: Option<i64>,
 }
 
 /// Add partitions request: the topic's new, higher, partition count.

@@ -9,15 +9,20 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
+use ringlog_engine::compact::DELETE_RETENTION_MS_DEFAULT;
 use ringlog_engine::log::LogConfig;
 use ringlog_engine::retention::Retention;
-use ringlog_engine::FsyncPolicy;
+use ringlog_engine::{Compaction, FsyncPolicy};
 use ringlog_protocol::{CreateTopicRequest, ErrorCode, TopicConfig};
 
 use crate::config::TopicDefaults;
 
 pub use ringlog_protocol::{name_hash, offsets_partition, OFFSETS_PARTITIONS, OFFSETS_TOPIC};
 const MAX_PARTITIONS: u32 = 10_000;
+/// `cleanup.policy` values.
+pub const POLICY_DELETE: &str = "delete";
+/// Keep the latest record per key.
+pub const POLICY_COMPACT: &str = "compact";
 
 /// The shard that owns `(topic, partition)` among `shards`: FNV-1a of the
 /// name plus the index, so a topic's partitions are spread round-robin from
@@ -67,6 +72,13 @@ impl Topic {
             retention_bytes: req.retention_bytes.unwrap_or(defaults.retention_bytes),
             segment_bytes: req.segment_bytes.unwrap_or(defaults.segment_bytes),
             fsync: fsync_text(fsync),
+            cleanup_policy: req
+                .cleanup_policy
+                .clone()
+                .unwrap_or_else(|| POLICY_DELETE.into()),
+            delete_retention_ms: req
+                .delete_retention_ms
+                .unwrap_or(DELETE_RETENTION_MS_DEFAULT as i64),
         };
         Topic::new(req.name.clone(), config)
     }
@@ -88,13 +100,32 @@ impl Topic {
             v if v >= 0 => Ok(Some(v as u64)),
             v => Err(invalid(format!("{what} {v} must be -1 or at least 0"))),
         };
-        let log = LogConfig {
-            segment_bytes_max: config.segment_bytes,
-            retention: Retention {
+        let (compact, delete) = parse_policy(&config.cleanup_policy)?;
+        if config.delete_retention_ms < 0 {
+            return Err(invalid(format!(
+                "delete_retention_ms {} must be at least 0",
+                config.delete_retention_ms
+            )));
+        }
+        let retention = if delete {
+            Retention {
                 retention_ms: limit(config.retention_ms, "retention_ms")?,
                 retention_bytes: limit(config.retention_bytes, "retention_bytes")?,
-            },
+            }
+        } else {
+            // Kafka: a compact-only topic ignores retention.
+            Retention {
+                retention_ms: None,
+                retention_bytes: None,
+            }
+        };
+        let log = LogConfig {
+            segment_bytes_max: config.segment_bytes,
+            retention,
             fsync,
+            compaction: compact.then_some(Compaction {
+                delete_retention_ms: config.delete_retention_ms as u64,
+            }),
             ..LogConfig::default()
         };
         if config.segment_bytes < 1024
@@ -109,8 +140,8 @@ impl Topic {
         Ok(Topic { name, config, log })
     }
 
-    /// The internal offsets topic: durable on every commit, never expired
-    /// by time (it is compacted instead).
+    /// The internal offsets topic: durable on every commit, compacted
+    /// (Kafka's settings: `cleanup.policy=compact`, a day of tombstones).
     pub fn offsets(segment_bytes: u64) -> Topic {
         let config = TopicConfig {
             partitions: OFFSETS_PARTITIONS,
@@ -118,6 +149,8 @@ impl Topic {
             retention_bytes: -1,
             segment_bytes,
             fsync: "always".into(),
+            cleanup_policy: POLICY_COMPACT.into(),
+            delete_retention_ms: DELETE_RETENTION_MS_DEFAULT as i64,
         };
         Topic::new(OFFSETS_TOPIC.into(), config)
             .unwrap_or_else(|_| unreachable!("constant config is valid"))
@@ -127,8 +160,15 @@ impl Topic {
     pub fn to_text(&self) -> String {
         let c = &self.config;
         format!(
-            "partitions={}\nretention-ms={}\nretention-bytes={}\nsegment-bytes={}\nfsync={}\n",
-            c.partitions, c.retention_ms, c.retention_bytes, c.segment_bytes, c.fsync
+            "partitions={}\nretention-ms={}\nretention-bytes={}\nsegment-bytes={}\nfsync={}\n\
+             cleanup-policy={}\ndelete-retention-ms={}\n",
+            c.partitions,
+            c.retention_ms,
+            c.retention_bytes,
+            c.segment_bytes,
+            c.fsync,
+            c.cleanup_policy,
+            c.delete_retention_ms
         )
     }
 
@@ -149,6 +189,23 @@ fn fsync_text(policy: FsyncPolicy) -> String {
         FsyncPolicy::Never => "never".into(),
         FsyncPolicy::Interval(d) => format!("interval:{}", d.as_millis()),
     }
+}
+
+/// `cleanup.policy` as (compact, delete); Kafka's values, in either order.
+fn parse_policy(policy: &str) -> Result<(bool, bool), Refusal> {
+    let (mut compact, mut delete) = (false, false);
+    for part in policy.split(',').map(str::trim) {
+        match part {
+            POLICY_COMPACT => compact = true,
+            POLICY_DELETE => delete = true,
+            _ => {
+                return Err(invalid(format!(
+                    "cleanup policy {policy:?} must be delete, compact or compact,delete"
+                )))
+            }
+        }
+    }
+    Ok((compact, delete))
 }
 
 fn invalid(message: String) -> Refusal {
@@ -311,6 +368,9 @@ fn parse_topic(name: &str, text: &str) -> anyhow::Result<Topic> {
         retention_bytes: -1,
         segment_bytes: ringlog_engine::log::SEGMENT_BYTES_DEFAULT,
         fsync: "always".into(),
+        // Files written before topics had these settings.
+        cleanup_policy: POLICY_DELETE.into(),
+        delete_retention_ms: DELETE_RETENTION_MS_DEFAULT as i64,
     };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (key, value) = line
@@ -322,6 +382,8 @@ fn parse_topic(name: &str, text: &str) -> anyhow::Result<Topic> {
             "retention-bytes" => config.retention_bytes = value.parse()?,
             "segment-bytes" => config.segment_bytes = value.parse()?,
             "fsync" => config.fsync = value.to_string(),
+            "cleanup-policy" => config.cleanup_policy = value.to_string(),
+            "delete-retention-ms" => config.delete_retention_ms = value.parse()?,
             other => anyhow::bail!("unknown key {other:?}"),
         }
     }

@@ -120,9 +120,18 @@ pub struct Args {
     /// How often each shard applies retention, in ms [default: 60000].
     #[arg(long, env = "RINGLOG_RETENTION_CHECK_MS")]
     pub retention_check_ms: Option<u64>,
-    /// Segment size of the committed-offsets topic; it is compacted (a
-    /// snapshot of the latest commits, older segments deleted) once it
-    /// holds two segments' worth [default: 67108864].
+    /// How often each shard's log cleaner looks for compacted partitions
+    /// with at least half of their sealed bytes dirty, in ms (Kafka's
+    /// `log.cleaner.backoff.ms`) [default: 15000].
+    #[arg(long, env = "RINGLOG_CLEANER_INTERVAL_MS")]
+    pub cleaner_interval_ms: Option<u64>,
+    /// Memory of each shard's cleaner for the offset map (key -> latest
+    /// offset), in bytes (Kafka's `log.cleaner.dedupe.buffer.size`); a
+    /// larger dirty part is cleaned over several passes [default: 67108864].
+    #[arg(long, env = "RINGLOG_CLEANER_MAP_BYTES")]
+    pub cleaner_map_bytes: Option<u64>,
+    /// Segment size of the committed-offsets topic, which the log cleaner
+    /// compacts [default: 67108864].
     #[arg(long, env = "RINGLOG_OFFSETS_SEGMENT_BYTES")]
     pub offsets_segment_bytes: Option<u64>,
     /// Cluster mode: every node of the cluster with its replication
@@ -189,6 +198,8 @@ struct FileConfig {
     default_retention_bytes: Option<i64>,
     default_segment_bytes: Option<u64>,
     retention_check_ms: Option<u64>,
+    cleaner_interval_ms: Option<u64>,
+    cleaner_map_bytes: Option<u64>,
     offsets_segment_bytes: Option<u64>,
     peers: Option<String>,
     node_id: Option<u32>,
@@ -254,6 +265,10 @@ pub struct Config {
     pub topic_defaults: TopicDefaults,
     /// Retention pass interval.
     pub retention_check_ms: u64,
+    /// Log cleaner pass interval.
+    pub cleaner_interval_ms: u64,
+    /// Log cleaner offset map bound, per shard.
+    pub cleaner_map_bytes: u64,
     /// Segment size of `__consumer_offsets`.
     pub offsets_segment_bytes: u64,
     /// Cluster mode's settings; `None` runs the broker alone.
@@ -389,6 +404,14 @@ impl Config {
                 .retention_check_ms
                 .or(file.retention_check_ms)
                 .unwrap_or(60_000),
+            cleaner_interval_ms: args
+                .cleaner_interval_ms
+                .or(file.cleaner_interval_ms)
+                .unwrap_or(15_000),
+            cleaner_map_bytes: args
+                .cleaner_map_bytes
+                .or(file.cleaner_map_bytes)
+                .unwrap_or(64 << 20),
             offsets_segment_bytes: args
                 .offsets_segment_bytes
                 .or(file.offsets_segment_bytes)
@@ -451,6 +474,12 @@ impl Config {
         }
         if self.retention_check_ms == 0 {
             bail!("--retention-check-ms must be positive");
+        }
+        if self.cleaner_interval_ms == 0 {
+            bail!("--cleaner-interval-ms must be positive");
+        }
+        if self.cleaner_map_bytes < 1024 {
+            bail!("--cleaner-map-bytes must be at least 1024");
         }
         Ok(())
     }

@@ -20,6 +20,7 @@ use ringlog_cluster::replica::{
 };
 use ringlog_cluster::{BrokerId, PartitionState, ReplicaError};
 use ringlog_engine::batch::{self, BatchError, BatchHeader, BatchView};
+use ringlog_engine::compact;
 use ringlog_engine::{Error as EngineError, FileRange, Log, RecoveryReport, Stored};
 use ringlog_protocol::{CommitOffset, ErrorCode, TopicPartition, EARLIEST, LATEST};
 use tokio::sync::{mpsc, oneshot, watch, OwnedSemaphorePermit};
@@ -129,6 +130,20 @@ pub enum PartCmd {
     },
     /// Delete segments past retention.
     Retention,
+    /// A compacted log: what a clean would read now (`None`: nothing to do).
+    PlanClean {
+        /// How the clean runs.
+        options: ringlog_engine::CleanOptions,
+        /// The plan.
+        reply: oneshot::Sender<Option<ringlog_engine::compact::CleanPlan>>,
+    },
+    /// Swap a clean prepared off the partition's task into its log.
+    InstallClean {
+        /// The cleaned segments, written (boxed: a big, rare message).
+        prepared: Box<ringlog_engine::compact::Prepared>,
+        /// Fired when it is installed (or refused).
+        reply: oneshot::Sender<()>,
+    },
     /// Re-read up to `bytes` of sealed segments from where the last step
     /// stopped, checking every CRC (the sendfile path does not).
     Scrub {
@@ -386,7 +401,11 @@ impl PartCmd {
             PartCmd::Wait { .. }
             | PartCmd::Offsets { .. }
             | PartCmd::Retention
+            | PartCmd::PlanClean { .. }
             | PartCmd::Scrub { .. } => {}
+            PartCmd::InstallClean { reply, .. } => {
+                let _ = reply.send(());
+            }
             PartCmd::Close { reply, .. } => {
                 let _ = reply.send(());
             }
@@ -958,6 +977,43 @@ impl State {
                     }
                     self.publish_offsets();
                 }
+                PartCmd::PlanClean { options, reply } => {
+                    let plan = match log.plan_clean(now_ms(), options).await {
+                        Ok(plan) => plan,
+                        Err(e) => {
+                            tracing::error!(
+                                topic = %self.labels.topic,
+                                partition = self.labels.partition,
+                                "planning a clean failed: {e}"
+                            );
+                            None
+                        }
+                    };
+                    let _ = reply.send(plan);
+                }
+                PartCmd::InstallClean { prepared, reply } => {
+                    match log.install(*prepared).await {
+                        Ok(r) if r.cleaned_below > 0 => tracing::info!(
+                            topic = %self.labels.topic,
+                            partition = self.labels.partition,
+                            cleaned_below = r.cleaned_below,
+                            bytes_read = r.bytes_read,
+                            bytes_written = r.bytes_written,
+                            superseded = r.records_superseded,
+                            tombstones = r.tombstones_removed,
+                            segments = r.segments_after,
+                            "log cleaned"
+                        ),
+                        Ok(_) => {}
+                        Err(e) => tracing::error!(
+                            topic = %self.labels.topic,
+                            partition = self.labels.partition,
+                            "installing a clean failed: {e}"
+                        ),
+                    }
+                    self.publish_offsets();
+                    let _ = reply.send(());
+                }
                 PartCmd::Close { delete, reply } => {
                     self.close(delete).await;
                     let _ = reply.send(());
@@ -1296,6 +1352,27 @@ impl State {
         let mut duplicate_ends: Vec<u64> = Vec::new();
         let mut failure = None;
         let bytes: usize = batches.iter().map(|b| b.len()).sum();
+        // Kafka refuses a keyless record on a compacted topic, and with it
+        // the partition's whole request: nothing of it is stored.
+        let compacted = self
+            .log
+            .as_ref()
+            .is_some_and(|l| l.config().compaction.is_some());
+        if compacted {
+            if let Some(record) = batches.iter().find_map(|b| compact::first_keyless(b)) {
+                let _ = reply.send(ProduceOutcome {
+                    base_offsets: Vec::new(),
+                    failure: Some(Failure::new(
+                        ErrorCode::InvalidRecord,
+                        format!(
+                            "record {record} of a batch has no key: a compacted topic keeps the \
+                             latest record per key, and takes only records with one"
+                        ),
+                    )),
+                });
+                return;
+            }
+        }
         for batch in batches {
             let Some(max) = self.log.as_ref().map(|l| l.config().batch_bytes_max) else {
                 break;
@@ -1541,78 +1618,6 @@ impl State {
             };
             let _ = reply.send(result);
         });
-        // A replicated offsets log keeps its whole history for now: its
-        // followers cannot follow a leader's local snapshot-and-delete.
-        if self.replication.is_none() {
-            if let Err(f) = self.compact_if_due().await {
-                tracing::error!(
-                    partition = self.labels.partition,
-                    "compacting committed offsets failed: {}",
-                    f.message
-                );
-            }
-        }
-    }
-
-    /// Appends commit records (key, offset) in batches and waits until
-    /// they are durable; returns the offset of the first.
-    async fn append_commits(
-        &mut self,
-        records: &[(Vec<u8>, Vec<u8>)],
-    ) -> Result<Option<u64>, Failure> {
-        let Some(log) = self.log.as_mut() else {
-            return Err(Failure::new(ErrorCode::UnknownTopic, "closed"));
-        };
-        let mut first = None;
-        let mut tickets = Vec::new();
-        for bytes in commit_batches(records)? {
-            let appended = log.append(bytes, 0).await.map_err(|e| engine_failure(&e))?;
-            first.get_or_insert(appended.base_offset);
-            tickets.push(appended.durable);
-        }
-        for durable in tickets {
-            durable.wait().await.map_err(|e| engine_failure(&e))?;
-        }
-        Ok(first)
-    }
-
-    /// Keeps the offsets log from growing without bound: once it holds two
-    /// segments' worth, appends a snapshot of the latest commit of every
-    /// key and deletes the segments the snapshot supersedes. A crash before
-    /// the deletion leaves extra history, never a lost commit: the rebuild
-    /// reads in offset order and the snapshot restates the latest values.
-    async fn compact_if_due(&mut self) -> Result<(), Failure> {
-        let Some(log) = self.log.as_ref() else {
-            return Ok(());
-        };
-        if log.size_bytes() <= 2 * log.config().segment_bytes_max {
-            return Ok(());
-        }
-        let snapshot: Vec<(Vec<u8>, Vec<u8>)> = self
-            .committed
-            .iter()
-            .flatten()
-            .map(|((g, t, p), (o, m))| (commit_key(g, t, *p), commit_value(*o, m)))
-            .collect();
-        let Some(start) = self.append_commits(&snapshot).await? else {
-            return Ok(());
-        };
-        let Some(log) = self.log.as_mut() else {
-            return Ok(());
-        };
-        let report = log
-            .delete_segments_below(start)
-            .await
-            .map_err(|e| engine_failure(&e))?;
-        tracing::info!(
-            partition = self.labels.partition,
-            keys = snapshot.len(),
-            segments = report.deleted_segments.len(),
-            bytes = report.bytes_deleted,
-            "compacted committed offsets"
-        );
-        self.publish_offsets();
-        Ok(())
     }
 }
 

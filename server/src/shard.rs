@@ -293,6 +293,7 @@ pub async fn start(setup: ShardSetup) -> anyhow::Result<Option<Rc<Shard>>> {
         start_replication(&shard);
     }
     tokio_uring::spawn(retention_timer(shard.clone()));
+    tokio_uring::spawn(cleaner_timer(shard.clone()));
     if shard.shared.config.scrub_interval_ms > 0 {
         tokio_uring::spawn(scrub_timer(shard.clone()));
     }
@@ -424,6 +425,42 @@ async fn retention_timer(shard: Rc<Shard>) {
     let every = Duration::from_millis(shard.shared.config.retention_check_ms);
     every_partition_every(&shard, every, async |handle| {
         handle.send(PartCmd::Retention).await;
+    })
+    .await;
+}
+
+/// The shard's log cleaner: one partition at a time, its clean prepared
+/// here (reading and writing files while the partition goes on serving)
+/// and installed by the partition's own task in one short step.
+async fn cleaner_timer(shard: Rc<Shard>) {
+    let config = &shard.shared.config;
+    let every = Duration::from_millis(config.cleaner_interval_ms);
+    let options = ringlog_engine::CleanOptions {
+        map_bytes: usize::try_from(config.cleaner_map_bytes).unwrap_or(usize::MAX),
+        ..ringlog_engine::CleanOptions::default()
+    };
+    every_partition_every(&shard, every, async |handle| {
+        let (reply, plan) = tokio::sync::oneshot::channel();
+        handle.send(PartCmd::PlanClean { options, reply }).await;
+        let Ok(Some(plan)) = plan.await else {
+            return;
+        };
+        let dir = plan.dir().to_path_buf();
+        let prepared = match ringlog_engine::compact::prepare(plan).await {
+            Ok(prepared) => prepared,
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), "log clean failed: {e}");
+                return;
+            }
+        };
+        let (reply, installed) = tokio::sync::oneshot::channel();
+        handle
+            .send(PartCmd::InstallClean {
+                prepared: Box::new(prepared),
+                reply,
+            })
+            .await;
+        let _ = installed.await;
     })
     .await;
 }

@@ -6,7 +6,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{batch, records, value, Broker};
+use common::{batch, keyed_batch, now_ms, records, value, Broker};
 use ringlog_engine::batch::ProducerStamp;
 use ringlog_protocol::{self as proto, ApiKey, ErrorCode, Payload};
 
@@ -607,7 +607,16 @@ fn group_members_with_a_stale_generation_cannot_commit() {
 #[test]
 fn the_offsets_topic_is_compacted_and_keeps_the_latest_commits() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::start_with(dir.path(), 2, &["--offsets-segment-bytes", "4096"]);
+    let broker = Broker::start_with(
+        dir.path(),
+        2,
+        &[
+            "--offsets-segment-bytes",
+            "4096",
+            "--cleaner-interval-ms",
+            "50",
+        ],
+    );
     let mut c = broker.client();
     c.create_topic("busy", 8, "never");
     // Far more commits than two 4 KiB segments hold, to the same 8 keys.
@@ -630,26 +639,163 @@ fn the_offsets_topic_is_compacted_and_keeps_the_latest_commits() {
             .ok(ApiKey::CommitOffsets);
         assert!(resp.results.iter().all(|r| r.error == 0));
     }
-    let offsets_dirs: Vec<_> = std::fs::read_dir(dir.path())
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| {
-            p.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with("__consumer_offsets-")
-        })
-        .collect();
-    let bytes: u64 = offsets_dirs
-        .iter()
-        .flat_map(|d| std::fs::read_dir(d).unwrap())
-        .map(|e| e.unwrap().metadata().unwrap().len())
-        .sum();
-    // 400 commits of 8 keys are ~150 KiB of records; compaction keeps a few segments.
-    assert!(bytes < 40 * 1024, "offsets topic holds {bytes} bytes");
+    let offsets_bytes = || -> u64 {
+        std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("__consumer_offsets-")
+            })
+            .flat_map(|d| std::fs::read_dir(d).unwrap())
+            .filter_map(|e| e.ok()?.metadata().ok())
+            .map(|m| m.len())
+            .sum()
+    };
+    // 400 commits of 8 keys are ~150 KiB of records; the log cleaner
+    // keeps the latest of each key and merges what it empties.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while offsets_bytes() >= 40 * 1024 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "offsets topic still holds {} bytes",
+            offsets_bytes()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     drop(c);
     let broker = broker.restart_after_kill();
     let mut c = broker.client();
     let offsets = c.committed("committer", "busy", 8);
     assert_eq!(offsets, (0..8).map(|p| 3990 + p).collect::<Vec<i64>>());
+}
+
+/// A topic with `cleanup.policy=compact`: the cleaner keeps the latest
+/// record of each key at its own offset, removes a deleted key's records
+/// and its tombstone, survives a kill, and a record without a key is
+/// refused with nothing of its request stored.
+#[test]
+fn a_compacted_topic_keeps_the_latest_record_of_each_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), 2, &["--cleaner-interval-ms", "50"]);
+    let mut c = broker.client();
+    let req = proto::CreateTopicRequest {
+        name: "table".into(),
+        partitions: Some(1),
+        fsync: Some("never".into()),
+        segment_bytes: Some(4096),
+        cleanup_policy: Some("compact".into()),
+        delete_retention_ms: Some(0),
+        ..Default::default()
+    };
+    let meta: proto::MetadataResponse = c
+        .call(ApiKey::CreateTopic, &req.encode())
+        .ok(ApiKey::CreateTopic);
+    assert_eq!(meta.topics[0].config.cleanup_policy, "compact");
+    assert_eq!(meta.topics[0].config.delete_retention_ms, 0);
+
+    let mut bad = keyed_batch(&[(b"k", Some(b"v"))], now_ms());
+    let keyless = batch(&[b"no key"], ProducerStamp::NONE, now_ms());
+    bad.extend_from_slice(&keyless);
+    // A keyed batch, then a keyless one, in one request.
+    let payload = proto::encode_produce(1, 10_000, &[("table", 0, &bad)]);
+    let resp: proto::ProduceResponse = c.call(ApiKey::Produce, &payload).ok(ApiKey::Produce);
+    assert_eq!(resp.partitions[0].error, ErrorCode::InvalidRecord as u16);
+    assert!(
+        resp.partitions[0].message.contains("no key"),
+        "{}",
+        resp.partitions[0].message
+    );
+    assert_eq!(c.list_offset("table", 0, -1), 0, "nothing of it was stored");
+
+    // 10 keys written 200 times each, key 9 then deleted, then other
+    // records so the tombstone's segment is sealed too.
+    let mut model: Vec<(u64, String, Option<String>)> = Vec::new();
+    let mut produce = |c: &mut common::Client, key: String, value: Option<String>| {
+        let b = keyed_batch(
+            &[(key.as_bytes(), value.as_deref().map(str::as_bytes))],
+            now_ms(),
+        );
+        let r = c.produce("table", 0, &b);
+        assert_eq!(r.error, 0);
+        model.push((r.base_offsets[0], key, value));
+    };
+    for i in 0..2000 {
+        produce(&mut c, format!("k{}", i % 10), Some(format!("v{i}")));
+    }
+    produce(&mut c, "k9".into(), None);
+    for i in 0..100 {
+        produce(&mut c, format!("pad{}", i % 2), Some(format!("p{i}")));
+    }
+    let read = |c: &mut common::Client| -> Vec<(u64, String, Option<String>)> {
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let (error, end, bytes) = c.fetch(&[("table", 0, offset)], 0).remove(0);
+            assert_eq!(error, ErrorCode::None);
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let view = ringlog_engine::batch::BatchView::parse(rest, 16 << 20).unwrap();
+                for r in view.records().unwrap() {
+                    let r = r.unwrap();
+                    if r.offset as u64 >= offset {
+                        out.push((
+                            r.offset as u64,
+                            String::from_utf8(r.key.unwrap().to_vec()).unwrap(),
+                            r.value.map(|v| String::from_utf8(v.to_vec()).unwrap()),
+                        ));
+                    }
+                }
+                offset = view.last_offset() as u64 + 1;
+                rest = &rest[view.bytes().len()..];
+            }
+            if offset >= end {
+                return out;
+            }
+        }
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let cleaned = loop {
+        let found = read(&mut c);
+        if found.iter().all(|(_, k, _)| k != "k9") && found.len() < 200 {
+            break found;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not cleaned: {} records",
+            found.len()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Every record read is the one produced at that offset.
+    for (offset, key, value) in &cleaned {
+        assert_eq!(
+            &model[*offset as usize],
+            &(*offset, key.clone(), value.clone())
+        );
+    }
+    // The latest of each live key is there.
+    for k in 0..9 {
+        let key = format!("k{k}");
+        let latest = model.iter().rev().find(|(_, mk, _)| *mk == key).unwrap();
+        assert!(cleaned.contains(latest), "{key}: {latest:?}");
+    }
+    assert_eq!(
+        c.list_offset("table", 0, -1),
+        model.len() as i64,
+        "offsets never change"
+    );
+
+    drop(c);
+    let broker = broker.restart_after_kill();
+    let mut c = broker.client();
+    let after = read(&mut c);
+    assert!(after.len() <= cleaned.len());
+    for k in 0..9 {
+        let key = format!("k{k}");
+        let latest = model.iter().rev().find(|(_, mk, _)| *mk == key).unwrap();
+        assert!(after.contains(latest), "{key} after the restart");
+    }
 }

@@ -96,6 +96,13 @@ enum TopicCommand {
         /// [default: min(2, replication factor)].
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
         min_insync_replicas: Option<u32>,
+        /// delete, compact (keep the latest record per key) or compact,delete
+        /// [default: delete].
+        #[arg(long)]
+        cleanup_policy: Option<String>,
+        /// How long a compacted topic keeps tombstones, in ms [default: 86400000].
+        #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
+        delete_retention_ms: Option<i64>,
     },
     /// List topics.
     List,
@@ -304,6 +311,8 @@ async fn topic(
             fsync,
             replication_factor,
             min_insync_replicas,
+            cleanup_policy,
+            delete_retention_ms,
         } => {
             let mut t = match partitions {
                 Some(n) => NewTopic::new(&name, n),
@@ -327,6 +336,12 @@ async fn topic(
             if let Some(v) = min_insync_replicas {
                 t = t.min_insync_replicas(v);
             }
+            if let Some(v) = cleanup_policy {
+                t = t.cleanup_policy(&v);
+            }
+            if let Some(v) = delete_retention_ms {
+                t = t.delete_retention_ms(v);
+            }
             let meta = admin.create_topic(t).await?;
             let count = meta.partitions.len();
             writeln!(
@@ -348,8 +363,15 @@ async fn topic(
             writeln!(out, "topic {}", t.name)?;
             writeln!(
                 out,
-                "partitions {}  fsync {}  retention-ms {}  retention-bytes {}  segment-bytes {}",
-                c.partitions, c.fsync, c.retention_ms, c.retention_bytes, c.segment_bytes
+                "partitions {}  fsync {}  retention-ms {}  retention-bytes {}  segment-bytes {}  \
+                 cleanup-policy {}  delete-retention-ms {}",
+                c.partitions,
+                c.fsync,
+                c.retention_ms,
+                c.retention_bytes,
+                c.segment_bytes,
+                c.cleanup_policy,
+                c.delete_retention_ms
             )?;
             writeln!(out, "partition\tleader\tshard\tlog-start\tlog-end")?;
             for p in &t.partitions {

@@ -255,6 +255,103 @@ def confluent_admin():
     print("confluent-kafka admin: created, described, partitions added, cluster described, deleted")
 
 
+def confluent_compacted():
+    """A compacted topic made by confluent-kafka's AdminClient: its settings
+    read back, a keyless record is refused, gzip-compressed batches of ten
+    keys are compacted by the broker's cleaner, and both Python clients read
+    the compacted log through its offset gaps to its end: the latest value of
+    every key at the offset it was written at, a deleted key gone."""
+    import time
+    from confluent_kafka import Consumer, KafkaError, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": BOOTSTRAP})
+    config = {"cleanup.policy": "compact", "segment.bytes": "4096", "delete.retention.ms": "0"}
+    for f in admin.create_topics([NewTopic("table", num_partitions=1, replication_factor=1, config=config)]).values():
+        f.result(timeout=10)
+    resource = ConfigResource(ConfigResource.Type.TOPIC, "table")
+    configs = admin.describe_configs([resource])[resource].result(timeout=10)
+    assert configs["cleanup.policy"].value == "compact", configs["cleanup.policy"]
+    assert configs["delete.retention.ms"].value == "0", configs["delete.retention.ms"]
+
+    errors = []
+    producer = Producer({"bootstrap.servers": BOOTSTRAP, "compression.type": "gzip", "linger.ms": 5})
+    producer.produce("table", value=b"no key", on_delivery=lambda err, msg: errors.append(err))
+    producer.flush(10)
+    assert errors and errors[0] is not None and errors[0].code() == KafkaError.INVALID_RECORD, errors
+
+    offsets = {}
+    latest = {}
+
+    def delivered(err, msg):
+        assert err is None, err
+        offsets[msg.offset()] = (msg.key(), msg.value())
+
+    for i in range(3000):
+        key = b"k%d" % (i % 10)
+        producer.produce("table", key=key, value=b"v%d" % i, on_delivery=delivered)
+        latest[key] = b"v%d" % i
+    producer.produce("table", key=b"k9", value=None, on_delivery=delivered)
+    del latest[b"k9"]
+    producer.flush(10)
+    for i in range(300):
+        producer.produce("table", key=b"pad%d" % (i % 2), value=b"p%d" % i, on_delivery=delivered)
+    producer.flush(10)
+    end = max(offsets) + 1
+
+    def read_confluent():
+        c = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "table-reader", "enable.partition.eof": True,
+                      "enable.auto.commit": False})
+        c.assign([TopicPartition("table", 0, 0)])
+        out = []
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            m = c.poll(1)
+            if m is None:
+                continue
+            if m.error():
+                assert m.error().code() == KafkaError._PARTITION_EOF, m.error()
+                break
+            out.append((m.offset(), m.key(), m.value()))
+        c.close()
+        return out
+
+    deadline = time.time() + 60
+    while True:
+        found = read_confluent()
+        keys = {k for _, k, _ in found}
+        if b"k9" not in keys and len(found) < 600:
+            break
+        assert time.time() < deadline, "not compacted: %d records" % len(found)
+        time.sleep(0.2)
+    for offset, key, value in found:
+        assert offsets[offset] == (key, value), (offset, key, value)
+    last = {}
+    for offset, key, value in found:
+        last[key] = value
+    for key, value in latest.items():
+        assert last.get(key) == value, (key, last.get(key), value)
+
+    from kafka import KafkaConsumer, TopicPartition as KTP
+    k = KafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False, consumer_timeout_ms=10000)
+    k.assign([KTP("table", 0)])
+    k.seek_to_beginning()
+    seen = []
+    while k.position(KTP("table", 0)) < end:
+        batch = k.poll(timeout_ms=2000)
+        for records in batch.values():
+            seen.extend((r.offset, r.key, r.value) for r in records)
+        assert time.time() < deadline + 30, "kafka-python stalled at %d of %d" % (k.position(KTP("table", 0)), end)
+    k.close()
+    for offset, key, value in seen:
+        assert offsets[offset] == (key, value), (offset, key, value)
+    assert [o for o, _, _ in seen] == sorted({o for o, _, _ in seen}), "offsets ascend, none twice"
+    seen_last = {key: value for _, key, value in seen}
+    for key, value in latest.items():
+        assert seen_last.get(key) == value, (key, seen_last.get(key), value)
+    print("compacted: %d of %d records left, the latest of each key, read by both clients to offset %d" % (len(found), len(offsets), end))
+
+
 def _produce_acked(count, start):
     """An idempotent acks=all producer sends `count` keyed records; every
     one must be acknowledged."""
@@ -334,6 +431,7 @@ def confluent_cluster_after_kill():
     "confluent_cluster": confluent_cluster,
     "confluent_cluster_after_kill": confluent_cluster_after_kill,
     "confluent_admin": confluent_admin,
+    "confluent_compacted": confluent_compacted,
     "kafka_python_round_trip": kafka_python_round_trip,
     "confluent_idempotent_keyed": confluent_idempotent_keyed,
     "confluent_group": confluent_group,

@@ -1,11 +1,11 @@
 //! `ringlog-log`: work on a partition directory directly, without a broker,
 //! in the spirit of Kafka's `kafka-dump-log`: append lines from stdin, dump
-//! records, or recover a directory and report what was repaired.
+//! records, recover a directory and report what was repaired, or compact it.
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use ringlog_engine::batch::{BatchBuilder, BatchView, NewRecord, ProducerStamp};
-use ringlog_engine::{FsyncPolicy, Log, LogConfig};
+use ringlog_engine::{CleanOptions, Compaction, FsyncPolicy, Log, LogConfig};
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
 
@@ -32,6 +32,9 @@ enum Command {
         /// Split each line into key and value at the first SEP.
         #[arg(long)]
         key_separator: Option<String>,
+        /// Roll to a new segment at this size.
+        #[arg(long, default_value_t = ringlog_engine::log::SEGMENT_BYTES_DEFAULT)]
+        segment_bytes: u64,
     },
     /// Print records as `offset<TAB>timestamp<TAB>key<TAB>value`.
     Dump {
@@ -48,6 +51,22 @@ enum Command {
     Recover {
         /// Partition directory.
         dir: PathBuf,
+    },
+    /// Run one clean of the log cleaner on the directory (no broker may
+    /// have it open): keep the latest record of each key in its sealed
+    /// segments, as `cleanup.policy=compact` does.
+    Compact {
+        /// Partition directory.
+        dir: PathBuf,
+        /// Remove tombstones (null values) older than this, in ms.
+        #[arg(long, default_value_t = ringlog_engine::compact::DELETE_RETENTION_MS_DEFAULT)]
+        delete_retention_ms: u64,
+        /// Memory for the offset map, in bytes; a larger log takes several runs.
+        #[arg(long, default_value_t = ringlog_engine::compact::MAP_BYTES_DEFAULT)]
+        map_bytes: usize,
+        /// Merge cleaned segments up to this size.
+        #[arg(long, default_value_t = ringlog_engine::log::SEGMENT_BYTES_DEFAULT)]
+        segment_bytes: u64,
     },
 }
 
@@ -69,24 +88,44 @@ async fn run(cli: Cli) -> Result<()> {
             fsync,
             batch_records,
             key_separator,
-        } => append(&dir, fsync, batch_records.max(1), key_separator.as_deref()).await,
+            segment_bytes,
+        } => {
+            let config = LogConfig {
+                fsync,
+                segment_bytes_max: segment_bytes,
+                ..LogConfig::default()
+            };
+            append(&dir, config, batch_records.max(1), key_separator.as_deref()).await
+        }
         Command::Dump {
             dir,
             from,
             max_records,
         } => dump(&dir, from, max_records.unwrap_or(u64::MAX)).await,
         Command::Recover { dir } => recover(&dir).await,
+        Command::Compact {
+            dir,
+            delete_retention_ms,
+            map_bytes,
+            segment_bytes,
+        } => {
+            let config = LogConfig {
+                fsync: FsyncPolicy::Never,
+                segment_bytes_max: segment_bytes,
+                compaction: Some(Compaction {
+                    delete_retention_ms,
+                }),
+                ..LogConfig::default()
+            };
+            compact(&dir, config, map_bytes).await
+        }
     }
 }
 
-async fn open(dir: &Path, fsync: FsyncPolicy, create: bool) -> Result<Log> {
+async fn open(dir: &Path, config: LogConfig, create: bool) -> Result<Log> {
     if !create && !dir.is_dir() {
         bail!("{} is not a partition directory", dir.display());
     }
-    let config = LogConfig {
-        fsync,
-        ..LogConfig::default()
-    };
     let (log, report) = Log::open(dir, config)
         .await
         .with_context(|| format!("opening {}", dir.display()))?;
@@ -102,8 +141,8 @@ fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-async fn append(dir: &Path, fsync: FsyncPolicy, per_batch: usize, sep: Option<&str>) -> Result<()> {
-    let mut log = open(dir, fsync, true).await?;
+async fn append(dir: &Path, config: LogConfig, per_batch: usize, sep: Option<&str>) -> Result<()> {
+    let mut log = open(dir, config, true).await?;
     let stdin = std::io::stdin().lock();
     let mut lines = stdin.lines();
     let (mut first, mut last, mut count) = (None, 0, 0u64);
@@ -145,7 +184,7 @@ async fn append(dir: &Path, fsync: FsyncPolicy, per_batch: usize, sep: Option<&s
 }
 
 async fn dump(dir: &Path, from: Option<u64>, max_records: u64) -> Result<()> {
-    let log = open(dir, FsyncPolicy::Never, false).await?;
+    let log = open(dir, read_only(), false).await?;
     let mut offset = from.unwrap_or(log.earliest());
     let mut printed = 0;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -197,8 +236,40 @@ fn text(bytes: Option<&[u8]>) -> std::borrow::Cow<'_, str> {
     bytes.map_or("<null>".into(), String::from_utf8_lossy)
 }
 
+fn read_only() -> LogConfig {
+    LogConfig {
+        fsync: FsyncPolicy::Never,
+        ..LogConfig::default()
+    }
+}
+
+async fn compact(dir: &Path, config: LogConfig, map_bytes: usize) -> Result<()> {
+    let mut log = open(dir, config, false).await?;
+    let options = CleanOptions {
+        map_bytes,
+        force: true,
+        crash_before_step: None,
+    };
+    let r = log
+        .clean(now_ms(), options)
+        .await
+        .with_context(|| format!("cleaning {}", dir.display()))?;
+    println!("partition {}", dir.display());
+    println!("  cleaned below   {}", r.cleaned_below);
+    println!(
+        "  segments        {} -> {}",
+        r.segments_before, r.segments_after
+    );
+    println!("  bytes           {} -> {}", r.bytes_read, r.bytes_written);
+    println!("  records read    {}", r.records_read);
+    println!("  superseded      {}", r.records_superseded);
+    println!("  tombstones gone {}", r.tombstones_removed);
+    log.close().await?;
+    Ok(())
+}
+
 async fn recover(dir: &Path) -> Result<()> {
-    let log = open(dir, FsyncPolicy::Never, false).await?;
+    let log = open(dir, read_only(), false).await?;
     println!("partition {}", dir.display());
     println!("  offsets   [{}, {})", log.earliest(), log.latest());
     println!("  segments  {:?}", log.segment_bases());

@@ -73,6 +73,7 @@ pub fn kafka_error(code: ErrorCode) -> i16 {
         ErrorCode::NotEnoughReplicas => 19,
         ErrorCode::NotEnoughReplicasAfterAppend => 20,
         ErrorCode::OffsetMetadataTooLarge => 12,
+        ErrorCode::InvalidRecord => 87,
     }
 }
 
@@ -662,7 +663,8 @@ fn init_producer_id(shard: &Shard, req: InitProducerIdRequest) -> InitProducerId
 
 /// CreateTopics: each topic with its partition count and the settings
 /// ringlog has (retention.ms, retention.bytes, segment.bytes,
-/// min.insync.replicas); any other setting is refused by name.
+/// min.insync.replicas, cleanup.policy, delete.retention.ms); any other
+/// setting is refused by name.
 async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
@@ -705,6 +707,14 @@ async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTop
                     .parse()
                     .map(|v| create.min_insync_replicas = Some(v))
                     .is_ok(),
+                "delete.retention.ms" => value
+                    .parse()
+                    .map(|v| create.delete_retention_ms = Some(v))
+                    .is_ok(),
+                "cleanup.policy" => {
+                    create.cleanup_policy = Some(value.clone());
+                    true
+                }
                 _ => {
                     refusal = Some((
                         INVALID_CONFIG,
@@ -1295,7 +1305,11 @@ fn describe_configs(
         ("retention.ms", d.retention_ms.to_string()),
         ("retention.bytes", d.retention_bytes.to_string()),
         ("segment.bytes", d.segment_bytes.to_string()),
-        ("cleanup.policy", "delete".to_string()),
+        ("cleanup.policy", crate::catalog::POLICY_DELETE.to_string()),
+        (
+            "delete.retention.ms",
+            ringlog_engine::compact::DELETE_RETENTION_MS_DEFAULT.to_string(),
+        ),
         ("num.partitions", d.partitions.to_string()),
     ];
     let mut results = Vec::with_capacity(req.resources.len());
@@ -1313,7 +1327,8 @@ fn describe_configs(
                         ("retention.ms", c.retention_ms.to_string()),
                         ("retention.bytes", c.retention_bytes.to_string()),
                         ("segment.bytes", c.segment_bytes.to_string()),
-                        ("cleanup.policy", "delete".to_string()),
+                        ("cleanup.policy", c.cleanup_policy.clone()),
+                        ("delete.retention.ms", c.delete_retention_ms.to_string()),
                     ];
                     Ok(own
                         .into_iter()

@@ -188,7 +188,9 @@ impl Client {
                     out.push((o, v));
                 }
             }
-            offset = out.last().map_or(offset, |(o, _)| o + 1);
+            // Past the last batch, not the last record: a compacted batch's
+            // offsets may run past its records, or it may hold none.
+            offset = batches_end(&bytes).unwrap_or(offset).max(offset);
             if offset >= end {
                 return out;
             }
@@ -271,6 +273,40 @@ pub fn records(mut bytes: &[u8]) -> Vec<(u64, Vec<u8>)> {
         bytes = &bytes[view.bytes().len()..];
     }
     out
+}
+
+/// The offset after the last of the stored batches.
+pub fn batches_end(mut bytes: &[u8]) -> Option<u64> {
+    let mut end = None;
+    while !bytes.is_empty() {
+        let view = BatchView::parse(bytes, 16 << 20).unwrap();
+        end = Some(view.last_offset() as u64 + 1);
+        bytes = &bytes[view.bytes().len()..];
+    }
+    end
+}
+
+/// One batch of keyed records (`None` values are tombstones).
+pub fn keyed_batch(records: &[(&[u8], Option<&[u8]>)], timestamp: i64) -> Vec<u8> {
+    let mut b = BatchBuilder::new(ProducerStamp::NONE);
+    for (key, value) in records {
+        b.push(&NewRecord {
+            key: Some(key),
+            value: *value,
+            headers: &[],
+            timestamp,
+        })
+        .unwrap();
+    }
+    b.finish().unwrap()
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 /// A value that says where it was produced.
