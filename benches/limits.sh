@@ -2,6 +2,7 @@
 # measured in the same run as the figures they are compared with.
 #   machine DIR OUT      cores, CPU, memory, kernel, the disk under DIR
 #   disk_limit DIR OUT   fio: sequential 64 KiB direct writes, io_uring, iodepth 8
+#   disk_read_limit DIR OUT  fio: sequential 1 MiB direct reads, io_uring, iodepth 8
 #   loopback_limit OUT   iperf3: loopback TCP, one stream, 10 s
 #   all_limits DIR OUT   the three above
 
@@ -31,4 +32,12 @@ all_limits() {
   machine "$1" "$2"
   disk_limit "$1" "$2"
   loopback_limit "$2"
+}
+
+disk_read_limit() {
+  echo "== fio: sequential 1 MiB direct reads, io_uring, iodepth 8 (the disk read limit)"
+  fio --name=seqread --filename="$1/fio-read.dat" --size=2G --rw=read --bs=1M \
+      --ioengine=io_uring --direct=1 --iodepth=8 --runtime=15 --time_based \
+      --output-format=json > "$2/fio-read.json"
+  rm -f "$1/fio-read.dat"
 }

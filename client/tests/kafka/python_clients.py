@@ -294,8 +294,11 @@ def confluent_compacted():
     producer.produce("table", key=b"k9", value=None, on_delivery=delivered)
     del latest[b"k9"]
     producer.flush(10)
+    # Incompressible values, so the tombstone's segment is sealed (only
+    # sealed segments are cleaned).
+    import os
     for i in range(300):
-        producer.produce("table", key=b"pad%d" % (i % 2), value=b"p%d" % i, on_delivery=delivered)
+        producer.produce("table", key=b"pad%d" % (i % 2), value=os.urandom(100), on_delivery=delivered)
     producer.flush(10)
     end = max(offsets) + 1
 
