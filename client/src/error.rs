@@ -27,6 +27,9 @@ pub enum ErrorKind {
     /// A record the topic refuses (no key on a compacted topic): nothing of
     /// its batch was stored.
     InvalidRecord,
+    /// A conditional produce found the partition's log ending elsewhere:
+    /// nothing was stored (read what was added, then try again).
+    EndOffsetMoved,
     /// The request did not complete in time.
     Timeout,
     /// The broker's storage failed (full disk, I/O error).
@@ -122,6 +125,7 @@ impl Error {
                 ErrorKind::NotEnoughReplicas
             }
             ErrorCode::InvalidRecord => ErrorKind::InvalidRecord,
+            ErrorCode::EndOffsetMoved => ErrorKind::EndOffsetMoved,
             ErrorCode::None | ErrorCode::Unknown => ErrorKind::Other,
         };
         let message = message.into();

@@ -290,6 +290,32 @@ impl Client {
         decode_reply(api, conn.call(api, vec![Bytes::from(request)]).await?)
     }
 
+    /// Appends `records` (whole batches) to a partition only if its log
+    /// ends at `expected_end` when they reach its leader; returns each
+    /// batch's base offset once it is durable and in sync (`acks=all`).
+    /// If the log moved, fails with [`ErrorKind::EndOffsetMoved`] and
+    /// stores nothing: the writer reads what was added and decides again.
+    /// For state kept in a topic by one writer at a time.
+    pub async fn produce_if(
+        &self,
+        topic: &str,
+        partition: u32,
+        expected_end: u64,
+        records: Vec<u8>,
+    ) -> Result<Vec<u64>> {
+        let req = ringlog_protocol::ProduceIfRequest {
+            topic: topic.to_string(),
+            partition,
+            expected_end,
+            timeout_ms: 0,
+            records,
+        };
+        let resp: ringlog_protocol::ProduceIfResponse = self
+            .call_for(topic, partition, ApiKey::ProduceIf, req.encode())
+            .await?;
+        Ok(resp.base_offsets)
+    }
+
     /// Sends a group's request to its coordinator: the leader of the
     /// group's [`ringlog_protocol::OFFSETS_TOPIC`] partition (the broker
     /// itself when alone), following the coordinator while it moves.

@@ -63,11 +63,14 @@ pub enum ErrorCode {
     /// A record the topic does not take (a record without a key on a
     /// compacted topic): nothing of its batch was stored.
     InvalidRecord = 25,
+    /// A conditional produce found the log ending elsewhere than expected:
+    /// nothing was stored.
+    EndOffsetMoved = 26,
 }
 
 impl ErrorCode {
     /// Every code, in wire order.
-    pub const ALL: [ErrorCode; 26] = [
+    pub const ALL: [ErrorCode; 27] = [
         ErrorCode::None,
         ErrorCode::Unknown,
         ErrorCode::UnsupportedApi,
@@ -94,6 +97,7 @@ impl ErrorCode {
         ErrorCode::NotEnoughReplicasAfterAppend,
         ErrorCode::OffsetMetadataTooLarge,
         ErrorCode::InvalidRecord,
+        ErrorCode::EndOffsetMoved,
     ];
 
     /// The code for a wire value; values this build does not know read as
@@ -147,6 +151,7 @@ impl ErrorCode {
             ErrorCode::IllegalGeneration => "illegal_generation",
             ErrorCode::OffsetMetadataTooLarge => "offset_metadata_too_large",
             ErrorCode::InvalidRecord => "invalid_record",
+            ErrorCode::EndOffsetMoved => "end_offset_moved",
         }
     }
 }

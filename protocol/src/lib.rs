@@ -172,11 +172,14 @@ pub enum ApiKey {
     DescribeCluster = 14,
     /// Raise a topic's partition count.
     AddPartitions = 15,
+    /// Append to one partition only if its log ends where the writer
+    /// expects (compare-and-append, for state kept in a topic).
+    ProduceIf = 16,
 }
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 15] = [
+    pub const ALL: [ApiKey; 16] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -192,6 +195,7 @@ impl ApiKey {
         ApiKey::DescribeGroup,
         ApiKey::DescribeCluster,
         ApiKey::AddPartitions,
+        ApiKey::ProduceIf,
     ];
 
     /// The API for a wire key, if there is one.
@@ -217,6 +221,7 @@ impl ApiKey {
             ApiKey::DescribeGroup => "describe_group",
             ApiKey::DescribeCluster => "describe_cluster",
             ApiKey::AddPartitions => "add_partitions",
+            ApiKey::ProduceIf => "produce_if",
         }
     }
 }
@@ -612,6 +617,8 @@ pub enum Request {
     DescribeCluster,
     /// See [`ApiKey::AddPartitions`].
     AddPartitions(AddPartitionsRequest),
+    /// See [`ApiKey::ProduceIf`].
+    ProduceIf(ProduceIfRequest),
 }
 
 /// Decodes the payload of a request for `api`: the broker's one decoder.
@@ -651,6 +658,7 @@ pub fn decode_request(api: ApiKey, payload: &[u8]) -> Result<Request, DecodeErro
             Request::DescribeCluster
         }
         ApiKey::AddPartitions => Request::AddPartitions(Payload::decode(api, payload)?),
+        ApiKey::ProduceIf => Request::ProduceIf(Payload::decode(api, payload)?),
     })
 }
 

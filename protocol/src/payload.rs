@@ -59,6 +59,8 @@ rkyv_payload!(
     DescribeGroupResponse,
     DescribeClusterResponse,
     AddPartitionsRequest,
+    ProduceIfRequest,
+    ProduceIfResponse,
 );
 
 /// A broker as the cluster metadata knows it.
@@ -283,6 +285,31 @@ pub struct AddPartitionsRequest {
     pub topic: String,
     /// The partition count wanted (more than the topic has).
     pub partitions: u32,
+}
+
+/// Conditional produce: `records` (whole batches) are stored in the
+/// partition only if its log ends at `expected_end` when they arrive, and
+/// acknowledged once durable (and, in a cluster, in sync as `acks=all`).
+/// Otherwise nothing is stored and the answer is `end_offset_moved`.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProduceIfRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Partition index.
+    pub partition: u32,
+    /// The log end offset the writer last saw.
+    pub expected_end: u64,
+    /// Longest wait for durability, in ms (0: the broker's default).
+    pub timeout_ms: u32,
+    /// The batches.
+    pub records: Vec<u8>,
+}
+
+/// What a conditional produce stored.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ProduceIfResponse {
+    /// Base offset of each stored batch.
+    pub base_offsets: Vec<u64>,
 }
 
 /// Delete topic request.

@@ -45,6 +45,11 @@ pub struct Args {
     /// alone, none with --peers].
     #[arg(long, env = "RINGLOG_KAFKA_LISTEN")]
     pub kafka_listen: Option<String>,
+    /// Address of the schema registry (Confluent's REST API, on a thread of
+    /// its own), or `none` [default: 127.0.0.1:8081 alone, none with
+    /// --peers].
+    #[arg(long, env = "RINGLOG_SCHEMA_REGISTRY_LISTEN")]
+    pub schema_registry_listen: Option<String>,
     /// `HOST:PORT` the Kafka listener's Metadata tells clients to connect
     /// to [default: the address it listens on].
     #[arg(long, env = "RINGLOG_KAFKA_ADVERTISED_ADDRESS")]
@@ -181,6 +186,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     metrics_listen: Option<String>,
     kafka_listen: Option<String>,
+    schema_registry_listen: Option<String>,
     kafka_advertised_address: Option<String>,
     auto_create_topics: Option<bool>,
     shards: Option<usize>,
@@ -235,6 +241,8 @@ pub struct Config {
     pub metrics_listen: Option<SocketAddr>,
     /// Kafka listener address, if enabled.
     pub kafka_listen: Option<SocketAddr>,
+    /// Schema registry address; `None` when off.
+    pub schema_registry_listen: Option<SocketAddr>,
     /// What the Kafka listener advertises; `None`: its own address.
     pub kafka_advertised: Option<(String, u16)>,
     /// Kafka Metadata may create the topics it names.
@@ -311,6 +319,21 @@ impl Config {
                     format!("--kafka-listen {kafka:?} is not ADDR:PORT or none")
                 })?)
             };
+        let registry = match (
+            args.schema_registry_listen.or(file.schema_registry_listen),
+            &cluster,
+        ) {
+            (Some(r), _) => r,
+            (None, Some(_)) => "none".into(),
+            (None, None) => "127.0.0.1:8081".into(),
+        };
+        let schema_registry_listen = if registry == "none" {
+            None
+        } else {
+            Some(registry.parse().with_context(|| {
+                format!("--schema-registry-listen {registry:?} is not ADDR:PORT or none")
+            })?)
+        };
         let kafka_advertised = match args
             .kafka_advertised_address
             .or(file.kafka_advertised_address)
@@ -351,6 +374,7 @@ impl Config {
                 .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9292))),
             metrics_listen,
             kafka_listen,
+            schema_registry_listen,
             kafka_advertised,
             auto_create_topics: args
                 .auto_create_topics

@@ -39,7 +39,16 @@ fn run(args: Args) -> anyhow::Result<()> {
     let data_dir = config.data_dir.clone();
     let cluster = config.cluster.clone();
     let shards = config.shards;
+    let registry_listen = config.schema_registry_listen;
     let mut broker = Broker::start(config)?;
+    // The registry is a client of this broker's own native listener.
+    let registry = match registry_listen {
+        Some(addr) => Some(
+            ringlog_registry::start_thread(addr, broker.listen.to_string())
+                .map_err(|e| anyhow::anyhow!("binding the schema registry on {addr}: {e}"))?,
+        ),
+        None => None,
+    };
     // Tests and scripts read these lines: keep their shape.
     println!("ringlog-server listening on {}", broker.listen);
     match broker.metrics {
@@ -49,6 +58,10 @@ fn run(args: Args) -> anyhow::Result<()> {
     match broker.kafka {
         Some(addr) => println!("ringlog-server kafka listening on {addr}"),
         None => println!("ringlog-server kafka off"),
+    }
+    match registry {
+        Some(addr) => println!("ringlog-server schema registry on http://{addr}"),
+        None => println!("ringlog-server schema registry off"),
     }
     println!(
         "ringlog-server data in {} ({shards} shards)",

@@ -73,6 +73,20 @@ pub async fn produce_partition(
     timeout: Duration,
     acks_all: bool,
 ) -> oneshot::Receiver<ProduceOutcome> {
+    produce_partition_if(shard, topic, partition, bytes, timeout, acks_all, None).await
+}
+
+/// As [`produce_partition`], storing nothing unless the partition's log
+/// ends at `if_end` (when given) as the batches reach it.
+pub async fn produce_partition_if(
+    shard: &Rc<Shard>,
+    topic: &str,
+    partition: u32,
+    bytes: BytesMut,
+    timeout: Duration,
+    acks_all: bool,
+    if_end: Option<u64>,
+) -> oneshot::Receiver<ProduceOutcome> {
     let (reply, rx) = oneshot::channel();
     match partition_exists(shard, topic, partition) {
         Ok(t) => {
@@ -81,6 +95,7 @@ pub async fn produce_partition(
                 batches,
                 timeout,
                 acks_all,
+                if_end,
                 reply,
             };
             shard.route(topic, partition, cmd).await;
@@ -93,6 +108,42 @@ pub async fn produce_partition(
         }
     }
     rx
+}
+
+/// A conditional produce (native API `ProduceIf`): acknowledged as
+/// `acks=all`, refused with `end_offset_moved` if the log moved.
+pub async fn produce_if(
+    shard: &Rc<Shard>,
+    req: ringlog_protocol::ProduceIfRequest,
+) -> Result<ringlog_protocol::ProduceIfResponse, Failure> {
+    let timeout = match req.timeout_ms {
+        0 => PRODUCE_TIMEOUT_DEFAULT,
+        ms => Duration::from_millis(u64::from(ms)),
+    };
+    let bytes = BytesMut::from(&req.records[..]);
+    let rx = produce_partition_if(
+        shard,
+        &req.topic,
+        req.partition,
+        bytes,
+        timeout,
+        true,
+        Some(req.expected_end),
+    )
+    .await;
+    match rx.await {
+        Ok(ProduceOutcome {
+            failure: None,
+            base_offsets,
+        }) => Ok(ringlog_protocol::ProduceIfResponse { base_offsets }),
+        Ok(ProduceOutcome {
+            failure: Some(f), ..
+        }) => Err(f),
+        Err(_) => Err(Failure::new(
+            ErrorCode::ShuttingDown,
+            "the partition stopped",
+        )),
+    }
 }
 
 /// Reads every partition of a fetch (on its shard), waiting as the

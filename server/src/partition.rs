@@ -42,6 +42,8 @@ pub enum PartCmd {
         timeout: Duration,
         /// `acks=all`: answer once the in-sync replicas hold the batches.
         acks_all: bool,
+        /// Store them only if the log ends here (a conditional produce).
+        if_end: Option<u64>,
         /// Where the outcome goes.
         reply: oneshot::Sender<ProduceOutcome>,
     },
@@ -750,7 +752,27 @@ impl State {
                     batches,
                     timeout,
                     acks_all,
+                    if_end: Some(expected),
                     reply,
+                } if log.next_offset() != expected => {
+                    let _ = reply.send(ProduceOutcome {
+                        base_offsets: Vec::new(),
+                        failure: Some(Failure::new(
+                            ErrorCode::EndOffsetMoved,
+                            format!(
+                                "the log ends at {}, not {expected}: nothing stored",
+                                log.next_offset()
+                            ),
+                        )),
+                    });
+                    let _ = (batches, timeout, acks_all);
+                }
+                PartCmd::Produce {
+                    batches,
+                    timeout,
+                    acks_all,
+                    reply,
+                    ..
                 } => self.produce(batches, timeout, acks_all, reply).await,
                 PartCmd::Fetch {
                     offset,

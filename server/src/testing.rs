@@ -17,6 +17,8 @@ pub struct BrokerProcess {
     pub metrics: Option<SocketAddr>,
     /// Where Kafka clients connect, unless disabled.
     pub kafka: Option<SocketAddr>,
+    /// The schema registry's address, when it is on.
+    pub registry: Option<SocketAddr>,
     /// Its data directory.
     pub data_dir: PathBuf,
     binary: PathBuf,
@@ -161,6 +163,10 @@ impl BrokerProcess {
         if !extra.contains(&"--kafka-listen") {
             args.extend(["--kafka-listen".into(), "127.0.0.1:0".into()]);
         }
+        let clustered = extra.contains(&"--peers");
+        if !extra.contains(&"--schema-registry-listen") && !clustered {
+            args.extend(["--schema-registry-listen".into(), "127.0.0.1:0".into()]);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         args
     }
@@ -195,7 +201,7 @@ impl BrokerProcess {
             .take()
             .ok_or_else(|| std::io::Error::other("no stdout"))?;
         let mut lines = BufReader::new(stdout).lines();
-        let (mut addr, mut metrics, mut kafka) = (None, None, None);
+        let (mut addr, mut metrics, mut kafka, mut registry) = (None, None, None, None);
         for line in lines.by_ref() {
             let line = line?;
             if let Some(a) = line.strip_prefix("ringlog-server listening on ") {
@@ -204,6 +210,8 @@ impl BrokerProcess {
                 metrics = m.trim_end_matches("/metrics").parse().ok();
             } else if let Some(k) = line.strip_prefix("ringlog-server kafka listening on ") {
                 kafka = k.parse().ok();
+            } else if let Some(r) = line.strip_prefix("ringlog-server schema registry on http://") {
+                registry = r.parse().ok();
             } else if line.starts_with("ringlog-server data in") {
                 break;
             }
@@ -222,6 +230,7 @@ impl BrokerProcess {
             addr,
             metrics,
             kafka,
+            registry,
             data_dir,
             binary,
             args,

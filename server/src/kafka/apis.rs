@@ -74,6 +74,8 @@ pub fn kafka_error(code: ErrorCode) -> i16 {
         ErrorCode::NotEnoughReplicasAfterAppend => 20,
         ErrorCode::OffsetMetadataTooLarge => 12,
         ErrorCode::InvalidRecord => 87,
+        // Not a Kafka API: the nearest meaning.
+        ErrorCode::EndOffsetMoved => INVALID_REQUEST,
     }
 }
 

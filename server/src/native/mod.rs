@@ -263,6 +263,9 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
                 Err(f) => Err(f),
             }
         }
+        Request::ProduceIf(req) => ops::produce_if(shard, req)
+            .await
+            .map(|r| payload_response(api_key, request_id, &r)),
         Request::ListTopics => Ok(payload_response(
             api_key,
             request_id,
