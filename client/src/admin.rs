@@ -126,8 +126,15 @@ impl Admin {
 
     /// Deletes a topic and its data.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        self.delete_topic_with(name, false).await
+    }
+
+    /// Deletes a topic; with `force`, also the schema registry's `_schemas`
+    /// (every schema is lost), which is refused otherwise.
+    pub async fn delete_topic_with(&self, name: &str, force: bool) -> Result<()> {
         let req = DeleteTopicRequest {
             name: name.to_string(),
+            force,
         };
         let _: ListTopicsResponse = self
             .client

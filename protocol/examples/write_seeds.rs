@@ -60,7 +60,11 @@ fn main() -> std::io::Result<()> {
         ),
         (
             ApiKey::DeleteTopic,
-            DeleteTopicRequest { name: "t".into() }.encode(),
+            DeleteTopicRequest {
+                name: "t".into(),
+                force: false,
+            }
+            .encode(),
         ),
         (
             ApiKey::AddPartitions,

@@ -317,6 +317,9 @@ pub struct ProduceIfResponse {
 pub struct DeleteTopicRequest {
     /// Topic name.
     pub name: String,
+    /// Delete even a topic whose loss costs more than its records (the
+    /// schema registry's `_schemas`), which is refused otherwise.
+    pub force: bool,
 }
 
 /// A topic in a listing.

@@ -647,6 +647,16 @@ pub async fn delete_topic(
             "deleting a topic in cluster mode is not supported yet (its replicas live on other brokers)",
         ));
     }
+    if req.name == ringlog_registry::store::SCHEMAS_TOPIC && !req.force {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            format!(
+                "{} holds every schema of the schema registry: deleting it loses them all; \
+                 delete it with force (ringlog topic delete --force) if that is meant",
+                req.name
+            ),
+        ));
+    }
     let topic = shard
         .shared
         .catalog

@@ -70,6 +70,7 @@ fn topics_are_created_listed_described_and_deleted() {
     c.produce("orders", 1, &batch(&[b"x"], ProducerStamp::NONE, 1));
     let del = proto::DeleteTopicRequest {
         name: "orders".into(),
+        force: false,
     };
     let after: proto::ListTopicsResponse = c
         .call(ApiKey::DeleteTopic, &del.encode())

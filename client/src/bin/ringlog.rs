@@ -115,6 +115,9 @@ enum TopicCommand {
     Delete {
         /// Topic.
         name: String,
+        /// Also the schema registry's `_schemas` (every schema is lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Raise a topic's partition count (keys then map to other partitions).
     AddPartitions {
@@ -382,8 +385,8 @@ async fn topic(
                 )?;
             }
         }
-        TopicCommand::Delete { name } => {
-            admin.delete_topic(&name).await?;
+        TopicCommand::Delete { name, force } => {
+            admin.delete_topic_with(&name, force).await?;
             writeln!(out, "deleted topic {name}")?;
         }
         TopicCommand::AddPartitions { name, partitions } => {

@@ -1264,6 +1264,7 @@ async fn delete_topics(
             Some(n) => {
                 let req = ringlog_protocol::DeleteTopicRequest {
                     name: n.0.to_string(),
+                    force: false,
                 };
                 match ops::delete_topic(shard, req).await {
                     Ok(_) => (NONE, String::new()),
