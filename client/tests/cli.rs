@@ -332,3 +332,65 @@ fn partitions_are_added_and_used_and_never_removed() {
     let listed = ok(&ringlog(&b.addr.to_string(), &["topic", "list"], None));
     assert!(listed.contains("grows\t4"), "{listed}");
 }
+
+#[test]
+fn schema_commands_register_check_list_configure_and_delete() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(dir.path(), 1);
+    let addr = b.addr.to_string();
+    let registry = format!("http://{}", b.registry.unwrap());
+    let file = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let v1 = file(
+        "v1.avsc",
+        r#"{"type":"record","name":"U","fields":[{"name":"n","type":"string"}]}"#,
+    );
+    let v2 = file(
+        "v2.avsc",
+        r#"{"type":"record","name":"U","fields":[{"name":"n","type":"string"},{"name":"age","type":"int","default":0}]}"#,
+    );
+    let bad = file(
+        "bad.avsc",
+        r#"{"type":"record","name":"U","fields":[{"name":"n","type":"int"}]}"#,
+    );
+    let schema = |args: &[&str]| {
+        let mut all = vec!["--registry", registry.as_str(), "schema"];
+        all.extend_from_slice(args);
+        ringlog(&addr, &all, None)
+    };
+    assert!(ok(&schema(&["register", "users-value", &v1])).contains("id 1"));
+    assert!(ok(&schema(&["check", "users-value", &v2])).contains("compatible with users-value"));
+    let refused = schema(&["check", "users-value", &bad]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "a CI pipeline sees the failure"
+    );
+    let text = String::from_utf8(refused.stdout).unwrap();
+    assert!(text.starts_with("incompatible with users-value"), "{text}");
+    assert!(text.lines().count() > 1, "the reasons follow: {text}");
+    assert!(ok(&schema(&["register", "users-value", &v2])).contains("id 2"));
+    assert_eq!(ok(&schema(&["list"])), "users-value\n");
+    assert_eq!(ok(&schema(&["list", "users-value"])), "1\n2\n");
+    assert!(ok(&schema(&["get", "users-value"])).contains("\"age\""));
+    assert!(!ok(&schema(&["get", "--id", "1"])).contains("age"));
+    assert_eq!(
+        ok(&schema(&["config", "users-value", "--set", "full"])),
+        "FULL\n"
+    );
+    assert_eq!(ok(&schema(&["config", "users-value"])), "FULL\n");
+    assert_eq!(ok(&schema(&["config"])), "BACKWARD\n");
+    ok(&schema(&["delete", "users-value", "--version", "1"]));
+    assert_eq!(ok(&schema(&["list", "users-value"])), "2\n");
+    assert!(one_line_error(&schema(&["get", "nope"])).contains("40401"));
+    assert!(one_line_error(&schema(&["register", "x", "/no/such/file"])).contains("reading"));
+    let unreachable = ringlog(
+        &addr,
+        &["--registry", "http://127.0.0.1:1", "schema", "list"],
+        None,
+    );
+    assert!(one_line_error(&unreachable).contains("schema registry"));
+}

@@ -10,6 +10,9 @@ use ringlog_client::{
 };
 use tokio::io::AsyncBufReadExt;
 
+#[path = "../cli/schema.rs"]
+mod schema;
+
 /// The ringlog command line: manage topics, produce and consume records.
 #[derive(Debug, Parser)]
 #[command(name = "ringlog", version, about)]
@@ -18,6 +21,14 @@ struct Cli {
     /// answers serves, and the next is tried when it stops answering.
     #[arg(long, global = true, env = "RINGLOG_BROKER", default_value = ringlog_client::DEFAULT_BROKER)]
     broker: String,
+    /// Schema registry URL, for `ringlog schema`.
+    #[arg(
+        long,
+        global = true,
+        env = "RINGLOG_SCHEMA_REGISTRY",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    registry: String,
     #[command(subcommand)]
     command: Command,
 }
@@ -54,6 +65,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: GroupCommand,
+    },
+    /// Schema registry: register, get, list, check, delete, config.
+    Schema {
+        #[command(subcommand)]
+        command: schema::SchemaCommand,
     },
 }
 
@@ -151,6 +167,20 @@ fn main() {
             std::process::exit(2);
         }
     };
+    if let Command::Schema { command } = cli.command {
+        // No broker: the registry's REST API only.
+        let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+        let result = schema::run(&cli.registry, command, &mut out);
+        let _ = out.flush();
+        match result {
+            Ok(true) => return,
+            Ok(false) => std::process::exit(1),
+            Err(e) => {
+                eprintln!("ringlog: {e}");
+                std::process::exit(1);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -293,6 +323,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         } => produce(client, &topic, key_separator.as_deref(), &acks, partition).await?,
         Command::Consume(args) => consume(client, args, &mut out).await?,
         Command::Group { command } => group(&client, command, &mut out).await?,
+        Command::Schema { .. } => unreachable!("run before the broker is reached"),
     }
     out.flush()?;
     Ok(())
