@@ -83,6 +83,15 @@ impl NewTopic {
         self.request.delete_retention_ms = Some(ms);
         self
     }
+
+    /// Checks produced records against the broker's schema registry:
+    /// `none` (the default), `id` (the value, and the key if `TOPIC-key`
+    /// exists, carries Confluent's wire format with an id registered under
+    /// `TOPIC-value` / `TOPIC-key`) or `payload` (and decodes with it).
+    pub fn schema_validation(mut self, how: &str) -> Self {
+        self.request.schema_validation = Some(how.to_string());
+        self
+    }
 }
 
 /// Creates, deletes, lists and describes topics.

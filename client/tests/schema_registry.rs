@@ -75,3 +75,29 @@ fn confluent_clients_register_evolve_serialize_and_everything_survives_a_kill() 
     );
     assert!(out.contains("survived"), "{out}");
 }
+
+#[test]
+fn a_topic_validating_payloads_takes_only_what_its_schema_decodes() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::broker(dir.path(), 2);
+    common::runtime().block_on(async {
+        let admin = ringlog_client::Admin::new(
+            ringlog_client::Client::connect(&b.addr.to_string())
+                .await
+                .unwrap(),
+        );
+        let meta = admin
+            .create_topic(ringlog_client::NewTopic::new("strict", 1).schema_validation("payload"))
+            .await
+            .unwrap();
+        assert_eq!(meta.config.schema_validation, "payload");
+        let e = admin
+            .create_topic(ringlog_client::NewTopic::new("odd", 1).schema_validation("sometimes"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ringlog_client::ErrorKind::InvalidConfig, "{e}");
+    });
+    let out = run_check(&python, b.registry.unwrap(), b.kafka.unwrap(), "validated");
+    assert!(out.contains("bad ones refused"), "{out}");
+}

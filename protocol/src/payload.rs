@@ -228,6 +228,9 @@ pub struct TopicConfig {
     pub cleanup_policy: String,
     /// How long a compacted topic keeps tombstones, in ms.
     pub delete_retention_ms: i64,
+    /// Records checked against the schema registry: `none`, `id` or
+    /// `payload`.
+    pub schema_validation: String,
 }
 
 /// A topic, its settings and its partitions.
@@ -276,6 +279,9 @@ pub struct CreateTopicRequest {
     pub cleanup_policy: Option<String>,
     /// How long a compacted topic keeps tombstones, in ms.
     pub delete_retention_ms: Option<i64>,
+    /// `none` (the default), `id` (records carry the wire format and an id
+    /// registered under the topic's subject) or `payload` (and decode).
+    pub schema_validation: Option<String>,
 }
 
 /// Add partitions request: the topic's new, higher, partition count.

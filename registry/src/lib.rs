@@ -20,11 +20,14 @@ pub mod formats;
 pub mod records;
 pub mod state;
 pub mod store;
+pub mod validation;
 
 use state::{code, ApiError, Record, State};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use store::{AppendError, Store};
 use tokio::sync::Mutex;
+use validation::Known;
 
 /// Retries of a write that lost the race to another registry.
 const WRITE_ATTEMPTS: usize = 16;
@@ -33,10 +36,14 @@ const WRITE_ATTEMPTS: usize = 16;
 pub struct Registry {
     broker: String,
     inner: Mutex<Inner>,
+    /// What the broker's record validation reads.
+    known: Arc<Known>,
 }
 
 struct Inner {
     state: State,
+    /// Records applied when `known` was last published.
+    published: u64,
     /// Connected on the first request: a broker that starts a registry
     /// holds no connection for it until someone uses it.
     store: Option<Store>,
@@ -44,13 +51,22 @@ struct Inner {
 
 impl Registry {
     /// A registry over the `_schemas` topic of the broker at `broker`.
-    pub fn new(broker: String) -> Registry {
+    pub fn new(broker: String, known: Arc<Known>) -> Registry {
         Registry {
             broker,
             inner: Mutex::new(Inner {
                 state: State::default(),
+                published: u64::MAX,
                 store: None,
             }),
+            known,
+        }
+    }
+
+    fn publish(&self, inner: &mut Inner) {
+        if inner.published != inner.state.applied {
+            self.known.publish(&inner.state);
+            inner.published = inner.state.applied;
         }
     }
 
@@ -60,7 +76,7 @@ impl Registry {
             let store = Store::open(&self.broker).await.map_err(store_error)?;
             inner.store = Some(store);
         }
-        let Inner { state, store } = &mut *inner;
+        let Inner { state, store, .. } = &mut *inner;
         if let Some(store) = store.as_mut() {
             if let Err(e) = store.catch_up(state).await {
                 // A broken connection is made again by the next request.
@@ -68,6 +84,7 @@ impl Registry {
                 return Err(store_error(e));
             }
         }
+        self.publish(&mut inner);
         Ok(inner)
     }
 
@@ -94,13 +111,14 @@ impl Registry {
             if records.is_empty() {
                 return Ok(answer);
             }
-            let Inner { state, store } = &mut *inner;
+            let Inner { state, store, .. } = &mut *inner;
             let Some(store) = store.as_mut() else {
                 return Err(ApiError::new(500, code::STORE_ERROR, "not connected"));
             };
             match store.append(&records).await {
                 Ok(()) => {
                     store.catch_up(state).await.map_err(store_error)?;
+                    self.publish(&mut inner);
                     return Ok(answer);
                 }
                 Err(AppendError::Moved) => {
@@ -125,16 +143,36 @@ fn store_error(e: ringlog_client::Error) -> ApiError {
     )
 }
 
-/// Serves the registry on `listener` until the process ends.
-pub async fn serve(listener: tokio::net::TcpListener, broker: String) -> std::io::Result<()> {
-    let registry = std::sync::Arc::new(Registry::new(broker));
+/// Serves the registry on `listener` until the process ends, publishing
+/// what it knows to `known` and reading `_schemas` again whenever `known`
+/// asks.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    broker: String,
+    known: Arc<Known>,
+) -> std::io::Result<()> {
+    let mut refreshes = known.listen();
+    let registry = Arc::new(Registry::new(broker, known));
+    let refresher = registry.clone();
+    tokio::spawn(async move {
+        while let Some(done) = refreshes.recv().await {
+            if let Err(e) = refresher.read(|_| Ok(())).await {
+                tracing::warn!("schema registry: reading _schemas: {}", e.message);
+            }
+            let _ = done.send(());
+        }
+    });
     axum::serve(listener, api::router(registry)).await
 }
 
 /// Binds `listen` and serves the registry of the broker at `broker` on a
 /// thread of its own (a single-threaded tokio runtime); returns the bound
 /// address. Binding fails here, before the thread starts.
-pub fn start_thread(listen: SocketAddr, broker: String) -> std::io::Result<SocketAddr> {
+pub fn start_thread(
+    listen: SocketAddr,
+    broker: String,
+    known: Arc<Known>,
+) -> std::io::Result<SocketAddr> {
     let listener = std::net::TcpListener::bind(listen)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
@@ -154,7 +192,7 @@ pub fn start_thread(listen: SocketAddr, broker: String) -> std::io::Result<Socke
             runtime.block_on(async move {
                 match tokio::net::TcpListener::from_std(listener) {
                     Ok(listener) => {
-                        if let Err(e) = serve(listener, broker).await {
+                        if let Err(e) = serve(listener, broker, known).await {
                             tracing::error!("schema registry stopped: {e}");
                         }
                     }

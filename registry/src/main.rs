@@ -44,7 +44,8 @@ fn main() {
         let listener = tokio::net::TcpListener::bind(args.listen).await?;
         // Scripts and tests read this line: keep its shape.
         println!("ringlog-registry on http://{}", listener.local_addr()?);
-        ringlog_registry::serve(listener, args.broker).await
+        let known = std::sync::Arc::new(ringlog_registry::validation::Known::default());
+        ringlog_registry::serve(listener, args.broker, known).await
     });
     if let Err(e) = result {
         eprintln!("ringlog-registry: {e}");

@@ -14,6 +14,7 @@ use ringlog_engine::log::LogConfig;
 use ringlog_engine::retention::Retention;
 use ringlog_engine::{Compaction, FsyncPolicy};
 use ringlog_protocol::{CreateTopicRequest, ErrorCode, TopicConfig};
+use ringlog_registry::validation::Validation;
 
 use crate::config::TopicDefaults;
 
@@ -40,6 +41,8 @@ pub struct Topic {
     pub config: TopicConfig,
     /// The engine settings of each partition's log.
     pub log: LogConfig,
+    /// How produced records are checked against the schema registry.
+    pub validation: Validation,
 }
 
 /// A refused catalog operation: the code for the client and why.
@@ -79,6 +82,10 @@ impl Topic {
             delete_retention_ms: req
                 .delete_retention_ms
                 .unwrap_or(DELETE_RETENTION_MS_DEFAULT as i64),
+            schema_validation: req
+                .schema_validation
+                .clone()
+                .unwrap_or_else(|| Validation::None.name().into()),
         };
         Topic::new(req.name.clone(), config)
     }
@@ -101,6 +108,12 @@ impl Topic {
             v => Err(invalid(format!("{what} {v} must be -1 or at least 0"))),
         };
         let (compact, delete) = parse_policy(&config.cleanup_policy)?;
+        let validation = Validation::parse(&config.schema_validation).ok_or_else(|| {
+            invalid(format!(
+                "schema validation {:?} must be none, id or payload",
+                config.schema_validation
+            ))
+        })?;
         if config.delete_retention_ms < 0 {
             return Err(invalid(format!(
                 "delete_retention_ms {} must be at least 0",
@@ -137,7 +150,12 @@ impl Topic {
                 ringlog_engine::log::SEGMENT_BYTES_LIMIT
             )));
         }
-        Ok(Topic { name, config, log })
+        Ok(Topic {
+            name,
+            config,
+            log,
+            validation,
+        })
     }
 
     /// The internal offsets topic: durable on every commit, compacted
@@ -151,6 +169,7 @@ impl Topic {
             fsync: "always".into(),
             cleanup_policy: POLICY_COMPACT.into(),
             delete_retention_ms: DELETE_RETENTION_MS_DEFAULT as i64,
+            schema_validation: Validation::None.name().into(),
         };
         Topic::new(OFFSETS_TOPIC.into(), config)
             .unwrap_or_else(|_| unreachable!("constant config is valid"))
@@ -161,14 +180,15 @@ impl Topic {
         let c = &self.config;
         format!(
             "partitions={}\nretention-ms={}\nretention-bytes={}\nsegment-bytes={}\nfsync={}\n\
-             cleanup-policy={}\ndelete-retention-ms={}\n",
+             cleanup-policy={}\ndelete-retention-ms={}\nschema-validation={}\n",
             c.partitions,
             c.retention_ms,
             c.retention_bytes,
             c.segment_bytes,
             c.fsync,
             c.cleanup_policy,
-            c.delete_retention_ms
+            c.delete_retention_ms,
+            c.schema_validation
         )
     }
 
@@ -371,6 +391,7 @@ fn parse_topic(name: &str, text: &str) -> anyhow::Result<Topic> {
         // Files written before topics had these settings.
         cleanup_policy: POLICY_DELETE.into(),
         delete_retention_ms: DELETE_RETENTION_MS_DEFAULT as i64,
+        schema_validation: Validation::None.name().into(),
     };
     for line in text.lines().filter(|l| !l.trim().is_empty()) {
         let (key, value) = line
@@ -384,6 +405,7 @@ fn parse_topic(name: &str, text: &str) -> anyhow::Result<Topic> {
             "fsync" => config.fsync = value.to_string(),
             "cleanup-policy" => config.cleanup_policy = value.to_string(),
             "delete-retention-ms" => config.delete_retention_ms = value.parse()?,
+            "schema-validation" => config.schema_validation = value.to_string(),
             other => anyhow::bail!("unknown key {other:?}"),
         }
     }

@@ -44,7 +44,7 @@ fn run(args: Args) -> anyhow::Result<()> {
     // The registry is a client of this broker's own native listener.
     let registry = match registry_listen {
         Some(addr) => Some(
-            ringlog_registry::start_thread(addr, broker.listen.to_string())
+            ringlog_registry::start_thread(addr, broker.listen.to_string(), broker.schemas.clone())
                 .map_err(|e| anyhow::anyhow!("binding the schema registry on {addr}: {e}"))?,
         ),
         None => None,

@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::catalog::{self, Refusal, Topic};
 use crate::partition::{Answer, Failure, FetchOutcome, PartCmd, ProduceOutcome, Sendfile};
 use crate::shard::{Shard, ShardMsg};
+use ringlog_registry::validation::{self as schemas, Known, Validation};
 
 /// Default durability wait when a produce names none.
 pub const PRODUCE_TIMEOUT_DEFAULT: Duration = Duration::from_secs(30);
@@ -88,9 +89,18 @@ pub async fn produce_partition_if(
     if_end: Option<u64>,
 ) -> oneshot::Receiver<ProduceOutcome> {
     let (reply, rx) = oneshot::channel();
-    match partition_exists(shard, topic, partition) {
-        Ok(t) => {
-            let batches = split_batches(bytes, t.log.batch_bytes_max);
+    let checked = partition_exists(shard, topic, partition).map(|t| {
+        let batches = split_batches(bytes, t.log.batch_bytes_max);
+        (t, batches)
+    });
+    let checked = match checked {
+        Ok((t, batches)) if t.validation != Validation::None => {
+            validate(shard, &t, &batches).await.map(|()| (t, batches))
+        }
+        other => other,
+    };
+    match checked {
+        Ok((_, batches)) => {
             let cmd = PartCmd::Produce {
                 batches,
                 timeout,
@@ -108,6 +118,106 @@ pub async fn produce_partition_if(
         }
     }
     rx
+}
+
+/// The most a compressed batch's records may inflate to when they are
+/// checked against the schema registry.
+const VALIDATION_DECOMPRESSED_MAX: usize = 256 << 20;
+
+/// Checks every record of `batches` against the schema registry as the
+/// topic asks (`--schema-validation`): the value under `TOPIC-value`, the
+/// key under `TOPIC-key` if that subject exists. An id the registry does not
+/// know makes it read `_schemas` again once (it may be brand new).
+async fn validate(shard: &Shard, t: &Topic, batches: &[BytesMut]) -> Result<(), Failure> {
+    let known = &shard.shared.schemas;
+    let refused = |why: String| {
+        Failure::new(
+            ErrorCode::InvalidRecord,
+            format!(
+                "topic {} validates records ({}): {why}; nothing of the batch was stored",
+                t.name,
+                t.validation.name()
+            ),
+        )
+    };
+    if !known.has_registry() {
+        return Err(refused(
+            "this broker runs no schema registry (--schema-registry-listen)".into(),
+        ));
+    }
+    let subjects = (format!("{}-key", t.name), format!("{}-value", t.name));
+    let mut refreshed = false;
+    loop {
+        match check_records(known, t.validation, &subjects, batches) {
+            Ok(()) => return Ok(()),
+            Err((_, schemas::Refusal::UnknownId { .. })) if !refreshed => {
+                known.refresh().await;
+                refreshed = true;
+            }
+            Err((at, schemas::Refusal::UnknownId { subject, id })) => {
+                return Err(refused(format!(
+                    "{at}: schema id {id} is not registered under subject {subject}"
+                )))
+            }
+            Err((at, schemas::Refusal::Invalid(why))) => {
+                return Err(refused(format!("{at}: {why}")))
+            }
+        }
+    }
+}
+
+/// The first record that fails, with where it is.
+fn check_records(
+    known: &Known,
+    how: Validation,
+    (key_subject, value_subject): &(String, String),
+    batches: &[BytesMut],
+) -> Result<(), (String, schemas::Refusal)> {
+    let check_keys = known.has_subject(key_subject);
+    for (b, bytes) in batches.iter().enumerate() {
+        // A batch that does not parse is refused by the append, with why.
+        let Ok(view) = batch::BatchView::parse(bytes, usize::MAX) else {
+            continue;
+        };
+        let plain;
+        let view = if view.compression() == 0 {
+            view
+        } else {
+            plain =
+                ringlog_format::compression::decompressed_batch(&view, VALIDATION_DECOMPRESSED_MAX)
+                    .map_err(|e| {
+                        (
+                            format!("batch {b}"),
+                            schemas::Refusal::Invalid(e.to_string()),
+                        )
+                    })?;
+            batch::BatchView::parse_crc_checked(&plain, usize::MAX).map_err(|e| {
+                (
+                    format!("batch {b}"),
+                    schemas::Refusal::Invalid(e.to_string()),
+                )
+            })?
+        };
+        let records = view.records().map_err(|e| {
+            (
+                format!("batch {b}"),
+                schemas::Refusal::Invalid(e.to_string()),
+            )
+        })?;
+        for (i, record) in records.enumerate() {
+            let at = || format!("batch {b} record {i}");
+            let record = record.map_err(|e| (at(), schemas::Refusal::Invalid(e.to_string())))?;
+            known
+                .check(value_subject, record.value, how)
+                .map_err(|r| (format!("{} (value)", at()), r))?;
+            if check_keys {
+                known
+                    .check(key_subject, record.key, how)
+                    .map_err(|r| (format!("{} (key)", at()), r))?;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A conditional produce (native API `ProduceIf`): acknowledged as

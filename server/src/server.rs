@@ -68,6 +68,8 @@ pub struct Broker {
     pub metrics: Option<SocketAddr>,
     /// Where Kafka clients connect, if enabled.
     pub kafka: Option<SocketAddr>,
+    /// What the schema registry knows (its thread publishes here).
+    pub schemas: Arc<ringlog_registry::validation::Known>,
     shutdown: watch::Sender<bool>,
     threads: Vec<std::thread::JoinHandle<()>>,
     shard_count: usize,
@@ -143,6 +145,7 @@ impl Broker {
             shared.cluster = Some(Arc::new(node));
         }
         let cluster = shared.cluster.clone();
+        let schemas = shared.schemas.clone();
         let shared = Arc::new(shared);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let drained = Arc::new(Barrier::new(n));
@@ -186,6 +189,7 @@ impl Broker {
             listen,
             metrics: None,
             kafka,
+            schemas,
             shutdown,
             threads,
             shard_count: n,

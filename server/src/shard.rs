@@ -76,6 +76,8 @@ pub struct Shared {
     /// What the Kafka listener's Metadata names as this broker, if it
     /// listens.
     pub kafka_address: Option<(String, u16)>,
+    /// What the schema registry knows, for topics that validate records.
+    pub schemas: Arc<ringlog_registry::validation::Known>,
     producer_ids: Mutex<ProducerIds>,
 }
 
@@ -127,6 +129,7 @@ impl Shared {
             cluster_id,
             cluster: None,
             kafka_address: None,
+            schemas: Arc::default(),
             producer_ids: Mutex::new(ProducerIds {
                 path,
                 next,

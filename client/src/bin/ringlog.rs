@@ -119,6 +119,11 @@ enum TopicCommand {
         /// How long a compacted topic keeps tombstones, in ms [default: 86400000].
         #[arg(long, value_parser = clap::value_parser!(i64).range(0..))]
         delete_retention_ms: Option<i64>,
+        /// Check produced records against the schema registry: none, id
+        /// (wire format and a registered id) or payload (and decode)
+        /// [default: none].
+        #[arg(long)]
+        schema_validation: Option<String>,
     },
     /// List topics.
     List,
@@ -347,6 +352,7 @@ async fn topic(
             min_insync_replicas,
             cleanup_policy,
             delete_retention_ms,
+            schema_validation,
         } => {
             let mut t = match partitions {
                 Some(n) => NewTopic::new(&name, n),
@@ -376,6 +382,9 @@ async fn topic(
             if let Some(v) = delete_retention_ms {
                 t = t.delete_retention_ms(v);
             }
+            if let Some(v) = schema_validation {
+                t = t.schema_validation(&v);
+            }
             let meta = admin.create_topic(t).await?;
             let count = meta.partitions.len();
             writeln!(
@@ -398,14 +407,15 @@ async fn topic(
             writeln!(
                 out,
                 "partitions {}  fsync {}  retention-ms {}  retention-bytes {}  segment-bytes {}  \
-                 cleanup-policy {}  delete-retention-ms {}",
+                 cleanup-policy {}  delete-retention-ms {}  schema-validation {}",
                 c.partitions,
                 c.fsync,
                 c.retention_ms,
                 c.retention_bytes,
                 c.segment_bytes,
                 c.cleanup_policy,
-                c.delete_retention_ms
+                c.delete_retention_ms,
+                c.schema_validation
             )?;
             writeln!(out, "partition\tleader\tshard\tlog-start\tlog-end")?;
             for p in &t.partitions {

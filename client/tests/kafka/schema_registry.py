@@ -137,4 +137,52 @@ def after_restart():
     print("registry: every subject, version, id and setting survived")
 
 
-{"evolve": evolve, "after_restart": after_restart}[CHECK]()
+def validated():
+    """A topic created with --schema-validation payload: a record the
+    serializer wrote is stored; plain bytes, an id not registered under the
+    topic's subject, and data that does not decode with its schema are
+    refused (INVALID_RECORD), and none of them is stored."""
+    from confluent_kafka import KafkaError
+
+    sr = SchemaRegistryClient({"url": URL})
+    serializer = AvroSerializer(sr, USER_V1)
+    ctx = SerializationContext("strict", MessageField.VALUE)
+    good = serializer({"name": "ada", "age": 36}, ctx)
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    outcomes = []
+
+    def send(value):
+        outcomes.clear()
+        producer.produce("strict", value=value, on_delivery=lambda err, msg: outcomes.append(err))
+        producer.flush(10)
+        return outcomes[0]
+
+    assert send(good) is None
+    other_id = sr.register_schema("elsewhere-value", Schema('"string"', "AVRO"))
+    bad_values = [
+        b"plain bytes",
+        b"\x00" + other_id.to_bytes(4, "big") + b"\x06ada",
+        good[:5] + b"\xff\xff\xff",
+    ]
+    for value in bad_values:
+        err = send(value)
+        assert err is not None and err.code() == KafkaError.INVALID_RECORD, (value, err)
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "strict-reader",
+                         "auto.offset.reset": "earliest", "enable.partition.eof": True})
+    consumer.subscribe(["strict"])
+    stored = []
+    for _ in range(30):
+        m = consumer.poll(1)
+        if m is None:
+            continue
+        if m.error():
+            if m.error().code() == KafkaError._PARTITION_EOF:
+                break
+            continue
+        stored.append(m.value())
+    consumer.close()
+    assert stored == [good], stored
+    print("validation: the serializer's record stored, %d bad ones refused" % len(bad_values))
+
+
+{"evolve": evolve, "after_restart": after_restart, "validated": validated}[CHECK]()
