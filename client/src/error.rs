@@ -27,6 +27,9 @@ pub enum ErrorKind {
     /// A record the topic refuses (no key on a compacted topic): nothing of
     /// its batch was stored.
     InvalidRecord,
+    /// The schema registry refused or failed, or a value does not match
+    /// its schema.
+    Schema,
     /// A conditional produce found the partition's log ending elsewhere:
     /// nothing was stored (read what was added, then try again).
     EndOffsetMoved,

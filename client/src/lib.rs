@@ -25,6 +25,8 @@
 //! ```
 
 mod admin;
+#[cfg(feature = "avro")]
+pub mod avro;
 mod conn;
 mod consumer;
 mod error;

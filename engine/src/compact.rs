@@ -372,11 +372,8 @@ pub async fn prepare(plan: CleanPlan) -> Result<Prepared, Error> {
             report.bytes_read += s.size;
             let mut reader = Reader::open(&plan, s).await?;
             while let Some(chunk) = reader.next_chunk().await? {
-                let mut rest = &chunk[..];
-                while !rest.is_empty() {
-                    let view = BatchView::parse_crc_only(rest, plan.batch_bytes_max)
-                        .map_err(|e| reader.corrupt(e.to_string()))?;
-                    rest = &rest[view.bytes().len()..];
+                for view in reader.views(&chunk) {
+                    let view = view?;
                     let verdict = filter(&view, &map, map_end, plan.tombstone_horizon, &mut report)
                         .map_err(|e| reader.corrupt(e.to_string()))?;
                     match verdict {
@@ -438,11 +435,8 @@ async fn build_map(plan: &CleanPlan) -> Result<(OffsetMap, u64), Error> {
     for s in plan.segments.iter().filter(|s| s.end > plan.dirty_start) {
         let mut reader = Reader::open(plan, *s).await?;
         while let Some(chunk) = reader.next_chunk().await? {
-            let mut rest = &chunk[..];
-            while !rest.is_empty() {
-                let view = BatchView::parse_crc_only(rest, plan.batch_bytes_max)
-                    .map_err(|e| reader.corrupt(e.to_string()))?;
-                rest = &rest[view.bytes().len()..];
+            for view in reader.views(&chunk) {
+                let view = view?;
                 let after = view.last_offset() as u64 + 1;
                 if after <= plan.dirty_start {
                     continue;
@@ -677,6 +671,29 @@ impl Reader {
             }
             want = needed;
         }
+    }
+
+    /// The batches of a chunk from [`Reader::next_chunk`], each CRC-checked.
+    fn views<'a>(
+        &'a self,
+        chunk: &'a [u8],
+    ) -> impl Iterator<Item = Result<BatchView<'a>, Error>> + 'a {
+        let mut rest = chunk;
+        std::iter::from_fn(move || {
+            if rest.is_empty() {
+                return None;
+            }
+            match BatchView::parse_crc_only(rest, self.batch_bytes_max) {
+                Ok(view) => {
+                    rest = &rest[view.bytes().len()..];
+                    Some(Ok(view))
+                }
+                Err(e) => {
+                    rest = &[];
+                    Some(Err(self.corrupt(e.to_string())))
+                }
+            }
+        })
     }
 
     fn corrupt(&self, reason: String) -> Error {

@@ -421,9 +421,18 @@ async fn set_config(reg: Reg, subject: Option<String>, level: Option<String>) ->
     }
 }
 
-async fn put_config(reg: Reg, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Answer {
+async fn put_config_in(
+    reg: Reg,
+    subject: Option<String>,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Answer {
     let b: ConfigBody = body(&headers, bytes)?;
-    set_config(reg, None, Some(b.compatibility.to_ascii_uppercase())).await
+    set_config(reg, subject, Some(b.compatibility.to_ascii_uppercase())).await
+}
+
+async fn put_config(reg: Reg, headers: HeaderMap, bytes: Result<Bytes, BytesRejection>) -> Answer {
+    put_config_in(reg, None, headers, bytes).await
 }
 
 async fn delete_config(reg: Reg) -> Answer {
@@ -436,13 +445,7 @@ async fn put_config_subject(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let b: ConfigBody = body(&headers, bytes)?;
-    set_config(
-        reg,
-        Some(subject),
-        Some(b.compatibility.to_ascii_uppercase()),
-    )
-    .await
+    put_config_in(reg, Some(subject), headers, bytes).await
 }
 
 async fn delete_config_subject(reg: Reg, Path(subject): Path<String>) -> Answer {
@@ -481,20 +484,25 @@ async fn set_mode(reg: Reg, subject: Option<String>, mode: Option<String>, force
     }
 }
 
+async fn put_mode_in(
+    reg: Reg,
+    subject: Option<String>,
+    params: Params,
+    headers: HeaderMap,
+    bytes: Result<Bytes, BytesRejection>,
+) -> Answer {
+    let b: ModeBody = body(&headers, bytes)?;
+    let force = flag(&params, "force");
+    set_mode(reg, subject, Some(b.mode.to_ascii_uppercase()), force).await
+}
+
 async fn put_mode(
     reg: Reg,
     params: Params,
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let b: ModeBody = body(&headers, bytes)?;
-    set_mode(
-        reg,
-        None,
-        Some(b.mode.to_ascii_uppercase()),
-        flag(&params, "force"),
-    )
-    .await
+    put_mode_in(reg, None, params, headers, bytes).await
 }
 
 async fn put_mode_subject(
@@ -504,14 +512,7 @@ async fn put_mode_subject(
     headers: HeaderMap,
     bytes: Result<Bytes, BytesRejection>,
 ) -> Answer {
-    let b: ModeBody = body(&headers, bytes)?;
-    set_mode(
-        reg,
-        Some(subject),
-        Some(b.mode.to_ascii_uppercase()),
-        flag(&params, "force"),
-    )
-    .await
+    put_mode_in(reg, Some(subject), params, headers, bytes).await
 }
 
 async fn delete_mode_subject(reg: Reg, Path(subject): Path<String>) -> Answer {

@@ -184,9 +184,18 @@ impl Known {
             match snapshot.schemas.get(&id).map(|p| &**p) {
                 Some(Parsed::Avro(schema)) => {
                     let mut rest = body;
-                    apache_avro::from_avro_datum(schema, &mut rest, None).map_err(|e| {
-                        Refusal::Invalid(format!("it does not decode with schema {id}: {e}"))
-                    })?;
+                    let value =
+                        apache_avro::from_avro_datum(schema, &mut rest, None).map_err(|e| {
+                            Refusal::Invalid(format!("it does not decode with schema {id}: {e}"))
+                        })?;
+                    // apache-avro reads a string cut short as a null rather
+                    // than failing: what it read must also be a value of
+                    // the schema.
+                    if !value.validate(schema) {
+                        return Err(Refusal::Invalid(format!(
+                            "it ends before a value of schema {id} does"
+                        )));
+                    }
                     if !rest.is_empty() {
                         return Err(Refusal::Invalid(format!(
                             "{} bytes follow the data schema {id} decodes",
@@ -240,10 +249,8 @@ mod tests {
         assert_eq!(known.check("t-value", None, Validation::Payload), Ok(()));
         let mut truncated = good.clone();
         truncated.pop();
-        assert!(matches!(
-            known.check("t-value", Some(&truncated), Validation::Payload),
-            Err(Refusal::Invalid(_))
-        ));
+        let verdict = known.check("t-value", Some(&truncated), Validation::Payload);
+        assert!(matches!(verdict, Err(Refusal::Invalid(_))), "{verdict:?}");
         assert_eq!(
             known.check("t-value", Some(&truncated), Validation::Id),
             Ok(()),

@@ -185,4 +185,44 @@ def validated():
     print("validation: the serializer's record stored, %d bad ones refused" % len(bad_values))
 
 
-{"evolve": evolve, "after_restart": after_restart, "validated": validated}[CHECK]()
+def read_rust():
+    """Prints, one JSON per line, the values ringlog-client's Avro serializer
+    wrote to topic from-rust, read with confluent-kafka's deserializer."""
+    import json
+
+    sr = SchemaRegistryClient({"url": URL})
+    deserializer = AvroDeserializer(sr)
+    consumer = Consumer({"bootstrap.servers": BOOTSTRAP, "group.id": "rust-reader",
+                         "auto.offset.reset": "earliest"})
+    consumer.subscribe(["from-rust"])
+    got = []
+    for _ in range(30):
+        m = consumer.poll(1)
+        if m is not None and not m.error():
+            got.append(deserializer(m.value(), SerializationContext("from-rust", MessageField.VALUE)))
+        if len(got) == 3:
+            break
+    consumer.close()
+    for value in got:
+        print(json.dumps(value, sort_keys=True))
+
+
+def write_python():
+    """Writes two users to topic from-python with confluent-kafka's Avro
+    serializer (schema v2), for ringlog-client's deserializer."""
+    sr = SchemaRegistryClient({"url": URL})
+    serializer = AvroSerializer(sr, USER_V2)
+    producer = Producer({"bootstrap.servers": BOOTSTRAP})
+    for user in [{"name": "ada", "age": 36, "email": None}, {"name": "alan", "age": 41, "email": "a@example.com"}]:
+        producer.produce("from-python", value=serializer(user, SerializationContext("from-python", MessageField.VALUE)))
+    assert producer.flush(10) == 0
+    print("written")
+
+
+{
+    "evolve": evolve,
+    "after_restart": after_restart,
+    "validated": validated,
+    "read_rust": read_rust,
+    "write_python": write_python,
+}[CHECK]()
