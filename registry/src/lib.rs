@@ -29,8 +29,20 @@ use store::{AppendError, Store};
 use tokio::sync::Mutex;
 use validation::Known;
 
-/// Retries of a write that lost the race to another registry.
-const WRITE_ATTEMPTS: usize = 16;
+/// How long a write keeps trying while other registries write first (it
+/// loses a race only to a write that succeeded, so someone progresses; a
+/// burst of writes elsewhere delays it, it does not starve it).
+const WRITE_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// A pause of 1 to `2^attempt` ms (at most 64): registries that lost a race
+/// to each other do not come back in step.
+fn backoff(attempt: u32) -> std::time::Duration {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u32(attempt);
+    let ceiling = 1u64 << attempt.min(6);
+    std::time::Duration::from_millis(1 + h.finish() % ceiling)
+}
 
 /// The registry: its state and the topic behind it.
 pub struct Registry {
@@ -106,7 +118,9 @@ impl Registry {
         f: impl Fn(&State) -> Result<(T, Vec<Record>), ApiError>,
     ) -> Result<T, ApiError> {
         let mut inner = self.caught_up().await?;
-        for _ in 0..WRITE_ATTEMPTS {
+        let deadline = tokio::time::Instant::now() + WRITE_DEADLINE;
+        let mut attempt = 0;
+        while tokio::time::Instant::now() < deadline {
             let (answer, records) = f(&inner.state)?;
             if records.is_empty() {
                 return Ok(answer);
@@ -122,6 +136,8 @@ impl Registry {
                     return Ok(answer);
                 }
                 Err(AppendError::Moved) => {
+                    attempt += 1;
+                    tokio::time::sleep(backoff(attempt)).await;
                     store.catch_up(state).await.map_err(store_error)?;
                 }
                 Err(AppendError::Failed(e)) => return Err(store_error(e)),
