@@ -79,7 +79,7 @@ impl SchemaRegistry {
     /// same id); its id.
     pub async fn register(self: &Arc<Self>, subject: &str, schema: &str) -> Result<i32> {
         let this = self.clone();
-        let path = format!("/subjects/{}/versions", encode(subject));
+        let path = format!("/subjects/{}/versions", crate::url_segment(subject));
         let body = serde_json::json!({ "schema": schema }).to_string();
         let answer = blocking(move || this.call(&path, Some(body))).await?;
         answer["id"]
@@ -119,18 +119,6 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::new(ErrorKind::Other, format!("schema registry call: {e}")))?
-}
-
-/// A subject as a URL path segment.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// Writes values of one schema under one subject.

@@ -31,6 +31,19 @@ mod conn;
 mod consumer;
 mod error;
 pub mod partitioner;
+
+/// A string as one percent-encoded URL path segment: schema registry
+/// subjects may hold any character.
+pub fn url_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
 mod producer;
 
 use std::collections::HashMap;

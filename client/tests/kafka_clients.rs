@@ -9,22 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use ringlog_client::{partitioner, Admin, Client, NewTopic};
-use ringlog_server::testing::BrokerProcess;
+use ringlog_server::testing::{python_with, required, BrokerProcess};
 
 mod common;
-
-/// `found`, or why the test cannot run: a failure under CI (which
-/// installs every tool), a skip elsewhere.
-fn required<T>(what: &str, found: Option<T>) -> Option<T> {
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{what} is missing: .ci/run installs it"
-        );
-        eprintln!("skipped: {what} is not installed");
-    }
-    found
-}
 
 fn kcat() -> Option<PathBuf> {
     let found = Command::new("kcat")
@@ -37,15 +24,7 @@ fn kcat() -> Option<PathBuf> {
 
 /// A Python with kafka-python and confluent-kafka.
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("RINGLOG_KAFKA_PYTHON")
-        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
-    let found = Command::new(&candidate)
-        .args(["-c", "import kafka, confluent_kafka"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(candidate);
-    required("a Python with kafka-python and confluent-kafka", found)
+    python_with("kafka, confluent_kafka")
 }
 
 fn broker(dir: &Path) -> (BrokerProcess, String) {

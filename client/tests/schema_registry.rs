@@ -9,31 +9,15 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 mod common;
 
 /// A Python with confluent-kafka and its schema registry extras.
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("RINGLOG_KAFKA_PYTHON")
-        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
-    let found = Command::new(&candidate)
-        .args([
-            "-c",
-            "import confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema",
-        ])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(candidate);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "confluent-kafka[avro,json,schemaregistry] is missing: .ci/run installs it"
-        );
-        eprintln!("skipped: confluent-kafka's schema registry packages are not installed");
-    }
-    found
+    ringlog_server::testing::python_with(
+        "confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema",
+    )
 }
 
 fn run_check(python: &PathBuf, registry: SocketAddr, kafka: SocketAddr, check: &str) -> String {

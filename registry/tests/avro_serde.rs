@@ -5,7 +5,7 @@
 //! elsewhere, without it, the test says so and passes; under `CI` it fails.
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use ringlog_client::avro::{AvroDeserializer, AvroSerializer, SchemaRegistry};
 use ringlog_client::{
@@ -31,22 +31,7 @@ struct UserV2 {
 }
 
 fn python() -> Option<PathBuf> {
-    let candidate = std::env::var_os("RINGLOG_KAFKA_PYTHON")
-        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
-    let found = Command::new(&candidate)
-        .args(["-c", "import confluent_kafka.schema_registry.avro"])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-        .then_some(candidate);
-    if found.is_none() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "confluent-kafka[avro,schemaregistry] is missing: .ci/run installs it"
-        );
-        eprintln!("skipped: confluent-kafka's schema registry packages are not installed");
-    }
-    found
+    ringlog_server::testing::python_with("confluent_kafka.schema_registry.avro")
 }
 
 fn check(python: &PathBuf, b: &BrokerProcess, name: &str) -> String {

@@ -26,6 +26,35 @@ pub struct BrokerProcess {
     open_files_limit: Option<u64>,
 }
 
+/// A tool a test drives, or why it cannot run: under `CI` (whose `.ci/run`
+/// installs every tool) a missing one fails the test, elsewhere it skips it
+/// with a word on stderr.
+pub fn required<T>(what: &str, found: Option<T>) -> Option<T> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{what} is missing: .ci/run installs it"
+        );
+        eprintln!("skipped: {what} is not installed");
+    }
+    found
+}
+
+/// The Python of `RINGLOG_KAFKA_PYTHON` (the virtual environment `.ci/run`
+/// makes; `python3` without it) if it can `import` every module in
+/// `modules`, per [`required`].
+pub fn python_with(modules: &str) -> Option<PathBuf> {
+    let candidate = std::env::var_os("RINGLOG_KAFKA_PYTHON")
+        .map_or_else(|| PathBuf::from("python3"), PathBuf::from);
+    let found = std::process::Command::new(&candidate)
+        .args(["-c", &format!("import {modules}")])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+        .then_some(candidate);
+    required(&format!("a Python with {modules}"), found)
+}
+
 /// The `ringlog-server` binary of this build: next to the running test or
 /// bench executable (`target/<profile>/`), or in the workspace's
 /// `target/debug` (doc tests run from elsewhere); built first if missing.

@@ -159,18 +159,6 @@ fn schema_body(
     Ok(body)
 }
 
-/// A path segment, percent-encoded (subjects may hold any character).
-fn segment(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Runs one command against the registry at `registry`; `Ok(false)` is a
 /// compatibility check that failed.
 pub fn run(
@@ -197,7 +185,10 @@ pub fn run(
             let answer = call(
                 &agent,
                 "POST",
-                &format!("{base}/subjects/{}/versions", segment(&subject)),
+                &format!(
+                    "{base}/subjects/{}/versions",
+                    ringlog_client::url_segment(&subject)
+                ),
                 Some(&body),
             )?;
             write(
@@ -217,8 +208,8 @@ pub fn run(
                     "GET",
                     &format!(
                         "{base}/subjects/{}/versions/{}",
-                        segment(&s),
-                        segment(&version)
+                        ringlog_client::url_segment(&s),
+                        ringlog_client::url_segment(&version)
                     ),
                     None,
                 )?,
@@ -239,7 +230,10 @@ pub fn run(
         SchemaCommand::List { subject, deleted } => {
             let query = if deleted { "?deleted=true" } else { "" };
             let url = match &subject {
-                Some(s) => format!("{base}/subjects/{}/versions{query}", segment(s)),
+                Some(s) => format!(
+                    "{base}/subjects/{}/versions{query}",
+                    ringlog_client::url_segment(s)
+                ),
                 None => format!("{base}/subjects{query}"),
             };
             for item in call(&agent, "GET", &url, None)?
@@ -263,12 +257,12 @@ pub fn run(
             let path = match &version {
                 Some(v) => format!(
                     "{base}/compatibility/subjects/{}/versions/{}?verbose=true",
-                    segment(&subject),
-                    segment(v)
+                    ringlog_client::url_segment(&subject),
+                    ringlog_client::url_segment(v)
                 ),
                 None => format!(
                     "{base}/compatibility/subjects/{}/versions?verbose=true",
-                    segment(&subject)
+                    ringlog_client::url_segment(&subject)
                 ),
             };
             let answer = call(&agent, "POST", &path, Some(&body))?;
@@ -291,10 +285,13 @@ pub fn run(
             let url = match &version {
                 Some(v) => format!(
                     "{base}/subjects/{}/versions/{}{query}",
-                    segment(&subject),
-                    segment(v)
+                    ringlog_client::url_segment(&subject),
+                    ringlog_client::url_segment(v)
                 ),
-                None => format!("{base}/subjects/{}{query}", segment(&subject)),
+                None => format!(
+                    "{base}/subjects/{}{query}",
+                    ringlog_client::url_segment(&subject)
+                ),
             };
             let answer = call(&agent, "DELETE", &url, None)?;
             let how = if permanent { "permanently" } else { "soft" };
@@ -302,7 +299,7 @@ pub fn run(
         }
         SchemaCommand::Config { subject, set } => {
             let url = match &subject {
-                Some(s) => format!("{base}/config/{}", segment(s)),
+                Some(s) => format!("{base}/config/{}", ringlog_client::url_segment(s)),
                 None => format!("{base}/config"),
             };
             let answer = match set {
