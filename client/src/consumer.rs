@@ -908,7 +908,8 @@ fn split_batches(
                 0 => bytes.clone(),
                 _ => Bytes::from(
                     ringlog_format::compression::decompressed_batch(&view, DECOMPRESSED_MAX)
-                        .map_err(|e| corrupt(tp, &e))?,
+                        .map_err(|e| corrupt(tp, &e))?
+                        .into_owned(),
                 ),
             };
             out.push_back(ConsumerBatch {

@@ -512,13 +512,8 @@ fn each_record(
     view: &BatchView<'_>,
     mut f: impl FnMut(u64, Option<&[u8]>, bool),
 ) -> Result<(), crate::batch::BatchError> {
-    let plain;
-    let view = if view.compression() == 0 {
-        *view
-    } else {
-        plain = compression::decompressed_batch(view, DECOMPRESSED_MAX)?;
-        BatchView::parse_crc_checked(&plain, usize::MAX)?
-    };
+    let plain = compression::decompressed_batch(view, DECOMPRESSED_MAX)?;
+    let view = BatchView::parse_crc_checked(&plain, usize::MAX)?;
     for record in view.records()? {
         let record = record?;
         f(record.offset as u64, record.key, record.value.is_none());
@@ -546,13 +541,8 @@ fn filter(
         return Ok(Verdict::KeepAll);
     }
     let codec = view.compression();
-    let plain;
-    let records_view = if codec == 0 {
-        *view
-    } else {
-        plain = compression::decompressed_batch(view, DECOMPRESSED_MAX)?;
-        BatchView::parse_crc_checked(&plain, usize::MAX)?
-    };
+    let plain = compression::decompressed_batch(view, DECOMPRESSED_MAX)?;
+    let records_view = BatchView::parse_crc_checked(&plain, usize::MAX)?;
     let mut kept = Vec::new();
     let mut kept_count = 0i32;
     for record in records_view.records()? {

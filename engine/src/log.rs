@@ -463,12 +463,11 @@ impl Log {
     /// Every sealed segment as (base offset, end offset, bytes), oldest
     /// first: all but the active one.
     pub(crate) fn sealed(&self) -> impl Iterator<Item = (u64, u64, u64)> + '_ {
-        let bases: Vec<u64> = self.segments.keys().copied().collect();
-        bases
-            .windows(2)
-            .map(|w| (w[0], w[1], self.segments[&w[0]].size))
-            .collect::<Vec<_>>()
-            .into_iter()
+        // A segment ends where the next begins.
+        self.segments
+            .iter()
+            .zip(self.segments.keys().skip(1))
+            .map(|((&base, seg), &end)| (base, end, seg.size))
     }
 
     /// Drops a sealed segment from the log's map (its files were replaced).

@@ -156,12 +156,16 @@ fn read_bounded(reader: impl Read, limit: usize, out: &mut Vec<u8>) -> std::io::
 /// The batch as it would be uncompressed: its header (codec bits cleared,
 /// `batchLength` adjusted; the CRC is left as it was, covering the stored
 /// bytes, which the caller checked) and its records decompressed, at most
-/// `limit` bytes of them. An uncompressed batch comes back as it is.
-pub fn decompressed_batch(view: &BatchView<'_>, limit: usize) -> Result<Vec<u8>, BatchError> {
+/// `limit` bytes of them. An uncompressed batch comes back as it is,
+/// borrowed: a reader of records calls this whatever the codec.
+pub fn decompressed_batch<'a>(
+    view: &BatchView<'a>,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, BatchError> {
     let bytes = view.bytes();
     let codec = view.compression();
     if codec == 0 {
-        return Ok(bytes.to_vec());
+        return Ok(std::borrow::Cow::Borrowed(bytes));
     }
     let records = decompress(codec, &bytes[HEADER_BYTES..], limit)?;
     let mut out = Vec::with_capacity(HEADER_BYTES + records.len());
@@ -172,7 +176,7 @@ pub fn decompressed_batch(view: &BatchView<'_>, limit: usize) -> Result<Vec<u8>,
         .copy_from_slice(&(attributes & !COMPRESSION_MASK).to_be_bytes());
     let length = (out.len() - 12) as i32;
     out[LENGTH_AT..LENGTH_AT + 4].copy_from_slice(&length.to_be_bytes());
-    Ok(out)
+    Ok(std::borrow::Cow::Owned(out))
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@ use crate::formats::{self, Parsed, Resolved};
 use crate::records::{
     ConfigValue, DeleteSubjectValue, Key, ModeValue, Reference, SchemaType, SchemaValue,
 };
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A failed request, as Confluent answers it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -271,15 +271,7 @@ impl State {
                     Some(Ok(c)) => Level::parse(&c.compatibility_level),
                     Some(Err(e)) => return skip("config", e),
                 };
-                match (subject, level) {
-                    (None, level) => self.config = level,
-                    (Some(s), Some(l)) => {
-                        self.subject_config.insert(s, l);
-                    }
-                    (Some(s), None) => {
-                        self.subject_config.remove(&s);
-                    }
-                }
+                set_setting(&mut self.config, &mut self.subject_config, subject, level);
             }
             (Key::Mode(subject), v) => {
                 let mode = match v.map(serde_json::from_slice::<ModeValue>) {
@@ -287,15 +279,7 @@ impl State {
                     Some(Ok(m)) => Mode::parse(&m.mode),
                     Some(Err(e)) => return skip("mode", e),
                 };
-                match (subject, mode) {
-                    (None, mode) => self.mode = mode,
-                    (Some(s), Some(m)) => {
-                        self.subject_mode.insert(s, m);
-                    }
-                    (Some(s), None) => {
-                        self.subject_mode.remove(&s);
-                    }
-                }
+                set_setting(&mut self.mode, &mut self.subject_mode, subject, mode);
             }
             (Key::DeleteSubject(subject), Some(v)) => {
                 match serde_json::from_slice::<DeleteSubjectValue>(v) {
@@ -411,6 +395,19 @@ impl State {
             .filter(|(_, v)| deleted || v.values().any(|v| !v.deleted))
             .map(|(s, _)| s.clone())
             .collect()
+    }
+
+    /// Every subject with a live version, with the schema ids of its live
+    /// versions.
+    pub fn live_ids(&self) -> impl Iterator<Item = (&str, HashSet<i32>)> + '_ {
+        self.subjects.iter().filter_map(|(subject, versions)| {
+            let ids: HashSet<i32> = versions
+                .values()
+                .filter(|v| !v.deleted)
+                .map(|v| v.id)
+                .collect();
+            (!ids.is_empty()).then_some((subject.as_str(), ids))
+        })
     }
 
     /// A subject's versions, or 40401.
@@ -856,6 +853,24 @@ impl State {
                 };
                 Ok((Some(mode), vec![(key, to_json(&value))]))
             }
+        }
+    }
+}
+
+/// Sets a setting, global (no subject) or a subject's; `None` removes it.
+fn set_setting<T>(
+    global: &mut Option<T>,
+    per_subject: &mut BTreeMap<String, T>,
+    subject: Option<String>,
+    value: Option<T>,
+) {
+    match (subject, value) {
+        (None, value) => *global = value,
+        (Some(s), Some(v)) => {
+            per_subject.insert(s, v);
+        }
+        (Some(s), None) => {
+            per_subject.remove(&s);
         }
     }
 }

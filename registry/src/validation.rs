@@ -82,15 +82,8 @@ impl Known {
     /// Rebuilds the snapshot from the registry's state.
     pub(crate) fn publish(&self, state: &State) {
         let mut snapshot = Snapshot::default();
-        for subject in state.subjects(false) {
-            let ids = state
-                .versions(&subject, false)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|v| state.version(&subject, &v.to_string(), false).ok())
-                .map(|(_, id, _)| id)
-                .collect();
-            snapshot.subjects.insert(subject, ids);
+        for (subject, ids) in state.live_ids() {
+            snapshot.subjects.insert(subject.to_string(), ids);
         }
         for id in snapshot.subjects.values().flatten() {
             if let Ok(schema) = state.schema(*id) {

@@ -179,31 +179,17 @@ fn check_records(
         let Ok(view) = batch::BatchView::parse(bytes, usize::MAX) else {
             continue;
         };
-        let plain;
-        let view = if view.compression() == 0 {
-            view
-        } else {
-            plain =
-                ringlog_format::compression::decompressed_batch(&view, VALIDATION_DECOMPRESSED_MAX)
-                    .map_err(|e| {
-                        (
-                            format!("batch {b}"),
-                            schemas::Refusal::Invalid(e.to_string()),
-                        )
-                    })?;
-            batch::BatchView::parse_crc_checked(&plain, usize::MAX).map_err(|e| {
-                (
-                    format!("batch {b}"),
-                    schemas::Refusal::Invalid(e.to_string()),
-                )
-            })?
-        };
-        let records = view.records().map_err(|e| {
+        let invalid = |e: batch::BatchError| {
             (
                 format!("batch {b}"),
                 schemas::Refusal::Invalid(e.to_string()),
             )
-        })?;
+        };
+        let plain =
+            ringlog_format::compression::decompressed_batch(&view, VALIDATION_DECOMPRESSED_MAX)
+                .map_err(invalid)?;
+        let view = batch::BatchView::parse_crc_checked(&plain, usize::MAX).map_err(invalid)?;
+        let records = view.records().map_err(invalid)?;
         for (i, record) in records.enumerate() {
             let at = || format!("batch {b} record {i}");
             let record = record.map_err(|e| (at(), schemas::Refusal::Invalid(e.to_string())))?;

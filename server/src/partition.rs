@@ -749,11 +749,9 @@ impl State {
             };
             match cmd {
                 PartCmd::Produce {
-                    batches,
-                    timeout,
-                    acks_all,
                     if_end: Some(expected),
                     reply,
+                    ..
                 } if log.next_offset() != expected => {
                     let _ = reply.send(ProduceOutcome {
                         base_offsets: Vec::new(),
@@ -765,7 +763,6 @@ impl State {
                             ),
                         )),
                     });
-                    let _ = (batches, timeout, acks_all);
                 }
                 PartCmd::Produce {
                     batches,
