@@ -31,7 +31,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/", get(|| async { reply(json!({})) }))
         .route(
             "/schemas/types",
-            get(|| async { reply(json!(["AVRO", "JSON"])) }),
+            get(|| async { reply(json!(["AVRO", "JSON", "PROTOBUF"])) }),
         )
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
@@ -119,21 +119,45 @@ fn id_of(text: &str) -> Result<i32, ApiError> {
 
 /// The fields of a schema in an answer: `schemaType` and `references` only
 /// when they are not Avro's and not empty, as Confluent writes them.
-fn schema_fields(out: &mut serde_json::Map<String, Value>, s: &crate::state::Schema) {
+fn schema_fields(
+    out: &mut serde_json::Map<String, Value>,
+    state: &State,
+    s: &crate::state::Schema,
+    params: &Params,
+) {
     if s.schema_type != SchemaType::Avro {
         out.insert("schemaType".into(), json!(s.schema_type.name()));
     }
     if !s.references.is_empty() {
         out.insert("references".into(), json!(s.references));
     }
-    out.insert("schema".into(), json!(s.schema));
+    out.insert("schema".into(), json!(schema_text(state, s, params)));
 }
 
-async fn schema_by_id(reg: Reg, Path(id): Path<String>) -> Answer {
+/// A schema's text in the form asked for: as registered, or with
+/// `?format=serialized` a Protobuf schema as a base64 `FileDescriptorProto`
+/// (what Confluent's Protobuf deserializers read).
+fn schema_text(state: &State, s: &crate::state::Schema, params: &Params) -> String {
+    if s.schema_type == SchemaType::Protobuf
+        && params.get("format").is_some_and(|f| f == "serialized")
+    {
+        let candidate = Candidate {
+            schema_type: s.schema_type,
+            schema: s.schema.clone(),
+            references: s.references.clone(),
+        };
+        if let Ok(crate::formats::Parsed::Protobuf(p)) = state.parse(&candidate) {
+            return p.serialized();
+        }
+    }
+    s.schema.clone()
+}
+
+async fn schema_by_id(reg: Reg, Path(id): Path<String>, params: Params) -> Answer {
     let id = id_of(&id)?;
     reg.read(|s| {
         let mut out = serde_json::Map::new();
-        schema_fields(&mut out, s.schema(id)?);
+        schema_fields(&mut out, s, s.schema(id)?, &params);
         ok(Value::Object(out))
     })
     .await
@@ -187,12 +211,18 @@ async fn versions(reg: Reg, Path(subject): Path<String>, params: Params) -> Answ
         .await
 }
 
-fn version_body(subject: &str, number: i32, id: i32, schema: &crate::state::Schema) -> Value {
+fn version_body(
+    state: &State,
+    subject: &str,
+    (number, id): (i32, i32),
+    schema: &crate::state::Schema,
+    params: &Params,
+) -> Value {
     let mut out = serde_json::Map::new();
     out.insert("subject".into(), json!(subject));
     out.insert("version".into(), json!(number));
     out.insert("id".into(), json!(id));
-    schema_fields(&mut out, schema);
+    schema_fields(&mut out, state, schema, params);
     Value::Object(out)
 }
 
@@ -200,7 +230,7 @@ async fn version(reg: Reg, Path((subject, v)): Path<(String, String)>, params: P
     let deleted = flag(&params, "deleted");
     reg.read(|s| {
         let (n, id, schema) = s.version(&subject, &v, deleted)?;
-        ok(version_body(&subject, n, id, schema))
+        ok(version_body(s, &subject, (n, id), schema, &params))
     })
     .await
 }
@@ -281,13 +311,6 @@ fn candidate(b: SchemaBody) -> Result<Candidate, ApiError> {
             )
         })?,
     };
-    if schema_type == SchemaType::Protobuf {
-        return Err(ApiError::new(
-            422,
-            code::INVALID_SCHEMA,
-            "Invalid schema: Protobuf schemas are not supported by this registry yet",
-        ));
-    }
     Ok(Candidate {
         schema_type,
         schema: b.schema,
@@ -322,7 +345,7 @@ async fn lookup(
     let deleted = flag(&params, "deleted");
     reg.read(|s| {
         let (n, id) = s.lookup(&subject, &c, deleted)?;
-        ok(version_body(&subject, n, id, s.schema(id)?))
+        ok(version_body(s, &subject, (n, id), s.schema(id)?, &params))
     })
     .await
 }

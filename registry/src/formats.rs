@@ -3,7 +3,7 @@
 //! written with one schema can be read with another.
 //!
 //! Avro's rules are the Avro specification's resolution rules, checked by
-//! `apache-avro`. JSON Schema has no such specification and no crate checks
+//! `apache-avro`. Protobuf's are in [`crate::protobuf`]. JSON Schema has no such specification and no crate checks
 //! it: [`json_can_read`] holds the rules, one per kind of change, in the
 //! spirit of Confluent's `JsonSchema` checker (a reader must accept every
 //! document the writer accepts).
@@ -19,6 +19,8 @@ pub enum Parsed {
     Avro(Box<apache_avro::Schema>),
     /// A JSON Schema document.
     Json(Value),
+    /// A compiled Protobuf file.
+    Protobuf(Box<crate::protobuf::Proto>),
 }
 
 /// A referenced schema: its name in the referring schema, its text, its type.
@@ -58,7 +60,9 @@ pub fn parse(
                 _ => Err("Invalid JSON Schema: a schema is an object or a boolean".into()),
             }
         }
-        SchemaType::Protobuf => Err("Protobuf schemas are not supported yet".into()),
+        SchemaType::Protobuf => Ok(Parsed::Protobuf(Box::new(crate::protobuf::parse(
+            text, references,
+        )?))),
     }
 }
 
@@ -70,6 +74,7 @@ impl Parsed {
             Parsed::Avro(s) => s.canonical_form(),
             // serde_json's maps are ordered by key.
             Parsed::Json(v) => v.to_string(),
+            Parsed::Protobuf(p) => p.canonical(),
         }
     }
 
@@ -88,6 +93,7 @@ impl Parsed {
                 json_can_read(reader, writer, "#", &mut problems);
                 problems
             }
+            (Parsed::Protobuf(reader), Parsed::Protobuf(writer)) => reader.can_read(writer),
             _ => vec!["the schema types differ".into()],
         }
     }

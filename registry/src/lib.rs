@@ -17,6 +17,7 @@
 
 pub mod api;
 pub mod formats;
+pub mod protobuf;
 pub mod records;
 pub mod state;
 pub mod store;

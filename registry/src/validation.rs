@@ -6,6 +6,7 @@
 //! do not know (it may have just been registered).
 
 use crate::formats::Parsed;
+use crate::records::SchemaType;
 use crate::state::State;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, RwLock};
@@ -87,13 +88,15 @@ impl Known {
         }
         for id in snapshot.subjects.values().flatten() {
             if let Ok(schema) = state.schema(*id) {
-                if !schema.references.is_empty() {
+                // An Avro schema with references would need them again to
+                // decode; a compiled Protobuf file holds its imports.
+                if schema.schema_type == SchemaType::Avro && !schema.references.is_empty() {
                     continue;
                 }
                 let candidate = crate::state::Candidate {
                     schema_type: schema.schema_type,
                     schema: schema.schema.clone(),
-                    references: Vec::new(),
+                    references: schema.references.clone(),
                 };
                 if let Ok(parsed) = state.parse(&candidate) {
                     snapshot.schemas.insert(*id, Arc::new(parsed));
@@ -201,7 +204,12 @@ impl Known {
                         Refusal::Invalid(format!("it is not JSON (schema {id}): {e}"))
                     })?;
                 }
-                // A schema with references: its id was checked.
+                Some(Parsed::Protobuf(proto)) => {
+                    proto
+                        .check_payload(body)
+                        .map_err(|e| Refusal::Invalid(format!("{e} (schema {id})")))?;
+                }
+                // An Avro schema with references: its id was checked.
                 None => {}
             }
         }
@@ -212,7 +220,6 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::records::SchemaType;
     use crate::state::{Candidate, Registration};
 
     #[test]
