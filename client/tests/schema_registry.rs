@@ -1,7 +1,7 @@
 //! The schema registry served by the real broker, driven by software
-//! nobody here wrote: confluent-kafka's `SchemaRegistryClient`, its Avro
-//! and JSON Schema serializers and deserializers (records go through the
-//! Kafka listener). Raw HTTP (bad input, two registries on one topic) is
+//! nobody here wrote: confluent-kafka's `SchemaRegistryClient`, its Avro,
+//! JSON Schema and Protobuf serializers and deserializers (records go
+//! through the Kafka listener). Raw HTTP (bad input, two registries on one topic) is
 //! tested in `registry/tests/rest.rs`. `.ci/run`
 //! installs the Python packages in its virtual environment
 //! (`RINGLOG_KAFKA_PYTHON`); elsewhere a missing one skips the Python test,
@@ -16,7 +16,8 @@ mod common;
 /// A Python with confluent-kafka and its schema registry extras.
 fn python() -> Option<PathBuf> {
     ringlog_server::testing::python_with(
-        "confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema",
+        "confluent_kafka.schema_registry.avro, confluent_kafka.schema_registry.json_schema, \
+         confluent_kafka.schema_registry.protobuf",
     )
 }
 
@@ -71,11 +72,13 @@ fn a_topic_validating_payloads_takes_only_what_its_schema_decodes() {
                 .await
                 .unwrap(),
         );
-        let meta = admin
-            .create_topic(ringlog_client::NewTopic::new("strict", 1).schema_validation("payload"))
-            .await
-            .unwrap();
-        assert_eq!(meta.config.schema_validation, "payload");
+        for topic in ["strict", "strict-proto"] {
+            let meta = admin
+                .create_topic(ringlog_client::NewTopic::new(topic, 1).schema_validation("payload"))
+                .await
+                .unwrap();
+            assert_eq!(meta.config.schema_validation, "payload");
+        }
         let e = admin
             .create_topic(ringlog_client::NewTopic::new("odd", 1).schema_validation("sometimes"))
             .await
@@ -84,4 +87,14 @@ fn a_topic_validating_payloads_takes_only_what_its_schema_decodes() {
     });
     let out = run_check(&python, b.registry.unwrap(), b.kafka.unwrap(), "validated");
     assert!(out.contains("bad ones refused"), "{out}");
+    assert!(out.contains("protobuf validation"), "{out}");
+}
+
+#[test]
+fn confluent_protobuf_serializer_registers_references_evolves_and_round_trips() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let b = common::broker(dir.path(), 2);
+    let out = run_check(&python, b.registry.unwrap(), b.kafka.unwrap(), "protobuf");
+    assert!(out.contains("text = descriptor"), "{out}");
 }

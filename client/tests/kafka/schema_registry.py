@@ -184,6 +184,23 @@ def validated():
     assert stored == [good], stored
     print("validation: the serializer's record stored, %d bad ones refused" % len(bad_values))
 
+    # Protobuf: the message indexes and the message must decode.
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as F
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+
+    Order = protobuf_classes([("id", 1, F.TYPE_STRING), ("total", 2, "money")])
+    good = ProtobufSerializer(Order, sr)(Order(id="a1"), SerializationContext("strict-proto", MessageField.VALUE))
+    outcomes.clear()
+    producer.produce("strict-proto", value=good, on_delivery=lambda err, msg: outcomes.append(err))
+    producer.flush(10)
+    assert outcomes == [None], outcomes
+    for value in [good[:5] + b"\x00\x0a\x09a1", good[:5] + b"\x02\x0a"]:
+        outcomes.clear()
+        producer.produce("strict-proto", value=value, on_delivery=lambda err, msg: outcomes.append(err))
+        producer.flush(10)
+        assert outcomes[0] is not None and outcomes[0].code() == KafkaError.INVALID_RECORD, (value, outcomes)
+    print("protobuf validation: a serialized Order stored, a cut-short one and a bad index refused")
+
 
 def read_rust():
     """Prints, one JSON per line, the values ringlog-client's Avro serializer
@@ -219,8 +236,101 @@ def write_python():
     print("written")
 
 
+def protobuf_classes(order_fields):
+    """Order and Money message classes built from descriptors (no protoc
+    here): shop/order.proto imports shop/money.proto, so the serializer
+    registers the import as a reference of its own."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+    F = descriptor_pb2.FieldDescriptorProto
+    pool = descriptor_pool.DescriptorPool()
+    money = descriptor_pb2.FileDescriptorProto(name="shop/money.proto", package="shop", syntax="proto3")
+    m = money.message_type.add(name="Money")
+    m.field.add(name="cents", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    m.field.add(name="currency", number=2, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    pool.Add(money)
+    order = descriptor_pb2.FileDescriptorProto(name="shop/order.proto", package="shop", syntax="proto3",
+                                               dependency=["shop/money.proto"])
+    o = order.message_type.add(name="Order")
+    for name, number, kind in order_fields:
+        if kind == "money":
+            o.field.add(name=name, number=number, type=F.TYPE_MESSAGE, type_name=".shop.Money",
+                        label=F.LABEL_OPTIONAL)
+        else:
+            o.field.add(name=name, number=number, type=kind, label=F.LABEL_OPTIONAL)
+    pool.Add(order)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("shop.Order"))
+
+
+ORDER_PROTO_V1 = """syntax = "proto3";
+package shop;
+import "shop/money.proto";
+message Order {
+  string id = 1;
+  Money total = 2;
+}
+"""
+
+
+def protobuf():
+    """confluent-kafka's ProtobufSerializer registers a schema with a
+    reference as base64 descriptors; records round-trip through the Kafka
+    listener and ProtobufDeserializer (which reads the schemas back with
+    ?format=serialized); compatible evolution is taken, an incompatible one
+    refused; the .proto text of the same schema is the same schema."""
+    from google.protobuf.descriptor_pb2 import FieldDescriptorProto as F
+    from confluent_kafka.schema_registry import SchemaReference
+    from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+
+    sr = SchemaRegistryClient({"url": URL})
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(URL + "/schemas/types") as r:
+        assert json.load(r) == ["AVRO", "JSON", "PROTOBUF"]
+    Order = protobuf_classes([("id", 1, F.TYPE_STRING), ("total", 2, "money")])
+    orders = [Order(id="a1"), Order(id="b2")]
+    orders[0].total.cents = 1250
+    orders[0].total.currency = "EUR"
+    serializer = ProtobufSerializer(Order, sr)
+    deserializer = ProtobufDeserializer(Order, schema_registry_client=sr)
+    got = produce_and_read("proto-orders", serializer, deserializer, orders)
+    assert got == orders, got
+    assert sorted(sr.get_subjects()) == ["proto-orders-value", "shop/money.proto"], sr.get_subjects()
+    v1 = sr.get_latest_version("proto-orders-value")
+    assert v1.schema.schema_type == "PROTOBUF", v1
+    refs = v1.schema.references
+    assert [(r.name, r.subject, r.version) for r in refs] == [("shop/money.proto", "shop/money.proto", 1)], refs
+    ref = [SchemaReference("shop/money.proto", "shop/money.proto", 1)]
+    # The .proto text of the same schema is the same schema: same id, no new version.
+    assert sr.register_schema("proto-orders-value", Schema(ORDER_PROTO_V1, "PROTOBUF", ref)) == v1.schema_id
+    # A field added: compatible. The number of an existing field reused
+    # with another type: refused.
+    Order2 = protobuf_classes([("id", 1, F.TYPE_STRING), ("total", 2, "money"), ("paid", 3, F.TYPE_BOOL)])
+    Bad = protobuf_classes([("id", 1, F.TYPE_STRING), ("total", 2, F.TYPE_DOUBLE)])
+    from confluent_kafka.schema_registry.common.protobuf import _schema_to_str
+    good2 = Schema(_schema_to_str(Order2.DESCRIPTOR.file), "PROTOBUF", ref)
+    bad = Schema(_schema_to_str(Bad.DESCRIPTOR.file), "PROTOBUF", ref)
+    assert sr.test_compatibility("proto-orders-value", good2) is True
+    assert sr.test_compatibility("proto-orders-value", bad) is False
+    expect_error(lambda: sr.register_schema("proto-orders-value", bad), 409, 409)
+    id2 = sr.register_schema("proto-orders-value", good2)
+    assert id2 != v1.schema_id
+    expect_error(lambda: sr.register_schema("x-value", Schema("syntax = \"proto3\"; message {", "PROTOBUF")),
+                 422, 42201)
+    expect_error(lambda: sr.register_schema("x-value", Schema(ORDER_PROTO_V1, "PROTOBUF")), 422, 42201)
+    # A record written with v2 reads with v1's class (the new field kept
+    # as an unknown one).
+    newer = Order2(id="c3", paid=True)
+    got = produce_and_read("proto-orders2", ProtobufSerializer(Order2, sr), deserializer, [newer])
+    assert len(got) == 1 and got[0].id == "c3" and not got[0].HasField("total"), got
+    assert Order2.FromString(got[0].SerializeToString()) == newer
+    print("protobuf: registered with a reference, round-tripped, evolved, refused, text = descriptor")
+
+
 {
     "evolve": evolve,
+    "protobuf": protobuf,
     "after_restart": after_restart,
     "validated": validated,
     "read_rust": read_rust,
