@@ -385,6 +385,24 @@ fn schema_commands_register_check_list_configure_and_delete() {
     assert_eq!(ok(&schema(&["config"])), "BACKWARD\n");
     ok(&schema(&["delete", "users-value", "--version", "1"]));
     assert_eq!(ok(&schema(&["list", "users-value"])), "2\n");
+    // Protobuf, as .proto text: a field number reused with another type
+    // is incompatible, and the reason names the rule.
+    let p1 = file(
+        "order.proto",
+        "syntax = \"proto3\";\nmessage Order { string id = 1; int64 cents = 2; }\n",
+    );
+    let p2 = file(
+        "order2.proto",
+        "syntax = \"proto3\";\nmessage Order { string id = 1; string note = 2; }\n",
+    );
+    let proto =
+        |verb: &str, path: &str| schema(&[verb, "orders-value", path, "--type", "protobuf"]);
+    assert!(ok(&proto("register", &p1)).contains("id 3"));
+    let refused = proto("check", &p2);
+    assert_eq!(refused.status.code(), Some(1));
+    let text = String::from_utf8(refused.stdout).unwrap();
+    assert!(text.contains("FIELD_SCALAR_KIND_CHANGED"), "{text}");
+    assert!(ok(&schema(&["get", "orders-value"])).contains("int64 cents = 2"));
     assert!(one_line_error(&schema(&["get", "nope"])).contains("40401"));
     assert!(one_line_error(&schema(&["register", "x", "/no/such/file"])).contains("reading"));
     let unreachable = ringlog(

@@ -61,7 +61,7 @@ fn bad_input_gets_confluent_errors_and_stores_nothing() {
     let b = broker(dir.path());
     let r = b.registry.unwrap();
     let json = Some("application/vnd.schemaregistry.v1+json");
-    let cases: [Case; 9] = [
+    let cases: [Case; 12] = [
         ("POST", "/subjects/a/versions", json, b"{not json".to_vec(), 422, "\"error_code\":422"),
         ("POST", "/subjects/a/versions", Some("text/plain"), b"{}".to_vec(), 415, "\"error_code\":415"),
         ("POST", "/subjects/a/versions", json, br#"{"schema":"{\"type\":\"nope\"}"}"#.to_vec(), 422, "42201"),
@@ -74,6 +74,23 @@ fn bad_input_gets_confluent_errors_and_stores_nothing() {
             422,
             "42201",
         ),
+        (
+            "POST",
+            "/subjects/a/versions",
+            json,
+            br#"{"schema":"syntax = \"proto3\"; message A { int32 a = 1; int32 b = 1; }","schemaType":"PROTOBUF"}"#.to_vec(),
+            422,
+            "42201",
+        ),
+        (
+            "POST",
+            "/subjects/a/versions",
+            json,
+            br#"{"schema":"syntax = \"proto3\"; import \"other.proto\"; message A { Other o = 1; }","schemaType":"PROTOBUF"}"#.to_vec(),
+            422,
+            "other.proto",
+        ),
+        ("POST", "/subjects/a/versions", json, br#"{"schema":"AAAA","schemaType":"PROTOBUF"}"#.to_vec(), 422, "42201"),
         ("POST", "/subjects/a/versions", json, vec![b'x'; 20 << 20], 413, "error_code"),
         ("GET", "/subjects/a/versions/zero", None, Vec::new(), 422, "42202"),
         ("PUT", "/config", json, br#"{"compatibility":"SIDEWAYS"}"#.to_vec(), 422, "42203"),
@@ -98,7 +115,10 @@ fn bad_input_gets_confluent_errors_and_stores_nothing() {
     );
     assert_eq!((status, text.as_str()), (200, r#"{"id":1}"#));
     let (status, text) = http(r, "GET", "/schemas/types", None, b"");
-    assert_eq!((status, text.as_str()), (200, r#"["AVRO","JSON"]"#));
+    assert_eq!(
+        (status, text.as_str()),
+        (200, r#"["AVRO","JSON","PROTOBUF"]"#)
+    );
 
     // Its topic is not deleted by accident, only with force.
     runtime().block_on(async {
