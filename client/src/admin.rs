@@ -1,8 +1,8 @@
 //! Topic administration and cluster metadata.
 
 use ringlog_protocol::{
-    AddPartitionsRequest, ApiKey, CreateTopicRequest, DeleteTopicRequest, ListTopicsResponse,
-    MetadataRequest, MetadataResponse, Payload, TopicMetadata, TopicSummary,
+    AddPartitionsRequest, AlterTopicConfigRequest, ApiKey, CreateTopicRequest, DeleteTopicRequest,
+    ListTopicsResponse, MetadataRequest, MetadataResponse, Payload, TopicMetadata, TopicSummary,
 };
 
 use crate::{Client, Error, ErrorKind, Result};
@@ -127,6 +127,32 @@ impl Admin {
         let mut meta: MetadataResponse = self
             .client
             .call(ApiKey::AddPartitions, Some(req.encode()))
+            .await?;
+        meta.topics
+            .pop()
+            .ok_or_else(|| Error::new(ErrorKind::Protocol, "answered without the topic"))
+    }
+
+    /// Changes a topic's settings, by their Kafka names (`retention.ms`,
+    /// `retention.bytes`, `cleanup.policy`, `delete.retention.ms`,
+    /// `ringlog.schema.validation`); `None` restores the broker's default.
+    /// Answers the topic as it now is.
+    pub async fn alter_topic_config(
+        &self,
+        name: &str,
+        changes: &[(&str, Option<&str>)],
+    ) -> Result<TopicMetadata> {
+        let req = AlterTopicConfigRequest {
+            topic: name.to_string(),
+            changes: changes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+            validate_only: false,
+        };
+        let mut meta: MetadataResponse = self
+            .client
+            .call(ApiKey::AlterTopicConfig, Some(req.encode()))
             .await?;
         meta.topics
             .pop()

@@ -405,6 +405,14 @@ impl Log {
         &self.config
     }
 
+    /// Takes the settings that may change while the log is open (retention
+    /// and compaction, read at each retention pass, clean and append); the
+    /// rest (segment size, fsync, write mode, ...) stay as opened.
+    pub fn reconfigure(&mut self, config: &LogConfig) {
+        self.config.retention = config.retention;
+        self.config.compaction = config.compaction;
+    }
+
     /// Log start offset: the first offset still held.
     pub fn earliest(&self) -> u64 {
         *self.segments.keys().next().expect("a log has a segment")

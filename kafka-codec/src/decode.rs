@@ -14,13 +14,14 @@
 use anyhow::{bail, ensure, Context};
 use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{
-    create_partitions_request, create_topics_request, delete_topics_request,
-    describe_configs_request, fetch_request, join_group_request, leave_group_request,
-    list_offsets_request, metadata_request, offset_commit_request, offset_fetch_request,
-    produce_request, sync_group_request, ApiKey, ApiVersionsRequest, BrokerId,
-    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeClusterRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, FetchRequest, FindCoordinatorRequest, GroupId,
-    HeartbeatRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
+    alter_configs_request, create_partitions_request, create_topics_request, delete_topics_request,
+    describe_configs_request, fetch_request, incremental_alter_configs_request, join_group_request,
+    leave_group_request, list_offsets_request, metadata_request, offset_commit_request,
+    offset_fetch_request, produce_request, sync_group_request, AlterConfigsRequest, ApiKey,
+    ApiVersionsRequest, BrokerId, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeClusterRequest, DescribeConfigsRequest, DescribeGroupsRequest,
+    FetchRequest, FindCoordinatorRequest, GroupId, HeartbeatRequest,
+    IncrementalAlterConfigsRequest, InitProducerIdRequest, JoinGroupRequest, LeaveGroupRequest,
     ListGroupsRequest, ListOffsetsRequest, MetadataRequest, OffsetCommitRequest,
     OffsetFetchRequest, ProduceRequest, ProducerId, RequestHeader, RequestKind, SyncGroupRequest,
     TopicName, TransactionalId,
@@ -669,6 +670,60 @@ pub fn request(
             r.tagged_fields()?;
             RequestKind::DescribeCluster(req)
         }
+        ApiKey::AlterConfigs => {
+            let resources = r.array(|r| {
+                let resource_type = r.i8()?;
+                let name = r.string()?;
+                let configs = r.array(|r| {
+                    let name = r.string()?;
+                    let value = r.nullable_string()?;
+                    r.tagged_fields()?;
+                    Ok(alter_configs_request::AlterableConfig::default()
+                        .with_name(name)
+                        .with_value(value))
+                })?;
+                r.tagged_fields()?;
+                Ok(alter_configs_request::AlterConfigsResource::default()
+                    .with_resource_type(resource_type)
+                    .with_resource_name(name)
+                    .with_configs(configs))
+            })?;
+            let req = AlterConfigsRequest::default()
+                .with_resources(resources)
+                .with_validate_only(r.bool()?);
+            r.tagged_fields()?;
+            RequestKind::AlterConfigs(req)
+        }
+        ApiKey::IncrementalAlterConfigs => {
+            let resources = r.array(|r| {
+                let resource_type = r.i8()?;
+                let name = r.string()?;
+                let configs = r.array(|r| {
+                    let name = r.string()?;
+                    let operation = r.i8()?;
+                    let value = r.nullable_string()?;
+                    r.tagged_fields()?;
+                    Ok(
+                        incremental_alter_configs_request::AlterableConfig::default()
+                            .with_name(name)
+                            .with_config_operation(operation)
+                            .with_value(value),
+                    )
+                })?;
+                r.tagged_fields()?;
+                Ok(
+                    incremental_alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(resource_type)
+                        .with_resource_name(name)
+                        .with_configs(configs),
+                )
+            })?;
+            let req = IncrementalAlterConfigsRequest::default()
+                .with_resources(resources)
+                .with_validate_only(r.bool()?);
+            r.tagged_fields()?;
+            RequestKind::IncrementalAlterConfigs(req)
+        }
         other => bail!("{other:?} requests are not decoded here"),
     };
     Ok((header, body, records))
@@ -1033,6 +1088,40 @@ mod tests {
                 }
                 RequestKind::DescribeCluster(r)
             }
+            ApiKey::AlterConfigs => RequestKind::AlterConfigs(
+                AlterConfigsRequest::default()
+                    .with_resources(vec![alter_configs_request::AlterConfigsResource::default()
+                        .with_resource_type(2)
+                        .with_resource_name(s("orders"))
+                        .with_configs(vec![
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(s("retention.ms"))
+                                .with_value(Some(s("1000"))),
+                            alter_configs_request::AlterableConfig::default()
+                                .with_name(s("cleanup.policy"))
+                                .with_value(None),
+                        ])])
+                    .with_validate_only(true),
+            ),
+            ApiKey::IncrementalAlterConfigs => RequestKind::IncrementalAlterConfigs(
+                IncrementalAlterConfigsRequest::default()
+                    .with_resources(vec![
+                        incremental_alter_configs_request::AlterConfigsResource::default()
+                            .with_resource_type(2)
+                            .with_resource_name(s("orders"))
+                            .with_configs(vec![
+                                incremental_alter_configs_request::AlterableConfig::default()
+                                    .with_name(s("cleanup.policy"))
+                                    .with_config_operation(0)
+                                    .with_value(Some(s("compact"))),
+                                incremental_alter_configs_request::AlterableConfig::default()
+                                    .with_name(s("retention.ms"))
+                                    .with_config_operation(1)
+                                    .with_value(None),
+                            ]),
+                    ])
+                    .with_validate_only(false),
+            ),
             other => panic!("no sample of {other:?}"),
         }
     }
@@ -1059,6 +1148,8 @@ mod tests {
             RequestKind::DescribeConfigs(r) => r.encode(buf, v),
             RequestKind::CreatePartitions(r) => r.encode(buf, v),
             RequestKind::DescribeCluster(r) => r.encode(buf, v),
+            RequestKind::AlterConfigs(r) => r.encode(buf, v),
+            RequestKind::IncrementalAlterConfigs(r) => r.encode(buf, v),
             other => panic!("{other:?}"),
         }
         .unwrap();

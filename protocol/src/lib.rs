@@ -175,11 +175,14 @@ pub enum ApiKey {
     /// Append to one partition only if its log ends where the writer
     /// expects (compare-and-append, for state kept in a topic).
     ProduceIf = 16,
+    /// Change a topic's settings (retention, cleanup policy, schema
+    /// validation) after its creation.
+    AlterTopicConfig = 17,
 }
 
 impl ApiKey {
     /// Every API, in key order.
-    pub const ALL: [ApiKey; 16] = [
+    pub const ALL: [ApiKey; 17] = [
         ApiKey::Produce,
         ApiKey::Fetch,
         ApiKey::ListOffsets,
@@ -196,6 +199,7 @@ impl ApiKey {
         ApiKey::DescribeCluster,
         ApiKey::AddPartitions,
         ApiKey::ProduceIf,
+        ApiKey::AlterTopicConfig,
     ];
 
     /// The API for a wire key, if there is one.
@@ -222,6 +226,7 @@ impl ApiKey {
             ApiKey::DescribeCluster => "describe_cluster",
             ApiKey::AddPartitions => "add_partitions",
             ApiKey::ProduceIf => "produce_if",
+            ApiKey::AlterTopicConfig => "alter_topic_config",
         }
     }
 }
@@ -619,6 +624,8 @@ pub enum Request {
     AddPartitions(AddPartitionsRequest),
     /// See [`ApiKey::ProduceIf`].
     ProduceIf(ProduceIfRequest),
+    /// See [`ApiKey::AlterTopicConfig`].
+    AlterTopicConfig(AlterTopicConfigRequest),
 }
 
 /// Decodes the payload of a request for `api`: the broker's one decoder.
@@ -659,6 +666,7 @@ pub fn decode_request(api: ApiKey, payload: &[u8]) -> Result<Request, DecodeErro
         }
         ApiKey::AddPartitions => Request::AddPartitions(Payload::decode(api, payload)?),
         ApiKey::ProduceIf => Request::ProduceIf(Payload::decode(api, payload)?),
+        ApiKey::AlterTopicConfig => Request::AlterTopicConfig(Payload::decode(api, payload)?),
     })
 }
 

@@ -59,6 +59,7 @@ rkyv_payload!(
     DescribeGroupResponse,
     DescribeClusterResponse,
     AddPartitionsRequest,
+    AlterTopicConfigRequest,
     ProduceIfRequest,
     ProduceIfResponse,
 );
@@ -291,6 +292,20 @@ pub struct AddPartitionsRequest {
     pub topic: String,
     /// The partition count wanted (more than the topic has).
     pub partitions: u32,
+}
+
+/// Alter topic config request: settings by their Kafka names
+/// (`retention.ms`, `retention.bytes`, `cleanup.policy`,
+/// `delete.retention.ms`, `ringlog.schema.validation`); answered with the
+/// topic's metadata as it now is.
+#[derive(Archive, Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct AlterTopicConfigRequest {
+    /// Topic name.
+    pub topic: String,
+    /// Each setting and its new value (`None`: back to the broker's default).
+    pub changes: Vec<(String, Option<String>)>,
+    /// Check only; change nothing.
+    pub validate_only: bool,
 }
 
 /// Conditional produce: `records` (whole batches) are stored in the

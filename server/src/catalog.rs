@@ -245,6 +245,114 @@ fn validate_name(name: &str) -> Result<(), Refusal> {
     Ok(())
 }
 
+/// `ringlog.schema.validation`: how produced records are checked against
+/// the schema registry (`none`, `id`, `payload`).
+pub const SCHEMA_VALIDATION_KEY: &str = "ringlog.schema.validation";
+/// Confluent Server's name for the same, `true` or `false` (as `id`/`none`).
+pub const CONFLUENT_VALIDATION_KEY: &str = "confluent.value.schema.validation";
+
+/// A topic setting under its Kafka name, as CreateTopics, AlterConfigs and
+/// IncrementalAlterConfigs (and `ringlog topic alter`) give them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Setting {
+    /// `retention.ms`.
+    RetentionMs(i64),
+    /// `retention.bytes`.
+    RetentionBytes(i64),
+    /// `segment.bytes` (set at creation only).
+    SegmentBytes(u64),
+    /// `min.insync.replicas` (set at creation only).
+    MinInsyncReplicas(u32),
+    /// `cleanup.policy`.
+    CleanupPolicy(String),
+    /// `delete.retention.ms`.
+    DeleteRetentionMs(i64),
+    /// [`SCHEMA_VALIDATION_KEY`] or [`CONFLUENT_VALIDATION_KEY`].
+    SchemaValidation(String),
+}
+
+impl Setting {
+    /// A setting from its Kafka name and value.
+    pub fn parse(name: &str, value: &str) -> Result<Setting, Refusal> {
+        fn number<T: std::str::FromStr>(name: &str, value: &str) -> Result<T, Refusal> {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| invalid(format!("{name}={value:?} is not a number")))
+        }
+        Ok(match name {
+            "retention.ms" => Setting::RetentionMs(number(name, value)?),
+            "retention.bytes" => Setting::RetentionBytes(number(name, value)?),
+            "segment.bytes" => Setting::SegmentBytes(number(name, value)?),
+            "min.insync.replicas" => Setting::MinInsyncReplicas(number(name, value)?),
+            "delete.retention.ms" => Setting::DeleteRetentionMs(number(name, value)?),
+            "cleanup.policy" => Setting::CleanupPolicy(value.to_string()),
+            SCHEMA_VALIDATION_KEY => Setting::SchemaValidation(value.to_string()),
+            CONFLUENT_VALIDATION_KEY => Setting::SchemaValidation(
+                match value.trim().to_ascii_lowercase().as_str() {
+                    "true" => Validation::Id,
+                    "false" => Validation::None,
+                    _ => return Err(invalid(format!("{name}={value:?} must be true or false"))),
+                }
+                .name()
+                .into(),
+            ),
+            _ => return Err(invalid(format!("setting {name} is not supported"))),
+        })
+    }
+
+    /// The broker's default for a setting that can be altered (what
+    /// IncrementalAlterConfigs' DELETE and AlterConfigs' omission restore).
+    pub fn default_of(name: &str, defaults: &TopicDefaults) -> Result<Setting, Refusal> {
+        let value = match name {
+            "retention.ms" => defaults.retention_ms.to_string(),
+            "retention.bytes" => defaults.retention_bytes.to_string(),
+            "cleanup.policy" => POLICY_DELETE.to_string(),
+            "delete.retention.ms" => DELETE_RETENTION_MS_DEFAULT.to_string(),
+            SCHEMA_VALIDATION_KEY => Validation::None.name().to_string(),
+            CONFLUENT_VALIDATION_KEY => "false".to_string(),
+            "segment.bytes" | "min.insync.replicas" => return Err(fixed(name)),
+            _ => return Err(invalid(format!("setting {name} is not supported"))),
+        };
+        Setting::parse(name, &value)
+    }
+
+    /// Puts the setting into a create request.
+    pub fn apply_to_request(self, req: &mut CreateTopicRequest) {
+        match self {
+            Setting::RetentionMs(v) => req.retention_ms = Some(v),
+            Setting::RetentionBytes(v) => req.retention_bytes = Some(v),
+            Setting::SegmentBytes(v) => req.segment_bytes = Some(v),
+            Setting::MinInsyncReplicas(v) => req.min_insync_replicas = Some(v),
+            Setting::CleanupPolicy(v) => req.cleanup_policy = Some(v),
+            Setting::DeleteRetentionMs(v) => req.delete_retention_ms = Some(v),
+            Setting::SchemaValidation(v) => req.schema_validation = Some(v),
+        }
+    }
+
+    /// Changes an existing topic's settings; those fixed at creation are
+    /// refused (the result is checked by [`Catalog::alter`]).
+    pub fn apply_to(self, config: &mut TopicConfig) -> Result<(), Refusal> {
+        match self {
+            Setting::RetentionMs(v) => config.retention_ms = v,
+            Setting::RetentionBytes(v) => config.retention_bytes = v,
+            Setting::CleanupPolicy(v) => config.cleanup_policy = v,
+            Setting::DeleteRetentionMs(v) => config.delete_retention_ms = v,
+            Setting::SchemaValidation(v) => config.schema_validation = v,
+            Setting::SegmentBytes(_) => return Err(fixed("segment.bytes")),
+            Setting::MinInsyncReplicas(_) => return Err(fixed("min.insync.replicas")),
+        }
+        Ok(())
+    }
+}
+
+/// The refusal for a setting that exists but is set at creation only.
+fn fixed(name: &str) -> Refusal {
+    invalid(format!(
+        "{name} is set when a topic is created and cannot be changed"
+    ))
+}
+
 /// Every topic, persisted as one small file per topic under `topics/`.
 #[derive(Debug)]
 pub struct Catalog {
@@ -302,15 +410,19 @@ impl Catalog {
                 format!("topic {:?} already exists", topic.name),
             ));
         }
-        let text = topic.to_text();
+        self.store(Arc::new(topic))
+    }
+
+    /// Persists a topic's file (write, fsync, rename, fsync the dir), then
+    /// makes it the catalog's.
+    fn store(&mut self, topic: Arc<Topic>) -> Result<Arc<Topic>, Refusal> {
         let path = self.dir.join(format!("{}.topic", topic.name));
-        write_durably(&path, text.as_bytes()).map_err(|e| {
+        write_durably(&path, topic.to_text().as_bytes()).map_err(|e| {
             Refusal(
                 ErrorCode::StorageError,
                 format!("writing {}: {e}", path.display()),
             )
         })?;
-        let topic = Arc::new(topic);
         self.topics.insert(topic.name.clone(), topic.clone());
         Ok(topic)
     }
@@ -320,16 +432,34 @@ impl Catalog {
     /// shards then open the new partitions. Partitions are never removed.
     pub fn add_partitions(&mut self, name: &str, count: u32) -> Result<Arc<Topic>, Refusal> {
         let topic = self.with_partitions(name, count)?;
-        let path = self.dir.join(format!("{name}.topic"));
-        write_durably(&path, topic.to_text().as_bytes()).map_err(|e| {
-            Refusal(
-                ErrorCode::StorageError,
-                format!("writing {}: {e}", path.display()),
-            )
-        })?;
-        let topic = Arc::new(topic);
-        self.topics.insert(name.to_string(), topic.clone());
-        Ok(topic)
+        self.store(Arc::new(topic))
+    }
+
+    /// Changes a topic's settings and persists them (as [`Catalog::create`]
+    /// does) before they become visible; the shards then apply them to the
+    /// open partitions. `validate_only` checks and changes nothing.
+    pub fn alter(
+        &mut self,
+        name: &str,
+        settings: Vec<Setting>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, Refusal> {
+        if name == OFFSETS_TOPIC {
+            return Err(invalid("the offsets topic's settings are fixed".into()));
+        }
+        let old = self
+            .topics
+            .get(name)
+            .ok_or_else(|| Refusal(ErrorCode::UnknownTopic, format!("unknown topic {name:?}")))?;
+        let mut config = old.config.clone();
+        for setting in settings {
+            setting.apply_to(&mut config)?;
+        }
+        let topic = Arc::new(Topic::new(name.to_string(), config)?);
+        if validate_only {
+            return Ok(topic);
+        }
+        self.store(topic)
     }
 
     /// What `name` would be with `count` partitions, checked as
@@ -498,6 +628,64 @@ mod tests {
         assert!(catalog.add_partitions(OFFSETS_TOPIC, 9).is_err());
         let reloaded = Catalog::load(dir.path(), 1 << 20).unwrap();
         assert_eq!(reloaded.get("grows").unwrap().config.partitions, 5);
+    }
+
+    #[test]
+    fn settings_are_altered_durably_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut catalog = Catalog::load(dir.path(), 1 << 20).unwrap();
+        let req = CreateTopicRequest {
+            name: "t".into(),
+            partitions: Some(1),
+            ..Default::default()
+        };
+        catalog
+            .create(Topic::from_request(&req, &defaults()).unwrap())
+            .unwrap();
+        let set = |k: &str, v: &str| Setting::parse(k, v).unwrap();
+        let t = catalog
+            .alter(
+                "t",
+                vec![
+                    set("cleanup.policy", "compact,delete"),
+                    set("retention.bytes", "1000"),
+                    set(CONFLUENT_VALIDATION_KEY, "true"),
+                ],
+                false,
+            )
+            .unwrap();
+        assert!(t.log.compaction.is_some());
+        assert_eq!(t.log.retention.retention_bytes, Some(1000));
+        assert_eq!(t.validation, Validation::Id);
+        // Checked only: nothing changes.
+        catalog
+            .alter("t", vec![set("cleanup.policy", "delete")], true)
+            .unwrap();
+        // A bad value refuses the whole change.
+        let refused = catalog
+            .alter(
+                "t",
+                vec![set("retention.ms", "5"), set("cleanup.policy", "shred")],
+                false,
+            )
+            .unwrap_err();
+        assert_eq!(refused.0, ErrorCode::InvalidTopicConfig, "{}", refused.1);
+        assert!(catalog
+            .alter("t", vec![set("segment.bytes", "4096")], false)
+            .unwrap_err()
+            .1
+            .contains("when a topic is created"));
+        assert!(Setting::parse("flush.ms", "1").is_err());
+        assert!(Setting::parse(CONFLUENT_VALIDATION_KEY, "maybe").is_err());
+        let reloaded = Catalog::load(dir.path(), 1 << 20).unwrap();
+        let t = reloaded.get("t").unwrap();
+        assert_eq!(t.config.cleanup_policy, "compact,delete");
+        assert_eq!(t.config.retention_ms, 1000, "the default, untouched");
+        assert_eq!(t.config.schema_validation, "id");
+        // Back to the defaults.
+        let back = Setting::default_of("cleanup.policy", &defaults()).unwrap();
+        assert_eq!(back, Setting::CleanupPolicy(POLICY_DELETE.into()));
+        assert!(Setting::default_of("segment.bytes", &defaults()).is_err());
     }
 
     #[test]

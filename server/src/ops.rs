@@ -635,6 +635,51 @@ pub async fn add_partitions(
     Ok(())
 }
 
+/// Changes a topic's settings (Kafka names; `None` restores the broker's
+/// default): persisted in the catalog, then applied by every shard to its
+/// open partitions. Produce-time checks (keyless records on a compacted
+/// topic, schema validation) read the catalog and apply at once.
+/// `validate_only` checks without changing anything.
+pub async fn alter_topic(
+    shard: &Rc<Shard>,
+    name: &str,
+    changes: &[(String, Option<String>)],
+    validate_only: bool,
+) -> Result<Arc<Topic>, Failure> {
+    if shard.shared.cluster.is_some() {
+        return Err(Failure::new(
+            ErrorCode::InvalidRequest,
+            "altering a replicated topic's settings is not supported yet",
+        ));
+    }
+    let defaults = &shard.shared.config.topic_defaults;
+    let settings = changes
+        .iter()
+        .map(|(key, value)| match value {
+            Some(v) => crate::catalog::Setting::parse(key, v),
+            None => crate::catalog::Setting::default_of(key, defaults),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(refusal)?;
+    let topic = shard
+        .shared
+        .catalog
+        .write()
+        .unwrap_or_else(|e| e.into_inner())
+        .alter(name, settings, validate_only)
+        .map_err(refusal)?;
+    if !validate_only {
+        shard
+            .broadcast(|reply| ShardMsg::Reconfigure {
+                topic: topic.clone(),
+                reply,
+            })
+            .await;
+        tracing::info!(topic = %name, "topic settings altered: {}", topic.to_text().replace('\n', " "));
+    }
+    Ok(topic)
+}
+
 /// How long a topic the controller created may take to open here.
 const REPLICAS_OPEN_WITHIN: Duration = Duration::from_secs(10);
 

@@ -132,6 +132,13 @@ pub enum PartCmd {
     },
     /// Delete segments past retention.
     Retention,
+    /// Take the topic's altered settings (retention, compaction).
+    Reconfigure {
+        /// The topic as it now is.
+        topic: Arc<Topic>,
+        /// Fired when applied.
+        done: oneshot::Sender<()>,
+    },
     /// A compacted log: what a clean would read now (`None`: nothing to do).
     PlanClean {
         /// How the clean runs.
@@ -405,7 +412,7 @@ impl PartCmd {
             | PartCmd::Retention
             | PartCmd::PlanClean { .. }
             | PartCmd::Scrub { .. } => {}
-            PartCmd::InstallClean { reply, .. } => {
+            PartCmd::InstallClean { reply, .. } | PartCmd::Reconfigure { done: reply, .. } => {
                 let _ = reply.send(());
             }
             PartCmd::Close { reply, .. } => {
@@ -995,6 +1002,10 @@ impl State {
                         ),
                     }
                     self.publish_offsets();
+                }
+                PartCmd::Reconfigure { topic, done } => {
+                    log.reconfigure(&topic.log);
+                    let _ = done.send(());
                 }
                 PartCmd::PlanClean { options, reply } => {
                     let plan = match log.plan_clean(now_ms(), options).await {

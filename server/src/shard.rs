@@ -40,6 +40,13 @@ pub enum ShardMsg {
         /// Ok, or why a partition could not be created.
         reply: oneshot::Sender<Result<(), String>>,
     },
+    /// Apply a topic's altered settings to the receiver's partitions of it.
+    Reconfigure {
+        /// The topic as it now is.
+        topic: Arc<Topic>,
+        /// Fired when every partition has them.
+        reply: oneshot::Sender<()>,
+    },
     /// Close and delete the receiver's partitions of a deleted topic.
     Drop {
         /// The topic.
@@ -568,6 +575,29 @@ impl Shard {
             ShardMsg::Drop { topic, reply } => {
                 tokio_uring::spawn(async move {
                     self.drop_topic(&topic).await;
+                    let _ = reply.send(());
+                });
+            }
+            ShardMsg::Reconfigure { topic, reply } => {
+                tokio_uring::spawn(async move {
+                    let handles: Vec<PartitionHandle> = (0..topic.config.partitions)
+                        .filter_map(|p| {
+                            self.partitions
+                                .borrow()
+                                .get(&(topic.name.clone(), p))
+                                .cloned()
+                        })
+                        .collect();
+                    for handle in handles {
+                        let (done, applied) = oneshot::channel();
+                        handle
+                            .send(PartCmd::Reconfigure {
+                                topic: topic.clone(),
+                                done,
+                            })
+                            .await;
+                        let _ = applied.await;
+                    }
                     let _ = reply.send(());
                 });
             }

@@ -678,6 +678,130 @@ fn the_offsets_topic_is_compacted_and_keeps_the_latest_commits() {
 /// and its tombstone, survives a kill, and a record without a key is
 /// refused with nothing of its request stored.
 #[test]
+fn a_topic_altered_to_compact_applies_at_once_and_keeps_it_after_a_kill() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::start_with(dir.path(), 2, &["--cleaner-interval-ms", "50"]);
+    let mut c = broker.client();
+    let req = proto::CreateTopicRequest {
+        name: "changes".into(),
+        partitions: Some(1),
+        fsync: Some("never".into()),
+        segment_bytes: Some(4096),
+        delete_retention_ms: Some(0),
+        ..Default::default()
+    };
+    c.call(ApiKey::CreateTopic, &req.encode())
+        .ok::<proto::MetadataResponse>(ApiKey::CreateTopic);
+    let keyless = || batch(&[b"no key"], ProducerStamp::NONE, now_ms());
+    assert_eq!(
+        c.produce("changes", 0, &keyless()).error,
+        0,
+        "delete takes any record"
+    );
+    let alter = |c: &mut common::Client, topic: &str, changes: &[(&str, Option<&str>)]| {
+        let req = proto::AlterTopicConfigRequest {
+            topic: topic.into(),
+            changes: changes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.map(str::to_string)))
+                .collect(),
+            validate_only: false,
+        };
+        c.call(ApiKey::AlterTopicConfig, &req.encode())
+    };
+    // Refused: each leaves the topic as it was.
+    for (topic, changes, code) in [
+        (
+            "changes",
+            vec![("retention.ms", Some("soon"))],
+            ErrorCode::InvalidTopicConfig,
+        ),
+        (
+            "changes",
+            vec![("cleanup.policy", Some("shred"))],
+            ErrorCode::InvalidTopicConfig,
+        ),
+        (
+            "changes",
+            vec![("segment.bytes", Some("8192"))],
+            ErrorCode::InvalidTopicConfig,
+        ),
+        (
+            "changes",
+            vec![("no.such.setting", Some("1"))],
+            ErrorCode::InvalidTopicConfig,
+        ),
+        (
+            "missing",
+            vec![("retention.ms", Some("1"))],
+            ErrorCode::UnknownTopic,
+        ),
+        (
+            "__consumer_offsets",
+            vec![("retention.ms", Some("1"))],
+            ErrorCode::InvalidTopicConfig,
+        ),
+    ] {
+        let reply = alter(&mut c, topic, &changes);
+        assert_eq!(
+            reply.error,
+            code,
+            "{topic} {changes:?}: {}",
+            reply.message()
+        );
+    }
+    let meta: proto::MetadataResponse = alter(
+        &mut c,
+        "changes",
+        &[
+            ("cleanup.policy", Some("compact")),
+            ("retention.ms", Some("3600000")),
+        ],
+    )
+    .ok(ApiKey::AlterTopicConfig);
+    let config = &meta.topics[0].config;
+    assert_eq!(
+        (config.cleanup_policy.as_str(), config.retention_ms),
+        ("compact", 3_600_000)
+    );
+    // At once: a keyless record is refused, and the cleaner compacts.
+    let refused = c.produce("changes", 0, &keyless());
+    assert_eq!(
+        refused.error,
+        ErrorCode::InvalidRecord as u16,
+        "{}",
+        refused.message
+    );
+    for i in 0..600 {
+        let b = keyed_batch(
+            &[(format!("k{}", i % 3).as_bytes(), Some(b"vvvvvvvv"))],
+            now_ms(),
+        );
+        assert_eq!(c.produce("changes", 0, &b).error, 0);
+    }
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while c.read_all("changes", 0, 0).len() > 300 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the altered topic was not cleaned"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Kept across a kill; a reset returns to the default.
+    drop(c);
+    let broker = broker.restart_after_kill();
+    let mut c = broker.client();
+    let meta: proto::MetadataResponse =
+        alter(&mut c, "changes", &[("cleanup.policy", None)]).ok(ApiKey::AlterTopicConfig);
+    assert_eq!(meta.topics[0].config.cleanup_policy, "delete");
+    assert_eq!(
+        meta.topics[0].config.retention_ms, 3_600_000,
+        "kept across the kill"
+    );
+    assert_eq!(c.produce("changes", 0, &keyless()).error, 0);
+}
+
+#[test]
 fn a_compacted_topic_keeps_the_latest_record_of_each_key() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::start_with(dir.path(), 2, &["--cleaner-interval-ms", "50"]);

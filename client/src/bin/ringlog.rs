@@ -140,6 +140,18 @@ enum TopicCommand {
         #[arg(long)]
         force: bool,
     },
+    /// Change a topic's settings: retention.ms, retention.bytes,
+    /// cleanup.policy, delete.retention.ms, ringlog.schema.validation.
+    Alter {
+        /// Topic.
+        name: String,
+        /// A setting and its new value (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// A setting back to the broker's default (repeatable).
+        #[arg(long = "reset", value_name = "KEY")]
+        reset: Vec<String>,
+    },
     /// Raise a topic's partition count (keys then map to other partitions).
     AddPartitions {
         /// Topic.
@@ -402,21 +414,8 @@ async fn topic(
         }
         TopicCommand::Describe { name } => {
             let t = admin.describe_topic(&name).await?;
-            let c = &t.config;
             writeln!(out, "topic {}", t.name)?;
-            writeln!(
-                out,
-                "partitions {}  fsync {}  retention-ms {}  retention-bytes {}  segment-bytes {}  \
-                 cleanup-policy {}  delete-retention-ms {}  schema-validation {}",
-                c.partitions,
-                c.fsync,
-                c.retention_ms,
-                c.retention_bytes,
-                c.segment_bytes,
-                c.cleanup_policy,
-                c.delete_retention_ms,
-                c.schema_validation
-            )?;
+            writeln!(out, "{}", settings_line(&t.config))?;
             writeln!(out, "partition\tleader\tshard\tlog-start\tlog-end")?;
             for p in &t.partitions {
                 writeln!(
@@ -430,6 +429,24 @@ async fn topic(
             admin.delete_topic_with(&name, force).await?;
             writeln!(out, "deleted topic {name}")?;
         }
+        TopicCommand::Alter { name, set, reset } => {
+            let mut changes = Vec::new();
+            for pair in &set {
+                let (key, value) = pair
+                    .split_once('=')
+                    .ok_or_else(|| invalid(format!("--set {pair:?} is not KEY=VALUE")))?;
+                changes.push((key, Some(value)));
+            }
+            changes.extend(reset.iter().map(|key| (key.as_str(), None)));
+            if changes.is_empty() {
+                return Err(invalid(
+                    "nothing to change: give --set KEY=VALUE or --reset KEY".into(),
+                ));
+            }
+            let t = admin.alter_topic_config(&name, &changes).await?;
+            writeln!(out, "altered topic {name}")?;
+            writeln!(out, "{}", settings_line(&t.config))?;
+        }
         TopicCommand::AddPartitions { name, partitions } => {
             let meta = admin.add_partitions(&name, partitions).await?;
             writeln!(
@@ -440,6 +457,23 @@ async fn topic(
         }
     }
     Ok(())
+}
+
+/// A topic's settings on one line, as `topic describe` and `topic alter`
+/// print them.
+fn settings_line(c: &ringlog_client::TopicConfig) -> String {
+    format!(
+        "partitions {}  fsync {}  retention-ms {}  retention-bytes {}  segment-bytes {}  \
+         cleanup-policy {}  delete-retention-ms {}  schema-validation {}",
+        c.partitions,
+        c.fsync,
+        c.retention_ms,
+        c.retention_bytes,
+        c.segment_bytes,
+        c.cleanup_policy,
+        c.delete_retention_ms,
+        c.schema_validation
+    )
 }
 
 async fn produce(

@@ -6,22 +6,23 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use ringlog_kafka_codec::kafka_protocol::messages::{
-    create_partitions_response::CreatePartitionsTopicResult,
+    alter_configs_response, create_partitions_response::CreatePartitionsTopicResult,
     create_topics_response::CreatableTopicResult, delete_topics_response,
     describe_cluster_response, describe_configs_response, describe_groups_response, fetch_response,
-    find_coordinator_response, join_group_response, leave_group_response, list_groups_response,
-    list_offsets_response, metadata_response, offset_commit_response, offset_fetch_response,
-    produce_response, ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse,
+    find_coordinator_response, incremental_alter_configs_response, join_group_response,
+    leave_group_response, list_groups_response, list_offsets_response, metadata_response,
+    offset_commit_response, offset_fetch_response, produce_response, AlterConfigsRequest,
+    AlterConfigsResponse, ApiKey, BrokerId, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteTopicsRequest, DeleteTopicsResponse,
     DescribeClusterRequest, DescribeClusterResponse, DescribeConfigsRequest,
     DescribeConfigsResponse, DescribeGroupsRequest, DescribeGroupsResponse, FetchRequest,
     FetchResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, HeartbeatRequest,
-    HeartbeatResponse, InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse,
-    ListOffsetsRequest, ListOffsetsResponse, MetadataRequest, MetadataResponse,
-    OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
-    ProduceRequest, ProduceResponse, ProducerId, RequestKind, SyncGroupRequest, SyncGroupResponse,
-    TopicName,
+    HeartbeatResponse, IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+    InitProducerIdRequest, InitProducerIdResponse, JoinGroupRequest, JoinGroupResponse,
+    LeaveGroupRequest, LeaveGroupResponse, ListGroupsResponse, ListOffsetsRequest,
+    ListOffsetsResponse, MetadataRequest, MetadataResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, ProduceRequest, ProduceResponse,
+    ProducerId, RequestKind, SyncGroupRequest, SyncGroupResponse, TopicName,
 };
 use ringlog_kafka_codec::kafka_protocol::protocol::StrBytes;
 use ringlog_protocol::ErrorCode;
@@ -130,6 +131,10 @@ pub async fn handle(
         }
         RequestKind::DescribeCluster(req) => {
             Response::DescribeCluster(describe_cluster(shard, req))
+        }
+        RequestKind::AlterConfigs(req) => Response::AlterConfigs(alter_configs(shard, req).await),
+        RequestKind::IncrementalAlterConfigs(req) => {
+            Response::IncrementalAlterConfigs(incremental_alter_configs(shard, req).await)
         }
         other => anyhow::bail!("{other:?} is not served"),
     })
@@ -695,41 +700,11 @@ async fn create_topics(shard: &Rc<Shard>, req: CreateTopicsRequest) -> CreateTop
         }
         for c in &t.configs {
             let value = c.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
-            let parsed = match c.name.as_str() {
-                "retention.ms" => value.parse().map(|v| create.retention_ms = Some(v)).is_ok(),
-                "retention.bytes" => value
-                    .parse()
-                    .map(|v| create.retention_bytes = Some(v))
-                    .is_ok(),
-                "segment.bytes" => value
-                    .parse()
-                    .map(|v| create.segment_bytes = Some(v))
-                    .is_ok(),
-                "min.insync.replicas" => value
-                    .parse()
-                    .map(|v| create.min_insync_replicas = Some(v))
-                    .is_ok(),
-                "delete.retention.ms" => value
-                    .parse()
-                    .map(|v| create.delete_retention_ms = Some(v))
-                    .is_ok(),
-                "cleanup.policy" => {
-                    create.cleanup_policy = Some(value.clone());
-                    true
+            match crate::catalog::Setting::parse(&c.name, &value) {
+                Ok(setting) => setting.apply_to_request(&mut create),
+                Err(crate::catalog::Refusal(_, message)) => {
+                    refusal = Some((INVALID_CONFIG, message));
                 }
-                _ => {
-                    refusal = Some((
-                        INVALID_CONFIG,
-                        format!("setting {} is not supported", c.name),
-                    ));
-                    true
-                }
-            };
-            if !parsed {
-                refusal = Some((
-                    INVALID_CONFIG,
-                    format!("{}={value:?} is not a number", c.name),
-                ));
             }
         }
         if shard.shared.cluster.is_none() {
@@ -1283,6 +1258,151 @@ async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
+/// The topic settings AlterConfigs replaces as a whole (one not given
+/// returns to the broker's default, as Kafka does).
+const ALTERABLE: [&str; 5] = [
+    "retention.ms",
+    "retention.bytes",
+    "cleanup.policy",
+    "delete.retention.ms",
+    crate::catalog::SCHEMA_VALIDATION_KEY,
+];
+
+/// Alters one resource's settings; the error code and message (`NONE` and
+/// empty when done).
+async fn alter_resource(
+    shard: &Rc<Shard>,
+    resource_type: i8,
+    name: &str,
+    changes: Result<Vec<(String, Option<String>)>, String>,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    if resource_type != RESOURCE_TOPIC {
+        return (
+            INVALID_REQUEST,
+            Some(StrBytes::from_static_str(
+                "only topic settings can be altered: the broker's are set at its start",
+            )),
+        );
+    }
+    let outcome = match changes {
+        Ok(changes) => ops::alter_topic(shard, name, &changes, validate_only)
+            .await
+            .map_err(|f| (kafka_error(f.code), f.message)),
+        Err(message) => Err((INVALID_CONFIG, message)),
+    };
+    match outcome {
+        Ok(_) => (NONE, None),
+        Err((code, message)) => (code, Some(StrBytes::from_string(message))),
+    }
+}
+
+/// AlterConfigs: a topic's alterable settings replaced as a whole.
+async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let given = |key: &str| {
+            r.configs.iter().any(|c| {
+                c.name.as_str() == key
+                    || (key == crate::catalog::SCHEMA_VALIDATION_KEY
+                        && c.name.as_str() == crate::catalog::CONFLUENT_VALIDATION_KEY)
+            })
+        };
+        let mut changes: Vec<(String, Option<String>)> = ALTERABLE
+            .iter()
+            .filter(|k| !given(k))
+            .map(|k| (k.to_string(), None))
+            .collect();
+        changes.extend(
+            r.configs
+                .iter()
+                .map(|c| (c.name.to_string(), c.value.as_ref().map(|v| v.to_string()))),
+        );
+        let (code, message) = alter_resource(
+            shard,
+            r.resource_type,
+            &r.resource_name,
+            Ok(changes),
+            req.validate_only,
+        )
+        .await;
+        responses.push(
+            alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name),
+        );
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+/// IncrementalAlterConfigs: SET and DELETE (back to the default) of a
+/// topic's settings; APPEND and SUBTRACT of `cleanup.policy`'s list.
+async fn incremental_alter_configs(
+    shard: &Rc<Shard>,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    const SET: i8 = 0;
+    const DELETE: i8 = 1;
+    const APPEND: i8 = 2;
+    const SUBTRACT: i8 = 3;
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let current = shard.shared.topic(&r.resource_name);
+        let changes = r
+            .configs
+            .iter()
+            .map(|c| {
+                let value = c.value.as_ref().map(|v| v.to_string());
+                match (c.config_operation, c.name.as_str()) {
+                    (SET, _) => Ok((c.name.to_string(), Some(value.unwrap_or_default()))),
+                    (DELETE, _) => Ok((c.name.to_string(), None)),
+                    (op @ (APPEND | SUBTRACT), "cleanup.policy") => {
+                        let mut policies: Vec<String> = current
+                            .as_ref()
+                            .map(|t| {
+                                t.config
+                                    .cleanup_policy
+                                    .split(',')
+                                    .map(String::from)
+                                    .collect()
+                            })
+                            .unwrap_or_default();
+                        for v in value.unwrap_or_default().split(',').map(str::trim) {
+                            policies.retain(|p| p != v);
+                            if op == APPEND {
+                                policies.push(v.to_string());
+                            }
+                        }
+                        Ok((c.name.to_string(), Some(policies.join(","))))
+                    }
+                    (APPEND | SUBTRACT, name) => Err(format!(
+                        "{name} is not a list: APPEND and SUBTRACT do not apply"
+                    )),
+                    (op, _) => Err(format!("config operation {op} is not one of 0..=3")),
+                }
+            })
+            .collect();
+        let (code, message) = alter_resource(
+            shard,
+            r.resource_type,
+            &r.resource_name,
+            changes,
+            req.validate_only,
+        )
+        .await;
+        responses.push(
+            incremental_alter_configs_response::AlterConfigsResourceResponse::default()
+                .with_error_code(code)
+                .with_error_message(message)
+                .with_resource_type(r.resource_type)
+                .with_resource_name(r.resource_name),
+        );
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
 /// A setting as DescribeConfigs reports it: name, value, source.
 type ConfigEntry = (&'static str, String, i8);
 
@@ -1313,6 +1433,12 @@ fn describe_configs(
             "delete.retention.ms",
             ringlog_engine::compact::DELETE_RETENTION_MS_DEFAULT.to_string(),
         ),
+        (
+            crate::catalog::SCHEMA_VALIDATION_KEY,
+            ringlog_registry::validation::Validation::None
+                .name()
+                .to_string(),
+        ),
         ("num.partitions", d.partitions.to_string()),
     ];
     let mut results = Vec::with_capacity(req.resources.len());
@@ -1332,6 +1458,10 @@ fn describe_configs(
                         ("segment.bytes", c.segment_bytes.to_string()),
                         ("cleanup.policy", c.cleanup_policy.clone()),
                         ("delete.retention.ms", c.delete_retention_ms.to_string()),
+                        (
+                            crate::catalog::SCHEMA_VALIDATION_KEY,
+                            c.schema_validation.clone(),
+                        ),
                     ];
                     Ok(own
                         .into_iter()

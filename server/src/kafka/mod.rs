@@ -222,6 +222,10 @@ pub enum Response {
     CreatePartitions(messages::CreatePartitionsResponse),
     /// DescribeCluster.
     DescribeCluster(messages::DescribeClusterResponse),
+    /// AlterConfigs.
+    AlterConfigs(messages::AlterConfigsResponse),
+    /// IncrementalAlterConfigs.
+    IncrementalAlterConfigs(messages::IncrementalAlterConfigsResponse),
 }
 
 impl Response {
@@ -247,6 +251,8 @@ impl Response {
             Response::DescribeConfigs(r) => encode(api, version, correlation_id, r),
             Response::CreatePartitions(r) => encode(api, version, correlation_id, r),
             Response::DescribeCluster(r) => encode(api, version, correlation_id, r),
+            Response::AlterConfigs(r) => encode(api, version, correlation_id, r),
+            Response::IncrementalAlterConfigs(r) => encode(api, version, correlation_id, r),
         }
     }
 }

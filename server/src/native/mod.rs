@@ -263,6 +263,19 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
                 Err(f) => Err(f),
             }
         }
+        Request::AlterTopicConfig(req) => {
+            match ops::alter_topic(shard, &req.topic, &req.changes, req.validate_only).await {
+                Ok(_) => ops::metadata(
+                    shard,
+                    proto::MetadataRequest {
+                        topics: Some(vec![req.topic]),
+                    },
+                )
+                .await
+                .map(|r| payload_response(api_key, request_id, &r)),
+                Err(f) => Err(f),
+            }
+        }
         Request::ProduceIf(req) => ops::produce_if(shard, req)
             .await
             .map(|r| payload_response(api_key, request_id, &r)),
