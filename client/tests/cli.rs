@@ -275,6 +275,44 @@ fn topic_create_takes_what_was_typed() {
         assert!(err.contains(flag) && err.contains("-2"), "{err}");
     }
     assert!(!ok(&ringlog(&addr, &["topic", "list"], None)).contains("below"));
+
+    // Settings changed afterwards, and back to the broker's defaults.
+    let altered = ok(&ringlog(
+        &addr,
+        &[
+            "topic",
+            "alter",
+            "forever",
+            "--set",
+            "retention.ms=5000",
+            "--set",
+            "cleanup.policy=compact,delete",
+        ],
+        None,
+    ));
+    assert!(
+        altered.contains("retention-ms 5000") && altered.contains("cleanup-policy compact,delete"),
+        "{altered}"
+    );
+    let reset = ok(&ringlog(
+        &addr,
+        &["topic", "alter", "forever", "--reset", "cleanup.policy"],
+        None,
+    ));
+    assert!(reset.contains("cleanup-policy delete"), "{reset}");
+    for (args, needle) in [
+        (&["--set", "retention.ms"][..], "KEY=VALUE"),
+        (
+            &["--set", "segment.bytes=4096"][..],
+            "when a topic is created",
+        ),
+        (&[][..], "nothing to change"),
+    ] {
+        let mut all = vec!["topic", "alter", "forever"];
+        all.extend_from_slice(args);
+        let err = one_line_error(&ringlog(&addr, &all, None));
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
 }
 
 #[test]

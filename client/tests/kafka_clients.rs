@@ -291,13 +291,18 @@ fn confluent_kafka_consumer_groups_split_hand_over_and_resume_after_a_restart() 
 }
 
 #[test]
-fn confluent_kafka_admin_creates_describes_and_deletes_topics() {
+fn kafka_admin_clients_create_describe_alter_and_delete_topics() {
     let Some(python) = python() else { return };
     let dir = tempfile::tempdir().unwrap();
     let (_b, kafka) = broker(dir.path());
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/kafka/python_clients.py");
-    let out = run(Command::new(python).args([script, &kafka, "confluent_admin"]));
-    assert!(out.contains("partitions added, cluster described"), "{out}");
+    let out = run(Command::new(&python).args([script, &kafka, "confluent_admin"]));
+    assert!(
+        out.contains("partitions added, cluster described, altered"),
+        "{out}"
+    );
+    let out = run(Command::new(python).args([script, &kafka, "kafka_python_alter_configs"]));
+    assert!(out.contains("altered with AlterConfigs"), "{out}");
 }
 
 #[test]

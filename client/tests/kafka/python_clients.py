@@ -249,10 +249,81 @@ def confluent_admin():
     assert cluster.cluster_id and len(cluster.nodes) == 1, cluster
     assert cluster.controller.id == cluster.nodes[0].id, cluster
     assert "%s:%d" % (cluster.nodes[0].host, cluster.nodes[0].port) == BOOTSTRAP, cluster.nodes
+    # Settings changed after creation: SET, APPEND to cleanup.policy's
+    # list, then DELETE back to the default; a setting fixed at creation
+    # refused. The change applies at once: now compacted, a keyless record
+    # is refused.
+    from confluent_kafka.admin import AlterConfigOpType, ConfigEntry
+
+    def alter(*entries):
+        r = ConfigResource(ConfigResource.Type.TOPIC, "admin-made", incremental_configs=list(entries))
+        return admin.incremental_alter_configs([r])[r].result(timeout=10)
+
+    def described():
+        return admin.describe_configs([resource])[resource].result(timeout=10)
+
+    alter(ConfigEntry("retention.ms", "60000", incremental_operation=AlterConfigOpType.SET),
+          ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.APPEND))
+    configs = described()
+    assert configs["retention.ms"].value == "60000", configs["retention.ms"]
+    assert configs["cleanup.policy"].value == "delete,compact", configs["cleanup.policy"]
+    outcomes = []
+    producer.produce("admin-made", value=b"no key", partition=0, on_delivery=lambda err, msg: outcomes.append(err))
+    producer.flush(10)
+    assert outcomes[0] is not None and outcomes[0].code() == KafkaError.INVALID_RECORD, outcomes
+    try:
+        alter(ConfigEntry("segment.bytes", "4096", incremental_operation=AlterConfigOpType.SET))
+        raise AssertionError("segment.bytes was altered")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_CONFIG, e
+    alter(ConfigEntry("retention.ms", None, incremental_operation=AlterConfigOpType.DELETE),
+          ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SUBTRACT))
+    configs = described()
+    assert configs["retention.ms"].source == ConfigSource.DEFAULT_CONFIG.value, configs["retention.ms"]
+    assert configs["cleanup.policy"].value == "delete", configs["cleanup.policy"]
     for f in admin.delete_topics(["admin-made"]).values():
         f.result(timeout=10)
     assert "admin-made" not in admin.list_topics(timeout=10).topics
-    print("confluent-kafka admin: created, described, partitions added, cluster described, deleted")
+    print("confluent-kafka admin: created, described, partitions added, cluster described, altered, deleted")
+
+
+def kafka_python_alter_configs():
+    """kafka-python's admin alters a topic's settings with AlterConfigs
+    (the whole set: what is not given returns to its default) and the
+    broker's schema validation setting under Confluent Server's name."""
+    from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
+
+    admin = KafkaAdminClient(bootstrap_servers=BOOTSTRAP)
+    admin.create_topics([NewTopic("py-altered", 1, 1, topic_configs={"retention.ms": "1000"})])
+
+    resource = lambda **configs: ConfigResource(ConfigResourceType.TOPIC, "py-altered", configs=configs)
+
+    def described():
+        configs = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, "py-altered")],
+                                         config_filter="all")["topic"]["py-altered"]
+        return {k: (v["value"], v["config_source"]) for k, v in configs.items()}
+
+    # kafka-python sends AlterConfigs with the keys already modified
+    # (retention.ms) beside the new ones: the whole set.
+    result = admin.alter_configs(
+        [resource(**{"cleanup.policy": "compact", "confluent.value.schema.validation": "true"})],
+        incremental=False, raise_on_unknown=False)
+    assert "Error" not in str(result), result
+    configs = described()
+    assert configs["retention.ms"] == ("1000", "DYNAMIC_TOPIC_CONFIG"), configs
+    assert configs["cleanup.policy"] == ("compact", "DYNAMIC_TOPIC_CONFIG"), configs
+    assert configs["ringlog.schema.validation"] == ("id", "DYNAMIC_TOPIC_CONFIG"), configs
+    # A reset through AlterConfigs leaves the key out: back to its default.
+    admin.reset_configs([ConfigResource(ConfigResourceType.TOPIC, "py-altered", configs=["retention.ms"])],
+                        incremental=False, raise_on_unknown=False)
+    configs = described()
+    assert configs["retention.ms"][1] == "DEFAULT_CONFIG", configs
+    assert configs["cleanup.policy"] == ("compact", "DYNAMIC_TOPIC_CONFIG"), configs
+    bad = admin.alter_configs([resource(**{"retention.ms": "soon"})], incremental=False, raise_on_unknown=False)
+    assert "InvalidConfigurationError" in str(bad["topic"]["py-altered"]), bad
+    assert described()["cleanup.policy"] == ("compact", "DYNAMIC_TOPIC_CONFIG"), "a refused change changes nothing"
+    admin.close()
+    print("kafka-python admin: altered with AlterConfigs")
 
 
 def confluent_compacted():
@@ -434,6 +505,7 @@ def confluent_cluster_after_kill():
     "confluent_cluster": confluent_cluster,
     "confluent_cluster_after_kill": confluent_cluster_after_kill,
     "confluent_admin": confluent_admin,
+    "kafka_python_alter_configs": kafka_python_alter_configs,
     "confluent_compacted": confluent_compacted,
     "kafka_python_round_trip": kafka_python_round_trip,
     "confluent_idempotent_keyed": confluent_idempotent_keyed,

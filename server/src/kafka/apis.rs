@@ -1509,7 +1509,12 @@ fn describe_configs(
                                 .with_value(Some(StrBytes::from_string(v)))
                                 .with_config_source(source);
                         if version >= 3 {
-                            c = c.with_config_type(if k == "cleanup.policy" { 7 } else { 5 });
+                            // Kafka's ConfigType: LIST, STRING, else LONG.
+                            c = c.with_config_type(match k {
+                                "cleanup.policy" => 7,
+                                crate::catalog::SCHEMA_VALIDATION_KEY => 2,
+                                _ => 5,
+                            });
                         }
                         c
                     })
