@@ -18,7 +18,7 @@ pub enum SchemaCommand {
         subject: String,
         /// File holding the schema.
         file: std::path::PathBuf,
-        /// AVRO or JSON.
+        /// AVRO, JSON or PROTOBUF (.proto text).
         #[arg(long = "type", default_value = "AVRO")]
         schema_type: String,
         /// A reference, NAME=SUBJECT:VERSION (repeatable).
@@ -51,7 +51,7 @@ pub enum SchemaCommand {
         subject: String,
         /// File holding the schema.
         file: std::path::PathBuf,
-        /// AVRO or JSON.
+        /// AVRO, JSON or PROTOBUF (.proto text).
         #[arg(long = "type", default_value = "AVRO")]
         schema_type: String,
         /// A version (or latest); by default the versions the subject's
