@@ -1040,6 +1040,88 @@ mod tests {
         );
     }
 
+    /// Per format, a change that only a FORWARD check allows (the new
+    /// schema cannot read the old data, the old one reads the new), checked
+    /// under every level both ways round; then, per format with such a
+    /// chain, three versions where only the latest is compatible with the
+    /// new one (a transitive level refuses it).
+    #[test]
+    fn each_format_under_each_level() {
+        let of = |t: SchemaType, text: &str| Candidate {
+            schema_type: t,
+            schema: text.into(),
+            references: Vec::new(),
+        };
+        let forward_only = [
+            (
+                SchemaType::Avro,
+                V1,
+                r#"{"type":"record","name":"U","fields":[{"name":"n","type":"string"},{"name":"a","type":"int"}]}"#,
+            ),
+            (
+                SchemaType::Json,
+                r#"{"type":"object","properties":{"n":{"type":"string"}}}"#,
+                r#"{"type":"object","properties":{"n":{"type":"string"}},"required":["n"]}"#,
+            ),
+            (
+                SchemaType::Protobuf,
+                "syntax = \"proto3\"; message M { int32 n = 1; oneof x { string a = 2; string b = 3; } }",
+                "syntax = \"proto3\"; message M { int32 n = 1; oneof x { string a = 2; } }",
+            ),
+        ];
+        use Level::*;
+        let levels = [
+            (None, true, true),
+            (Backward, false, true),
+            (BackwardTransitive, false, true),
+            (Forward, true, false),
+            (ForwardTransitive, true, false),
+            (Full, false, false),
+            (FullTransitive, false, false),
+        ];
+        for (t, old, new) in forward_only {
+            for (level, as_is, swapped) in levels {
+                for (first, second, expected) in [(old, new, as_is), (new, old, swapped)] {
+                    let mut s = State::default();
+                    register(&mut s, "s", &of(t, first)).unwrap();
+                    let problems = s
+                        .incompatibilities("s", &of(t, second), Option::None, level)
+                        .unwrap();
+                    assert_eq!(
+                        problems.is_empty(),
+                        expected,
+                        "{t:?} {level:?}: {first} -> {second}: {problems:?}"
+                    );
+                }
+            }
+        }
+        let chains = [
+            (
+                SchemaType::Avro,
+                V1,
+                r#"{"type":"record","name":"U","fields":[]}"#,
+                r#"{"type":"record","name":"U","fields":[{"name":"n","type":"int","default":0}]}"#,
+            ),
+            (
+                SchemaType::Protobuf,
+                "syntax = \"proto3\"; message M { string n = 1; }",
+                "syntax = \"proto3\"; message M { reserved 1; }",
+                "syntax = \"proto3\"; message M { int32 n = 1; }",
+            ),
+        ];
+        for (t, v1, v2, v3) in chains {
+            let mut s = State::default();
+            register(&mut s, "s", &of(t, v1)).unwrap();
+            register(&mut s, "s", &of(t, v2)).unwrap();
+            for (level, ok) in [(Backward, true), (BackwardTransitive, false)] {
+                let problems = s
+                    .incompatibilities("s", &of(t, v3), Option::None, level)
+                    .unwrap();
+                assert_eq!(problems.is_empty(), ok, "{t:?} {level:?}: {problems:?}");
+            }
+        }
+    }
+
     #[test]
     fn references_are_resolved_and_protect_what_they_name() {
         let mut s = State::default();
