@@ -46,7 +46,7 @@ pub struct Proto {
 /// A file as registered: `.proto` text or a serialized descriptor.
 enum Source {
     Text(String),
-    Descriptor(FileDescriptorProto),
+    Descriptor(Box<FileDescriptorProto>),
 }
 
 /// Which form `text` is in. `.proto` text never decodes as base64 (it has
@@ -59,7 +59,7 @@ fn source(text: &str) -> Source {
         .and_then(|bytes| FileDescriptorProto::decode(bytes.as_slice()).ok())
         .filter(|fd| !fd.name().is_empty());
     match descriptor {
-        Some(fd) => Source::Descriptor(fd),
+        Some(fd) => Source::Descriptor(Box::new(fd)),
         None => Source::Text(text.to_string()),
     }
 }
@@ -74,7 +74,7 @@ impl FileResolver for Sources {
             Some(Source::Descriptor(fd)) => {
                 // Imported by the reference's name, whatever the client
                 // called the file.
-                let mut fd = fd.clone();
+                let mut fd = (**fd).clone();
                 fd.name = Some(name.to_string());
                 Ok(File::from_file_descriptor_proto(fd))
             }
