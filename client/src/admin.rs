@@ -108,13 +108,19 @@ impl Admin {
 
     /// Creates a topic; it is on disk when this returns.
     pub async fn create_topic(&self, topic: NewTopic) -> Result<TopicMetadata> {
-        let mut meta: MetadataResponse = self
-            .client
-            .call(ApiKey::CreateTopic, Some(topic.request.encode()))
-            .await?;
-        meta.topics
-            .pop()
-            .ok_or_else(|| Error::new(ErrorKind::Protocol, "create answered without the topic"))
+        self.topic_call(ApiKey::CreateTopic, topic.request.encode())
+            .await
+    }
+
+    /// Sends an admin request answered with one topic's metadata.
+    async fn topic_call(&self, api: ApiKey, payload: Vec<u8>) -> Result<TopicMetadata> {
+        let mut meta: MetadataResponse = self.client.call(api, Some(payload)).await?;
+        meta.topics.pop().ok_or_else(|| {
+            Error::new(
+                ErrorKind::Protocol,
+                format!("{} answered without the topic", api.name()),
+            )
+        })
     }
 
     /// Raises a topic's partition count to `partitions` (never lowers it);
@@ -124,13 +130,7 @@ impl Admin {
             topic: name.to_string(),
             partitions,
         };
-        let mut meta: MetadataResponse = self
-            .client
-            .call(ApiKey::AddPartitions, Some(req.encode()))
-            .await?;
-        meta.topics
-            .pop()
-            .ok_or_else(|| Error::new(ErrorKind::Protocol, "answered without the topic"))
+        self.topic_call(ApiKey::AddPartitions, req.encode()).await
     }
 
     /// Changes a topic's settings, by their Kafka names (`retention.ms`,
@@ -150,13 +150,8 @@ impl Admin {
                 .collect(),
             validate_only: false,
         };
-        let mut meta: MetadataResponse = self
-            .client
-            .call(ApiKey::AlterTopicConfig, Some(req.encode()))
-            .await?;
-        meta.topics
-            .pop()
-            .ok_or_else(|| Error::new(ErrorKind::Protocol, "answered without the topic"))
+        self.topic_call(ApiKey::AlterTopicConfig, req.encode())
+            .await
     }
 
     /// Deletes a topic and its data.

@@ -162,6 +162,23 @@ pub fn error_response(
     ]
 }
 
+/// A topic's metadata once `done`, an admin change to it, succeeded: what
+/// `AddPartitions` and `AlterTopicConfig` answer.
+async fn topic_after(
+    shard: &Rc<Shard>,
+    done: Result<(), Failure>,
+    topic: String,
+) -> Result<proto::MetadataResponse, Failure> {
+    done?;
+    ops::metadata(
+        shard,
+        proto::MetadataRequest {
+            topics: Some(vec![topic]),
+        },
+    )
+    .await
+}
+
 /// A successful response with an rkyv payload.
 pub fn payload_response(api_key: u16, request_id: u64, payload: &impl Payload) -> Response {
     let body = payload.encode();
@@ -250,32 +267,22 @@ async fn handle(shard: &Rc<Shard>, frame: Frame) -> Option<Response> {
         Request::DeleteTopic(req) => ops::delete_topic(shard, req)
             .await
             .map(|r| payload_response(api_key, request_id, &r)),
-        Request::AddPartitions(req) => {
-            match ops::add_partitions(shard, &req.topic, req.partitions, false).await {
-                Ok(()) => ops::metadata(
-                    shard,
-                    proto::MetadataRequest {
-                        topics: Some(vec![req.topic]),
-                    },
-                )
+        Request::AddPartitions(req) => topic_after(
+            shard,
+            ops::add_partitions(shard, &req.topic, req.partitions, false).await,
+            req.topic,
+        )
+        .await
+        .map(|r| payload_response(api_key, request_id, &r)),
+        Request::AlterTopicConfig(req) => topic_after(
+            shard,
+            ops::alter_topic(shard, &req.topic, &req.changes, req.validate_only)
                 .await
-                .map(|r| payload_response(api_key, request_id, &r)),
-                Err(f) => Err(f),
-            }
-        }
-        Request::AlterTopicConfig(req) => {
-            match ops::alter_topic(shard, &req.topic, &req.changes, req.validate_only).await {
-                Ok(_) => ops::metadata(
-                    shard,
-                    proto::MetadataRequest {
-                        topics: Some(vec![req.topic]),
-                    },
-                )
-                .await
-                .map(|r| payload_response(api_key, request_id, &r)),
-                Err(f) => Err(f),
-            }
-        }
+                .map(|_| ()),
+            req.topic,
+        )
+        .await
+        .map(|r| payload_response(api_key, request_id, &r)),
         Request::ProduceIf(req) => ops::produce_if(shard, req)
             .await
             .map(|r| payload_response(api_key, request_id, &r)),
