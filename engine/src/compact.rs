@@ -64,8 +64,9 @@ const CLEANED: &str = "cleaned";
 pub const DELETE_RETENTION_MS_DEFAULT: u64 = 24 * 60 * 60 * 1000;
 /// Kafka's `log.cleaner.dedupe.buffer.size` default (128 MiB).
 pub const MAP_BYTES_DEFAULT: usize = 128 << 20;
-/// What one key costs the offset map: its 16-byte digest and 8-byte
-/// offset, the table's control byte and spare capacity.
+/// What one key is counted against `map_bytes`: a table bucket, its 16-byte
+/// digest and 8-byte offset padded to 32. The table's control bytes and
+/// spare capacity (up to twice the buckets while it grows) come on top.
 const MAP_ENTRY_BYTES: usize = 32;
 /// Bytes read from a segment per step.
 const READ_CHUNK_BYTES: usize = 4 << 20;
