@@ -141,12 +141,7 @@ fn schema_text(state: &State, s: &crate::state::Schema, params: &Params) -> Stri
     if s.schema_type == SchemaType::Protobuf
         && params.get("format").is_some_and(|f| f == "serialized")
     {
-        let candidate = Candidate {
-            schema_type: s.schema_type,
-            schema: s.schema.clone(),
-            references: s.references.clone(),
-        };
-        if let Ok(crate::formats::Parsed::Protobuf(p)) = state.parse(&candidate) {
+        if let Ok(crate::formats::Parsed::Protobuf(p)) = state.parse_stored(s) {
             return p.serialized();
         }
     }

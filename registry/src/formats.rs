@@ -3,10 +3,10 @@
 //! written with one schema can be read with another.
 //!
 //! Avro's rules are the Avro specification's resolution rules, checked by
-//! `apache-avro`. Protobuf's are in [`crate::protobuf`]. JSON Schema has no such specification and no crate checks
-//! it: [`json_can_read`] holds the rules, one per kind of change, in the
-//! spirit of Confluent's `JsonSchema` checker (a reader must accept every
-//! document the writer accepts).
+//! `apache-avro`. Protobuf's are in [`crate::protobuf`]. JSON Schema has no
+//! such specification and no crate checks it: [`json_can_read`] holds the
+//! rules, one per kind of change, in the spirit of Confluent's `JsonSchema`
+//! checker (a reader must accept every document the writer accepts).
 
 use crate::records::SchemaType;
 use apache_avro::schema_compatibility::SchemaCompatibility;

@@ -443,15 +443,15 @@ impl Proto {
     /// they name that decodes.
     pub fn check_payload(&self, data: &[u8]) -> Result<(), String> {
         let (indexes, body) = message_indexes(data)?;
-        let mut choices: Vec<MessageDescriptor> = self.file.messages().collect();
-        let mut message = None;
+        // Each index picks a message of the file, then of the one before
+        // (it runs per produced record: no list is built).
+        let mut message: Option<MessageDescriptor> = None;
         for i in indexes {
-            let m = usize::try_from(i)
-                .ok()
-                .and_then(|i| choices.get(i).cloned())
-                .ok_or_else(|| format!("its message index {i} names no message"))?;
-            choices = m.child_messages().collect();
-            message = Some(m);
+            let next = usize::try_from(i).ok().and_then(|i| match &message {
+                None => self.file.messages().nth(i),
+                Some(m) => m.child_messages().nth(i),
+            });
+            message = Some(next.ok_or_else(|| format!("its message index {i} names no message"))?);
         }
         let message = message.ok_or("it names no message")?;
         DynamicMessage::decode(message.clone(), body)

@@ -328,11 +328,7 @@ impl State {
     /// otherwise.
     fn identity(&self, s: &Schema) -> (SchemaType, String, Vec<Reference>) {
         let text = self
-            .parse(&Candidate {
-                schema_type: s.schema_type,
-                schema: s.schema.clone(),
-                references: s.references.clone(),
-            })
+            .parse_stored(s)
             .map(|p| p.canonical())
             .unwrap_or_else(|_| s.schema.clone());
         (s.schema_type, text, s.references.clone())
@@ -344,6 +340,15 @@ impl State {
         self.resolve(&c.references, &mut resolved, 0)?;
         formats::parse(c.schema_type, &c.schema, &resolved)
             .map_err(|m| ApiError::new(422, code::INVALID_SCHEMA, m))
+    }
+
+    /// Parses a stored schema with its references.
+    pub fn parse_stored(&self, s: &Schema) -> Result<Parsed, ApiError> {
+        self.parse(&Candidate {
+            schema_type: s.schema_type,
+            schema: s.schema.clone(),
+            references: s.references.clone(),
+        })
     }
 
     /// The referenced schemas, dependencies first.
@@ -610,12 +615,7 @@ impl State {
         }
         for n in existing {
             let id = self.subjects[subject][&n].id;
-            let old_schema = &self.schemas[&id];
-            let old = self.parse(&Candidate {
-                schema_type: old_schema.schema_type,
-                schema: old_schema.schema.clone(),
-                references: old_schema.references.clone(),
-            })?;
+            let old = self.parse_stored(&self.schemas[&id])?;
             if level.backward() {
                 for p in new.can_read(&old) {
                     problems.push(format!(

@@ -93,12 +93,7 @@ impl Known {
                 if schema.schema_type == SchemaType::Avro && !schema.references.is_empty() {
                     continue;
                 }
-                let candidate = crate::state::Candidate {
-                    schema_type: schema.schema_type,
-                    schema: schema.schema.clone(),
-                    references: schema.references.clone(),
-                };
-                if let Ok(parsed) = state.parse(&candidate) {
+                if let Ok(parsed) = state.parse_stored(schema) {
                     snapshot.schemas.insert(*id, Arc::new(parsed));
                 }
             }
