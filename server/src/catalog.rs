@@ -251,6 +251,17 @@ pub const SCHEMA_VALIDATION_KEY: &str = "ringlog.schema.validation";
 /// Confluent Server's name for the same, `true` or `false` (as `id`/`none`).
 pub const CONFLUENT_VALIDATION_KEY: &str = "confluent.value.schema.validation";
 
+/// The settings that change on a live topic (those [`Setting::apply_to`]
+/// takes and [`Setting::default_of`] restores), by their Kafka names;
+/// [`CONFLUENT_VALIDATION_KEY`] is another name for the last.
+pub const ALTERABLE: [&str; 5] = [
+    "retention.ms",
+    "retention.bytes",
+    "cleanup.policy",
+    "delete.retention.ms",
+    SCHEMA_VALIDATION_KEY,
+];
+
 /// A topic setting under its Kafka name, as CreateTopics, AlterConfigs and
 /// IncrementalAlterConfigs (and `ringlog topic alter`) give them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -444,14 +455,7 @@ impl Catalog {
         settings: Vec<Setting>,
         validate_only: bool,
     ) -> Result<Arc<Topic>, Refusal> {
-        if name == OFFSETS_TOPIC {
-            return Err(invalid("the offsets topic's settings are fixed".into()));
-        }
-        let old = self
-            .topics
-            .get(name)
-            .ok_or_else(|| Refusal(ErrorCode::UnknownTopic, format!("unknown topic {name:?}")))?;
-        let mut config = old.config.clone();
+        let mut config = self.changeable(name, "settings are")?.config.clone();
         for setting in settings {
             setting.apply_to(&mut config)?;
         }
@@ -462,18 +466,21 @@ impl Catalog {
         self.store(topic)
     }
 
+    /// A user topic that may change: unknown topics and the offsets
+    /// topic (whose `what` is fixed) are refused.
+    fn changeable(&self, name: &str, what: &str) -> Result<&Arc<Topic>, Refusal> {
+        if name == OFFSETS_TOPIC {
+            return Err(invalid(format!("the offsets topic's {what} fixed")));
+        }
+        self.topics
+            .get(name)
+            .ok_or_else(|| Refusal(ErrorCode::UnknownTopic, format!("unknown topic {name:?}")))
+    }
+
     /// What `name` would be with `count` partitions, checked as
     /// [`Catalog::add_partitions`] checks it; nothing changes.
     pub fn with_partitions(&self, name: &str, count: u32) -> Result<Topic, Refusal> {
-        if name == OFFSETS_TOPIC {
-            return Err(invalid(
-                "the offsets topic's partition count is fixed".into(),
-            ));
-        }
-        let old = self
-            .topics
-            .get(name)
-            .ok_or_else(|| Refusal(ErrorCode::UnknownTopic, format!("unknown topic {name:?}")))?;
+        let old = self.changeable(name, "partition count is")?;
         if count <= old.config.partitions {
             return Err(invalid(format!(
                 "topic {name:?} has {} partitions: a new count must be higher, not {count}",

@@ -1258,16 +1258,6 @@ async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-/// The topic settings AlterConfigs replaces as a whole (one not given
-/// returns to the broker's default, as Kafka does).
-const ALTERABLE: [&str; 5] = [
-    "retention.ms",
-    "retention.bytes",
-    "cleanup.policy",
-    "delete.retention.ms",
-    crate::catalog::SCHEMA_VALIDATION_KEY,
-];
-
 /// Alters one resource's settings; the error code and message (`NONE` and
 /// empty when done).
 async fn alter_resource(
@@ -1308,7 +1298,9 @@ async fn alter_configs(shard: &Rc<Shard>, req: AlterConfigsRequest) -> AlterConf
                         && c.name.as_str() == crate::catalog::CONFLUENT_VALIDATION_KEY)
             })
         };
-        let mut changes: Vec<(String, Option<String>)> = ALTERABLE
+        // The whole set: a setting not given returns to its default, as
+        // in Kafka.
+        let mut changes: Vec<(String, Option<String>)> = crate::catalog::ALTERABLE
             .iter()
             .filter(|k| !given(k))
             .map(|k| (k.to_string(), None))
